@@ -1,0 +1,271 @@
+"""The ``groupsync`` command: parse options, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import click
+from tabulate import tabulate
+
+from . import __version__, auth
+from .config import load_settings, parse_rate
+from .connect import connect
+from .errors import GroupsyncError
+from .simulator import SimulatorOptions, run_server
+
+
+class GroupsyncGroup(click.Group):
+    """Turns every ``GroupsyncError`` into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GroupsyncError as ex:
+            click.echo(f"Error: {ex}", err=True)
+            ctx.exit(ex.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+
+
+def settings_from(ctx: click.Context, **flags: Any):
+    """Effective settings: this command's flags over the global ones, env, file, defaults."""
+    obj = ctx.find_root().obj or {}
+    merged = {**obj.get("flags", {}), **{k: v for k, v in flags.items() if v is not None}}
+    return load_settings(merged, config_path=obj.get("config"))
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def echo_table(rows: Iterable[dict[str, Any]], columns: list[str]) -> None:
+    rows = list(rows)
+    if not rows:
+        click.echo("(none)")
+        return
+    click.echo(
+        tabulate(
+            [[_cell(row.get(c)) for c in columns] for row in rows],
+            headers=columns,
+            tablefmt="simple",
+        )
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value)
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _log_to_stderr(verbose: bool):
+    if not verbose:
+        return None
+    return lambda event: click.echo(json.dumps(event), err=True)
+
+
+table_option = click.option("--table", "as_table", is_flag=True, help="A table for people.")
+
+
+@click.group(cls=GroupsyncGroup)
+@click.version_option(__version__, prog_name="groupsync")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    help="TOML settings file (default ./groupsync.toml if present).",
+)
+@click.option("--graph-url", help="Graph base URL [env GROUPSYNC_GRAPH_URL].")
+@click.option("--db", help="Archive database [env GROUPSYNC_DB; default groupsync.db].")
+@click.option("--rate", help="Throttle as CALLS/SECONDS, 0 = off [env GROUPSYNC_RATE; 100/60].")
+@click.option("-v", "--verbose", is_flag=True, help="Log retries and throttling to stderr.")
+@click.pass_context
+def cli(ctx, config, graph_url, db, rate, verbose):
+    """An offline, searchable, verifiable replica of Microsoft 365 Group mailboxes."""
+    ctx.obj = {
+        "config": config,
+        "flags": {"graph_url": graph_url, "db": db, "rate": rate},
+        "verbose": verbose,
+    }
+
+
+@cli.group(name="config")
+def config_group():
+    """Show the effective settings."""
+
+
+@config_group.command(name="show")
+@click.pass_context
+def config_show(ctx):
+    """Print the effective settings (secrets masked) and where each came from."""
+    settings = settings_from(ctx)
+    echo_json({"settings": settings.masked(), "sources": dict(settings.sources)})
+
+
+def _auth_flags(tenant, client_id, client_secret, certificate, thumbprint, app):
+    return {
+        "tenant_id": tenant,
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "certificate_path": certificate,
+        "certificate_thumbprint": thumbprint,
+        "auth_mode": "app" if app else None,
+    }
+
+
+auth_options = [
+    click.option("--tenant", help="Directory (tenant) id [env GROUPSYNC_TENANT_ID]."),
+    click.option("--client-id", help="Application (client) id [env GROUPSYNC_CLIENT_ID]."),
+    click.option(
+        "--client-secret",
+        help="Client secret for --app; prefer env GROUPSYNC_CLIENT_SECRET over this flag.",
+    ),
+    click.option(
+        "--certificate",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Certificate (PEM or PFX) for --app [env GROUPSYNC_CERTIFICATE_PATH].",
+    ),
+    click.option("--thumbprint", help="SHA-1 thumbprint of a PEM certificate."),
+]
+
+
+def with_auth_options(f):
+    for option in reversed(auth_options):
+        f = option(f)
+    return f
+
+
+@cli.command()
+@click.option("--app", is_flag=True, help="Client credentials (app-only) for unattended archives.")
+@with_auth_options
+@click.pass_context
+def login(ctx, app, tenant, client_id, client_secret, certificate, thumbprint):
+    """Sign in: device code for a person, or client credentials with --app."""
+    settings = settings_from(
+        ctx, **_auth_flags(tenant, client_id, client_secret, certificate, thumbprint, app)
+    )
+    if settings.auth_mode == "app":
+        identity = auth.login_app(settings)
+    else:
+        identity = auth.login_device(settings, lambda message: click.echo(message, err=True))
+    click.echo(f"Signed in: {_identity_line(identity)}", err=True)
+
+
+@cli.command()
+@click.pass_context
+def logout(ctx):
+    """Forget the cached tokens (deletes the token cache file)."""
+    settings = settings_from(ctx)
+    removed = auth.logout(settings)
+    click.echo("Signed out." if removed else "Nothing to sign out of.", err=True)
+
+
+@cli.command()
+@click.option("--live", is_flag=True, help="Also ask Graph who the token belongs to (/me).")
+@click.pass_context
+def whoami(ctx, live):
+    """Show the identity whose tokens are cached (never the tokens)."""
+    settings = settings_from(ctx)
+    if settings.access_token:
+        identity: dict[str, Any] = {"mode": "access-token"}
+    else:
+        identity = auth.whoami(settings)
+    if live:
+        with _client(ctx, settings) as graph:
+            me = graph.get_me()
+        identity["me"] = {k: me.get(k) for k in ("id", "displayName", "userPrincipalName", "mail")}
+    echo_json(identity)
+
+
+def _identity_line(identity: dict[str, Any]) -> str:
+    who = identity.get("username") or identity.get("app_id") or "unknown"
+    return f"{who} ({identity.get('mode')}, tenant {identity.get('tenant_id')})"
+
+
+def _client(ctx, settings):
+    return connect(settings, log=_log_to_stderr(ctx.find_root().obj.get("verbose", False)))
+
+
+GROUP_COLUMNS = ["id", "displayName", "mail", "visibility"]
+
+
+@cli.command()
+@click.option("--all", "all_groups", is_flag=True, help="Every Microsoft 365 group (paged).")
+@table_option
+@click.pass_context
+def groups(ctx, all_groups, as_table):
+    """The groups the identity is a member of (the connector's group list)."""
+    settings = settings_from(ctx)
+    with _client(ctx, settings) as graph:
+        items = list(graph.list_groups() if all_groups else graph.list_member_of())
+    if as_table:
+        echo_table(items, GROUP_COLUMNS)
+    else:
+        echo_json({"value": items})
+
+
+@cli.command()
+@click.argument("group_id")
+@table_option
+@click.pass_context
+def group(ctx, group_id, as_table):
+    """One group by id, e.g. a public group you are not a member of."""
+    settings = settings_from(ctx)
+    with _client(ctx, settings) as graph:
+        item = graph.get_group(group_id)
+    if as_table:
+        echo_table([item], GROUP_COLUMNS)
+    else:
+        echo_json(item)
+
+
+@cli.command()
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False),
+    default="sample_data",
+    show_default=True,
+    help="Folder with the tenant (see sample_data/README.md).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8765, show_default=True, type=int, help="0 picks a free port.")
+@click.option("--rate", "sim_rate", help="429 with Retry-After past N/SECONDS calls.")
+@click.option("--fail-rate", default=0.0, type=click.FloatRange(0, 1), help="Random 503/504.")
+@click.option(
+    "--write-504-rate",
+    default=0.0,
+    type=click.FloatRange(0, 1),
+    help="Apply a write, then answer 504 anyway.",
+)
+@click.option("--latency", default=0, type=click.IntRange(0), help="Milliseconds per request.")
+@click.option("--max-concurrency", default=4, type=click.IntRange(0), help="0 = unlimited.")
+@click.option("--page-size", default=10, type=click.IntRange(1), show_default=True)
+@click.option("--max-top", default=50, type=click.IntRange(1), show_default=True)
+@click.option("--thread-order", type=click.Choice(["newest", "random"]), default="newest")
+@click.option("--empty-page-every", default=0, type=click.IntRange(0), help="Empty pages.")
+@click.option("--truncate-posts-at", default=0, type=click.IntRange(0), help="Posts cap.")
+@click.option("--seed", default=0, type=int, show_default=True)
+@click.option("--persist", is_flag=True, help="Write changes back to --data.")
+def simulate(data, host, port, sim_rate, **options):
+    """Serve a tenant folder as Microsoft Graph v1.0 on a local port."""
+    opts = SimulatorOptions(
+        rate=parse_rate(sim_rate) if sim_rate else None,
+        latency_ms=options.pop("latency"),
+        **options,
+    )
+    run_server(Path(data), host=host, port=port, options=opts)
+
+
+def main() -> None:  # pragma: no cover - console entry point for python -m
+    cli(prog_name="groupsync")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Settings: flag > environment (``GROUPSYNC_*``) > TOML file > default."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
+DEFAULT_CONFIG_FILE = "groupsync.toml"
+AUTH_MODES = ("device", "app")
+# Delegated scopes for `groupsync login`: read the groups one belongs to, read and write their
+# conversations (reply-to-thread documents only Group.ReadWrite.All). App-only always uses
+# https://graph.microsoft.com/.default, i.e. whatever application roles an admin granted.
+DEFAULT_SCOPES = "User.Read GroupMember.Read.All Group.ReadWrite.All"
+SECRET_FIELDS = frozenset({"access_token", "client_secret", "certificate_password"})
+
+
+def default_token_cache() -> str:
+    """Where msal's cache lives unless told: the XDG config folder, not the work tree."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "groupsync", "token_cache.json")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything groupsync needs to reach Graph and the archive.
+
+    ``rate`` is ``(calls, seconds)`` or ``None`` for no throttle. ``sources`` records where
+    each value came from (``flag``, ``env``, ``file``, ``default``) for ``config show``.
+    """
+
+    graph_url: str = DEFAULT_GRAPH_URL
+    access_token: str | None = None
+    db: str = "groupsync.db"
+    rate: tuple[int, float] | None = (100, 60.0)
+    max_concurrency: int = 4
+    timeout: float = 60.0
+    tenant_id: str | None = None
+    client_id: str | None = None
+    auth_mode: str = "device"
+    client_secret: str | None = None
+    certificate_path: str | None = None
+    certificate_thumbprint: str | None = None
+    certificate_password: str | None = None
+    authority_host: str = "https://login.microsoftonline.com"
+    token_cache: str = field(default_factory=default_token_cache)
+    scopes: str = DEFAULT_SCOPES
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as a dict with secrets replaced, safe to print."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "sources":
+                continue
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = "********"
+            elif f.name == "rate":
+                value = format_rate(value)
+            out[f.name] = value
+        return out
+
+
+_ENV = {f.name: "GROUPSYNC_" + f.name.upper() for f in dataclasses.fields(Settings)}
+_ENV.pop("sources")
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "sources"}
+
+
+def parse_rate(value: Any) -> tuple[int, float] | None:
+    """``"100/60"`` → ``(100, 60.0)``; ``"0"``, ``"off"`` or ``0`` → ``None`` (no throttle)."""
+    if value is None:
+        return None
+    if isinstance(value, tuple | list) and len(value) == 2:
+        value = f"{value[0]}/{value[1]}"
+    text = str(value).strip().lower()
+    if text in {"0", "off", "none", ""}:
+        return None
+    calls, sep, seconds = text.partition("/")
+    problem = f"rate must look like CALLS/SECONDS (e.g. 100/60) or 0, not {value!r}"
+    try:
+        n, s = int(calls), float(seconds) if sep else 0.0
+    except ValueError:
+        raise ConfigError(problem) from None
+    if n <= 0 or s <= 0:
+        raise ConfigError(problem)
+    return n, s
+
+
+def format_rate(rate: tuple[int, float] | None) -> str:
+    if rate is None:
+        return "0"
+    calls, seconds = rate
+    return f"{calls}/{seconds:g}"
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name == "rate":
+        return parse_rate(value)
+    if name in {"max_concurrency"}:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+        if number < 1:
+            raise ConfigError(f"{name} must be at least 1")
+        return number
+    if name == "timeout":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
+    if name == "auth_mode":
+        mode = str(value).strip().lower()
+        if mode not in AUTH_MODES:
+            raise ConfigError(f"auth_mode must be one of {', '.join(AUTH_MODES)}, not {value!r}")
+        return mode
+    if name == "graph_url":
+        url = str(value).strip().rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"graph_url must be an http(s) URL, not {value!r}")
+        return url
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, not {value!r}")
+    return value
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The TOML file's settings; unknown keys are an error so typos do not pass silently."""
+    try:
+        with open(path, "rb") as fp:
+            data = tomllib.load(fp)
+    except OSError as ex:
+        raise ConfigError(f"cannot read config file {path}: {ex.strerror}") from None
+    except tomllib.TOMLDecodeError as ex:
+        raise ConfigError(f"config file {path} is not valid TOML: {ex}") from None
+    data = data.get("groupsync", data)
+    unknown = sorted(set(data) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+    return data
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    config_path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge the four layers. ``flags`` with value ``None`` mean "not given".
+
+    An explicit ``config_path`` must exist; the default ``./groupsync.toml`` is optional.
+    """
+    environ = os.environ if environ is None else environ
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if config_path is not None:
+        layers.append(("file", read_config_file(config_path)))
+    elif os.path.exists(DEFAULT_CONFIG_FILE):
+        layers.append(("file", read_config_file(DEFAULT_CONFIG_FILE)))
+    env_values = {name: environ[var] for name, var in _ENV.items() if environ.get(var)}
+    layers.append(("env", env_values))
+    layers.append(("flag", {k: v for k, v in (flags or {}).items() if v is not None}))
+
+    values: dict[str, Any] = {}
+    sources = {name: "default" for name in _FIELDS}
+    for source, layer in layers:
+        for name, value in layer.items():
+            if name not in _FIELDS:
+                raise ConfigError(f"unknown setting {name!r}")
+            values[name] = _coerce(name, value)
+            sources[name] = source
+    if values.get("certificate_path") and not values.get("certificate_thumbprint"):
+        path = Path(values["certificate_path"])
+        if path.suffix.lower() not in {".pfx", ".p12"}:
+            raise ConfigError("a PEM certificate needs certificate_thumbprint as well")
+    return Settings(**values, sources=sources)
