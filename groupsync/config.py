@@ -37,7 +37,7 @@ class Settings:
     """
 
     graph_url: str = DEFAULT_GRAPH_URL
-    access_token: str | None = None
+    access_token: str | None = field(default=None, repr=False)
     db: str = "groupsync.db"
     rate: tuple[int, float] | None = (100, 60.0)
     max_concurrency: int = 4
@@ -45,10 +45,10 @@ class Settings:
     tenant_id: str | None = None
     client_id: str | None = None
     auth_mode: str = "device"
-    client_secret: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
     certificate_path: str | None = None
     certificate_thumbprint: str | None = None
-    certificate_password: str | None = None
+    certificate_password: str | None = field(default=None, repr=False)
     authority_host: str = "https://login.microsoftonline.com"
     token_cache: str = field(default_factory=default_token_cache)
     scopes: str = DEFAULT_SCOPES
