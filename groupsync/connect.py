@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from .auth import TokenProvider, token_provider
 from .config import Settings
 from .graph import GraphClient
 from .throttle import Throttle
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["connect", "throttle_for"]
 

@@ -97,8 +97,10 @@ class GraphClient:
     ``TokenProvider``), ``transport`` (an httpx transport; tests pass the simulator's
     WSGI app or a ``MockTransport``), ``throttle`` (shared sliding window; ``None`` = off),
     ``max_concurrency`` (requests in flight at once; Outlook allows 4), ``max_attempts``
-    per read, ``backoff_cap`` seconds, ``clock`` and ``rng`` for tests, and ``log``, a
-    callable that receives one dict per retry or refusal (never a token).
+    per read (``max_network_attempts`` when no answer comes at all, so a dead network
+    fails in seconds, not minutes), ``backoff_cap`` seconds, ``clock`` and ``rng`` for
+    tests, and ``log``, a callable that receives one dict per retry or refusal (never a
+    token).
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class GraphClient:
         max_concurrency: int = 4,
         timeout: float = 60.0,
         max_attempts: int = 10,
+        max_network_attempts: int = 3,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
         clock: Clock = SYSTEM_CLOCK,
@@ -122,6 +125,7 @@ class GraphClient:
         self.throttle = throttle if throttle is not None else Throttle(None, clock=clock)
         self.stats = GraphStats()
         self.max_attempts = max_attempts
+        self.max_network_attempts = max_network_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.clock = clock
@@ -178,7 +182,7 @@ class GraphClient:
                 response = self._send(method, full, params=params, json=json)
             except httpx.TransportError as ex:
                 sent = not isinstance(ex, httpx.ConnectError | httpx.ConnectTimeout)
-                if idempotent and attempt < self.max_attempts:
+                if idempotent and attempt < min(self.max_attempts, self.max_network_attempts):
                     self._retry_wait(attempt, None, reason=type(ex).__name__, what=what)
                     continue
                 error = TransportError(
