@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,12 @@ import click
 from tabulate import tabulate
 
 from . import __version__, auth
+from .archive import Archive
 from .config import load_settings, parse_rate
 from .connect import connect
 from .errors import GroupsyncError
 from .simulator import SimulatorOptions, run_server
+from .sync import Syncer, SyncOptions
 
 
 class GroupsyncGroup(click.Group):
@@ -189,8 +193,10 @@ def _identity_line(identity: dict[str, Any]) -> str:
     return f"{who} ({identity.get('mode')}, tenant {identity.get('tenant_id')})"
 
 
-def _client(ctx, settings):
-    return connect(settings, log=_log_to_stderr(ctx.find_root().obj.get("verbose", False)))
+def _client(ctx, settings, token=None):
+    return connect(
+        settings, token=token, log=_log_to_stderr(ctx.find_root().obj.get("verbose", False))
+    )
 
 
 GROUP_COLUMNS = ["id", "displayName", "mail", "visibility"]
@@ -224,6 +230,99 @@ def group(ctx, group_id, as_table):
         echo_table([item], GROUP_COLUMNS)
     else:
         echo_json(item)
+
+
+class ProgressLine:
+    """One status line on stderr, rewritten in place; only on a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.last = 0.0
+        self.width = 0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.1 and event.get("stage") != "group"):
+            return
+        self.last = now
+        text = (
+            f"group {event.get('index', '?')}/{event.get('total', '?')} · "
+            f"threads {event['threads_checked']} checked, {event['threads_fetched']} fetched · "
+            f"posts {event['posts']} · requests {event['requests']} · "
+            f"throttle waits {event['throttle_waits']} ({event['throttle_wait']} s)"
+        )
+        if "index" in event:
+            self.group = text.split(" · ")[0]
+        else:
+            text = getattr(self, "group", "group") + text[text.index(" · ") :]
+        click.echo("\r" + text.ljust(self.width), err=True, nl=False)
+        self.width = len(text)
+
+    def close(self) -> None:
+        if self.enabled and self.width:
+            click.echo("\r" + " " * self.width + "\r", err=True, nl=False)
+
+
+def identity_label(token) -> str | None:
+    """Who a sync runs as, for the audit trail: a UPN, an app id, or "access-token"."""
+    identity = getattr(token, "identity", None) or {}
+    return identity.get("username") or identity.get("app_id") or identity.get("mode")
+
+
+@cli.command()
+@click.option("--group", "group_ids", multiple=True, help="A group id; repeat for several.")
+@click.option("--joined", is_flag=True, help="Every group the identity is a member of.")
+@click.option("--all", "all_groups", is_flag=True, help="Every Microsoft 365 group.")
+@click.option("--full", is_flag=True, help="Full reconcile: every post's changeKey, tombstones.")
+@click.option(
+    "--full-after",
+    default=7.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Days after which a group gets a full reconcile on its own.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary line.")
+@click.pass_context
+def sync(ctx, group_ids, joined, all_groups, full, full_after, as_json, quiet):
+    """Mirror groups into the archive, incrementally (changeKeys, tombstones, versions).
+
+    With no --group, --joined or --all: the groups already archived, or the joined ones
+    when the archive is empty.
+    """
+    if joined and all_groups:
+        raise click.UsageError("--joined and --all do not go together")
+    settings = settings_from(ctx)
+    token = auth.token_provider(settings)
+    progress = ProgressLine(sys.stderr.isatty() and not quiet and not as_json)
+    options = SyncOptions(
+        full=full, full_max_age=timedelta(days=full_after), workers=settings.max_concurrency
+    )
+    started = time.monotonic()
+    with Archive(settings.db) as archive, _client(ctx, settings, token) as graph:
+        syncer = Syncer(
+            archive, graph, options=options, progress=progress, identity=identity_label(token)
+        )
+        try:
+            report = syncer.run(group_ids, joined=joined, all_groups=all_groups)
+        finally:
+            progress.close()
+    if as_json:
+        echo_json(report.as_dict())
+    elif not quiet:
+        click.echo(
+            f"Synced {len(report.groups)} group(s) ({report.mode}): "
+            f"{report.items_new} new, {report.items_changed} changed, "
+            f"{report.items_deleted} deleted; {report.threads_fetched} of "
+            f"{report.threads_checked} threads fetched; {report.requests} requests "
+            f"({report.throttled} throttled, {report.throttle_wait:.1f} s throttle wait) "
+            f"in {time.monotonic() - started:.1f} s",
+            err=True,
+        )
+        for note in report.notes:
+            click.echo(f"Note: {note}", err=True)
+    if report.error:
+        raise click.exceptions.Exit(1)
 
 
 @cli.command()

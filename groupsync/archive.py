@@ -1,0 +1,616 @@
+"""The archive: a SQLite database of everything seen, every version, nothing erased.
+
+Only this module and ``migrations`` talk to sqlite-utils. Writes are plain functions of an
+``Archive`` that the sync calls inside ``archive.atomic()``, one transaction per thread, so
+a killed sync leaves whole threads or nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from .errors import ArchiveError
+from .migrations import apply_migrations
+
+__all__ = [
+    "Archive",
+    "ThreadSignals",
+    "canonical_json",
+    "utc_now",
+]
+
+# Graph fields of a thread that move when a post is delivered to it. When they are what
+# the archive holds, the thread's posts are not listed again (except by a full reconcile,
+# which also catches edits: an edit changes a post's changeKey but no delivery time).
+SIGNAL_FIELDS = ("topic", "lastDeliveredDateTime", "preview", "hasAttachments", "uniqueSenders")
+B64_CHUNK = 4 * 1024 * 256  # base64 characters decoded at a time (1 MiB of text)
+
+
+def utc_now() -> str:
+    """Now as Graph writes times: ISO 8601, UTC, ``Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_json(data: Any) -> str:
+    """One spelling of a JSON value, so equal content always has the same SHA-256."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _bool(value: Any) -> int | None:
+    return None if value is None else int(bool(value))
+
+
+def _address(recipient: Any) -> tuple[str | None, str | None]:
+    if not isinstance(recipient, dict):
+        return None, None
+    email = recipient.get("emailAddress") or {}
+    address = email.get("address")
+    return email.get("name"), (address.lower() if isinstance(address, str) and address else None)
+
+
+@dataclass(frozen=True)
+class ThreadSignals:
+    """What the archive last saw of a thread, to compare with a fresh thread listing."""
+
+    values: tuple[Any, ...]
+    deleted: bool
+
+    @property
+    def delivered(self) -> str | None:
+        return self.values[SIGNAL_FIELDS.index("lastDeliveredDateTime")]
+
+    @classmethod
+    def of(cls, thread: dict[str, Any], deleted: bool = False) -> ThreadSignals:
+        return cls(
+            tuple(
+                _json(thread.get(f)) if f == "uniqueSenders" else thread.get(f)
+                for f in SIGNAL_FIELDS
+            ),
+            deleted,
+        )
+
+
+class Archive:
+    """An archive database, created or migrated on open.
+
+    Parameters: ``path`` of the SQLite file (``":memory:"`` for tests), ``readonly`` to
+    open an existing archive without writing (Datasette and the read commands).
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = str(path)
+        if readonly:
+            if self.path != ":memory:" and not Path(self.path).exists():
+                raise ArchiveError(f"no archive at {self.path}; run `groupsync sync` first")
+            uri = f"file:{Path(self.path).resolve()}?mode=ro"
+            try:
+                conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            except sqlite3.Error as ex:
+                raise ArchiveError(f"cannot open {self.path}: {ex}") from None
+            self.db = Database(conn)
+        else:
+            try:
+                self.db = Database(self.path)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                apply_migrations(self.db)
+            except sqlite3.DatabaseError as ex:
+                raise ArchiveError(f"{self.path} is not a usable archive: {ex}") from None
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        self.conn = self.db.conn
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def atomic(self) -> AbstractContextManager[Database]:
+        """One transaction: everything in it is committed together or not at all."""
+        return self.db.atomic()
+
+    def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        row = self.conn.execute(sql, tuple(params)).fetchone()
+        return row[0] if row else None
+
+    # -- groups ---------------------------------------------------------------------------
+
+    def save_group(self, group: dict[str, Any], now: str) -> str:
+        data = {k: v for k, v in group.items() if not k.startswith("@odata.context")}
+        self.conn.execute(
+            """
+            INSERT INTO groups (id, displayName, description, mail, mailNickname, visibility,
+                groupTypes, createdDateTime, json, first_seen_at, last_seen_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(id) DO UPDATE SET displayName = excluded.displayName,
+                description = excluded.description, mail = excluded.mail,
+                mailNickname = excluded.mailNickname, visibility = excluded.visibility,
+                groupTypes = excluded.groupTypes, createdDateTime = excluded.createdDateTime,
+                json = excluded.json, last_seen_at = excluded.last_seen_at,
+                deleted_at = NULL, access_note = NULL
+            """,
+            (
+                group["id"],
+                group.get("displayName"),
+                group.get("description"),
+                group.get("mail"),
+                group.get("mailNickname"),
+                group.get("visibility"),
+                _json(group.get("groupTypes")),
+                group.get("createdDateTime"),
+                canonical_json(data),
+                now,
+                now,
+            ),
+        )
+        return group["id"]
+
+    def group_ids(self, include_deleted: bool = False) -> list[str]:
+        where = "" if include_deleted else "WHERE deleted_at IS NULL"
+        return [r[0] for r in self.conn.execute(f"SELECT id FROM groups {where} ORDER BY rowid")]
+
+    def has_group(self, group_id: str) -> bool:
+        return self._one("SELECT 1 FROM groups WHERE id = ?", [group_id]) is not None
+
+    def note_group_access(self, group_id: str, note: str | None, deleted_at: str | None) -> None:
+        """The identity can no longer read the group: say why; tombstone it on a full pass."""
+        self.conn.execute(
+            "UPDATE groups SET access_note = ?, deleted_at = coalesce(deleted_at, ?) WHERE id = ?",
+            (note, deleted_at, group_id),
+        )
+
+    # -- conversations --------------------------------------------------------------------
+
+    def save_conversation(self, group_id: str, conversation: dict[str, Any], now: str) -> None:
+        self.conn.execute(
+            """
+            INSERT INTO conversations (id, group_id, topic, hasAttachments,
+                lastDeliveredDateTime, uniqueSenders, preview, first_seen_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(id) DO UPDATE SET topic = excluded.topic,
+                hasAttachments = excluded.hasAttachments,
+                lastDeliveredDateTime = excluded.lastDeliveredDateTime,
+                uniqueSenders = excluded.uniqueSenders, preview = excluded.preview,
+                updated_at = CASE WHEN conversations.topic IS excluded.topic
+                    AND conversations.hasAttachments IS excluded.hasAttachments
+                    AND conversations.lastDeliveredDateTime IS excluded.lastDeliveredDateTime
+                    AND conversations.uniqueSenders IS excluded.uniqueSenders
+                    AND conversations.preview IS excluded.preview
+                    AND conversations.deleted_at IS NULL
+                    THEN conversations.updated_at ELSE excluded.updated_at END,
+                deleted_at = NULL
+            """,
+            (
+                conversation["id"],
+                group_id,
+                conversation.get("topic"),
+                _bool(conversation.get("hasAttachments")),
+                conversation.get("lastDeliveredDateTime"),
+                _json(conversation.get("uniqueSenders")),
+                conversation.get("preview"),
+                now,
+                now,
+            ),
+        )
+
+    def has_conversation(self, conversation_id: str) -> bool:
+        return self._one("SELECT 1 FROM conversations WHERE id = ?", [conversation_id]) is not None
+
+    def conversation_ids(self, group_id: str) -> set[str]:
+        return {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT id FROM conversations WHERE group_id = ? AND deleted_at IS NULL",
+                (group_id,),
+            )
+        }
+
+    def tombstone_conversations(self, group_id: str, keep: set[str], now: str) -> int:
+        gone = self.conversation_ids(group_id) - keep
+        for conversation_id in gone:
+            self.conn.execute(
+                "UPDATE conversations SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                (now, conversation_id),
+            )
+        return len(gone)
+
+    # -- threads --------------------------------------------------------------------------
+
+    def thread_signals(self, group_id: str) -> dict[str, ThreadSignals]:
+        """Every archived thread of a group (deleted ones too) and what was last seen of it."""
+        columns = ", ".join(SIGNAL_FIELDS)
+        rows = self.conn.execute(
+            f"SELECT id, {columns}, deleted_at FROM threads WHERE group_id = ?", (group_id,)
+        )
+        out = {}
+        flag = SIGNAL_FIELDS.index("hasAttachments")
+        for row in rows:
+            values = list(row[1:-1])
+            values[flag] = (
+                None if values[flag] is None else bool(values[flag])
+            )
+            out[row[0]] = ThreadSignals(tuple(values), row[-1] is not None)
+        return out
+
+    def save_thread(
+        self,
+        group_id: str,
+        thread: dict[str, Any],
+        conversation_id: str | None,
+        now: str,
+        *,
+        post_count: int | None = None,
+        possibly_truncated: bool | None = None,
+    ) -> None:
+        """Store a thread's listing; posts, if listed, were saved in the same transaction."""
+        self.conn.execute(
+            """
+            INSERT INTO threads (id, group_id, conversation_id, topic, hasAttachments,
+                lastDeliveredDateTime, uniqueSenders, preview, isLocked, toRecipients,
+                ccRecipients, post_count, possibly_truncated, first_seen_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, coalesce(?, 0), coalesce(?, 0), ?, ?)
+            ON CONFLICT(id) DO UPDATE SET
+                conversation_id = coalesce(excluded.conversation_id, threads.conversation_id),
+                topic = excluded.topic, hasAttachments = excluded.hasAttachments,
+                lastDeliveredDateTime = excluded.lastDeliveredDateTime,
+                uniqueSenders = excluded.uniqueSenders, preview = excluded.preview,
+                isLocked = coalesce(excluded.isLocked, threads.isLocked),
+                toRecipients = coalesce(excluded.toRecipients, threads.toRecipients),
+                ccRecipients = coalesce(excluded.ccRecipients, threads.ccRecipients),
+                post_count = coalesce(?, threads.post_count),
+                possibly_truncated = coalesce(?, threads.possibly_truncated),
+                updated_at = excluded.updated_at, deleted_at = NULL
+            """,
+            (
+                thread["id"],
+                group_id,
+                conversation_id,
+                thread.get("topic"),
+                _bool(thread.get("hasAttachments")),
+                thread.get("lastDeliveredDateTime"),
+                _json(thread.get("uniqueSenders")),
+                thread.get("preview"),
+                _bool(thread.get("isLocked")),
+                _json(thread.get("toRecipients")),
+                _json(thread.get("ccRecipients")),
+                post_count,
+                _bool(possibly_truncated),
+                now,
+                now,
+                post_count,
+                _bool(possibly_truncated),
+            ),
+        )
+        for field in ("toRecipients", "ccRecipients"):
+            for recipient in thread.get(field) or []:
+                self._save_person(recipient, now)
+
+    def thread_conversation(self, thread_id: str) -> str | None:
+        return self._one("SELECT conversation_id FROM threads WHERE id = ?", [thread_id])
+
+    def tombstone_threads(self, group_id: str, keep: set[str], now: str) -> int:
+        """Threads of the group that the listing no longer shows, with their posts."""
+        live = {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT id FROM threads WHERE group_id = ? AND deleted_at IS NULL", (group_id,)
+            )
+        }
+        gone = live - keep
+        for thread_id in gone:
+            self.conn.execute("UPDATE threads SET deleted_at = ? WHERE id = ?", (now, thread_id))
+            self.tombstone_posts(thread_id, set(), now)
+        return len(gone)
+
+    # -- posts ----------------------------------------------------------------------------
+
+    def post_change_keys(self, thread_id: str) -> dict[str, str | None]:
+        """Live posts of a thread and their changeKeys."""
+        return dict(
+            self.conn.execute(
+                "SELECT id, changeKey FROM posts WHERE thread_id = ? AND deleted_at IS NULL",
+                (thread_id,),
+            ).fetchall()
+        )
+
+    def save_post(
+        self,
+        group_id: str,
+        thread_id: str,
+        post: dict[str, Any],
+        now: str,
+        *,
+        run_id: int | None = None,
+        attachments_note: str | None = None,
+    ) -> str:
+        """Store a post if its changeKey is new: ``"new"``, ``"changed"`` or ``"same"``.
+
+        Every (id, changeKey) ever seen stays in ``post_versions`` with the SHA-256 of its
+        canonical JSON; ``posts`` holds the latest. Attachments' bytes go to ``blobs`` once
+        per SHA-256, decoded in chunks from the base64 Graph sent.
+        """
+        post_id = post["id"]
+        change_key = post.get("changeKey") or ""
+        stored = self.conn.execute(
+            "SELECT changeKey, deleted_at FROM posts WHERE id = ?", (post_id,)
+        ).fetchone()
+        if stored is not None and stored[0] == change_key and stored[1] is None:
+            return "same"
+        attachments = post.get("attachments")
+        version = {k: v for k, v in post.items() if k != "attachments"}
+        if attachments is not None:
+            version["attachments"] = [
+                {k: v for k, v in a.items() if k != "contentBytes"} for a in attachments
+            ]
+        text = canonical_json(version)
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        from_name, from_address = _address(post.get("from"))
+        sender_name, sender_address = _address(post.get("sender"))
+        for recipient in [
+            post.get("from"),
+            post.get("sender"),
+            *(post.get("newParticipants") or []),
+        ]:
+            self._save_person(recipient, now)
+        body = post.get("body") or {}
+        in_reply_to = post.get("inReplyTo")
+        self.conn.execute(
+            """
+            INSERT INTO posts (id, group_id, conversation_id, thread_id, changeKey,
+                createdDateTime, lastModifiedDateTime, receivedDateTime, hasAttachments,
+                categories, body_contentType, body_content, from_name, from_address,
+                sender_name, sender_address, newParticipants, in_reply_to_id,
+                attachments_note, first_seen_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(id) DO UPDATE SET conversation_id = excluded.conversation_id,
+                thread_id = excluded.thread_id, changeKey = excluded.changeKey,
+                createdDateTime = excluded.createdDateTime,
+                lastModifiedDateTime = excluded.lastModifiedDateTime,
+                receivedDateTime = excluded.receivedDateTime,
+                hasAttachments = excluded.hasAttachments, categories = excluded.categories,
+                body_contentType = excluded.body_contentType,
+                body_content = excluded.body_content, from_name = excluded.from_name,
+                from_address = excluded.from_address, sender_name = excluded.sender_name,
+                sender_address = excluded.sender_address,
+                newParticipants = excluded.newParticipants,
+                in_reply_to_id = coalesce(excluded.in_reply_to_id, posts.in_reply_to_id),
+                attachments_note = excluded.attachments_note,
+                version_count = posts.version_count + 1,
+                updated_at = excluded.updated_at, deleted_at = NULL
+            """,
+            (
+                post_id,
+                group_id,
+                post.get("conversationId"),
+                thread_id,
+                change_key,
+                post.get("createdDateTime"),
+                post.get("lastModifiedDateTime"),
+                post.get("receivedDateTime"),
+                _bool(post.get("hasAttachments")),
+                _json(post.get("categories")),
+                body.get("contentType"),
+                body.get("content"),
+                from_name,
+                from_address,
+                sender_name,
+                sender_address,
+                _json(post.get("newParticipants")),
+                in_reply_to.get("id") if isinstance(in_reply_to, dict) else None,
+                attachments_note,
+                now,
+                now,
+            ),
+        )
+        self.conn.execute(
+            """
+            INSERT OR IGNORE INTO post_versions (post_id, changeKey, lastModifiedDateTime,
+                json, sha256, sync_run_id, first_seen_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """,
+            (post_id, change_key, post.get("lastModifiedDateTime"), text, digest, run_id, now),
+        )
+        if attachments is not None:
+            self._save_attachments(post_id, attachments, now)
+        return "new" if stored is None else "changed"
+
+    def tombstone_posts(self, thread_id: str, keep: set[str], now: str) -> int:
+        gone = set(self.post_change_keys(thread_id)) - keep
+        for post_id in gone:
+            self.conn.execute("UPDATE posts SET deleted_at = ? WHERE id = ?", (now, post_id))
+            self.conn.execute(
+                "UPDATE attachments SET deleted_at = ? WHERE post_id = ? AND deleted_at IS NULL",
+                (now, post_id),
+            )
+        return len(gone)
+
+    # -- attachments and blobs ------------------------------------------------------------
+
+    def _save_attachments(self, post_id: str, attachments: list[dict[str, Any]], now: str) -> None:
+        seen = set()
+        for attachment in attachments:
+            seen.add(attachment["id"])
+            sha256 = None
+            content = attachment.get("contentBytes")
+            if isinstance(content, str):
+                sha256 = self.save_blob_base64(content, now)
+            kind = (attachment.get("@odata.type") or "").rsplit(".", 1)[-1] or "attachment"
+            metadata = {k: v for k, v in attachment.items() if k != "contentBytes"}
+            self.conn.execute(
+                """
+                INSERT INTO attachments (post_id, id, type, name, contentType, size, isInline,
+                    contentId, lastModifiedDateTime, sha256, json, first_seen_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(post_id, id) DO UPDATE SET type = excluded.type,
+                    name = excluded.name, contentType = excluded.contentType,
+                    size = excluded.size, isInline = excluded.isInline,
+                    contentId = excluded.contentId,
+                    lastModifiedDateTime = excluded.lastModifiedDateTime,
+                    sha256 = coalesce(excluded.sha256, attachments.sha256),
+                    json = excluded.json, deleted_at = NULL
+                """,
+                (
+                    post_id,
+                    attachment["id"],
+                    kind,
+                    attachment.get("name"),
+                    attachment.get("contentType"),
+                    attachment.get("size"),
+                    _bool(attachment.get("isInline")),
+                    attachment.get("contentId"),
+                    attachment.get("lastModifiedDateTime"),
+                    sha256,
+                    canonical_json(metadata),
+                    now,
+                ),
+            )
+        self.conn.execute(
+            f"""
+            UPDATE attachments SET deleted_at = ?
+            WHERE post_id = ? AND deleted_at IS NULL
+              AND id NOT IN ({", ".join("?" * len(seen))})
+            """,
+            (now, post_id, *seen),
+        )
+
+    def save_blob_base64(self, content: str, now: str) -> str:
+        """Store base64 content once per SHA-256, decoding 1 MiB at a time.
+
+        Two passes over the text: hash and size first (nothing stored if the blob is
+        known), then write into a zero-filled blob through SQLite's incremental I/O, so the
+        decoded bytes never exist in memory as a whole.
+        """
+        digest = hashlib.sha256()
+        size = 0
+        for chunk in _b64_chunks(content):
+            digest.update(chunk)
+            size += len(chunk)
+        sha256 = digest.hexdigest()
+        if self._one("SELECT 1 FROM blobs WHERE sha256 = ?", [sha256]) is None:
+            cursor = self.conn.execute(
+                "INSERT INTO blobs (sha256, size, content, first_seen_at) "
+                "VALUES (?, ?, zeroblob(?), ?)",
+                (sha256, size, size, now),
+            )
+            if size:
+                with self.conn.blobopen("blobs", "content", cursor.lastrowid) as blob:
+                    for chunk in _b64_chunks(content):
+                        blob.write(chunk)
+        return sha256
+
+    def iter_blob(self, sha256: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """A stored attachment's bytes in chunks (for downloads and ``--save``)."""
+        row = self.conn.execute("SELECT rowid, size FROM blobs WHERE sha256 = ?", (sha256,))
+        found = row.fetchone()
+        if found is None:
+            raise ArchiveError(f"no blob {sha256} in the archive")
+        rowid, size = found
+        if not size:
+            return
+        with self.conn.blobopen("blobs", "content", rowid, readonly=True) as blob:
+            while True:
+                chunk = blob.read(chunk_size)
+                if not chunk:
+                    return
+                yield chunk
+
+    # -- people ---------------------------------------------------------------------------
+
+    def _save_person(self, recipient: Any, now: str) -> None:
+        name, address = _address(recipient)
+        if address is None:
+            return
+        self.conn.execute(
+            """
+            INSERT INTO people (address, name, first_seen_at, last_seen_at) VALUES (?, ?, ?, ?)
+            ON CONFLICT(address) DO UPDATE SET name = coalesce(excluded.name, people.name),
+                last_seen_at = excluded.last_seen_at
+            """,
+            (address, name, now, now),
+        )
+
+    # -- sync state and runs --------------------------------------------------------------
+
+    def sync_state(self, group_id: str) -> dict[str, Any]:
+        row = self.conn.execute(
+            "SELECT watermark, last_incremental_at, last_full_at, early_stop, missed_changes "
+            "FROM _sync_state WHERE group_id = ?",
+            (group_id,),
+        ).fetchone()
+        keys = ("watermark", "last_incremental_at", "last_full_at", "early_stop", "missed_changes")
+        if row is None:
+            return dict(zip(keys, (None, None, None, 1, 0), strict=True))
+        return dict(zip(keys, row, strict=True))
+
+    def save_sync_state(self, group_id: str, **values: Any) -> None:
+        allowed = {"watermark", "last_incremental_at", "last_full_at", "early_stop"}
+        unknown = set(values) - allowed - {"missed_changes"}
+        if unknown:
+            raise ArchiveError(f"unknown sync state {sorted(unknown)}")
+        self.conn.execute(
+            "INSERT INTO _sync_state (group_id) VALUES (?) ON CONFLICT(group_id) DO NOTHING",
+            (group_id,),
+        )
+        for key, value in values.items():
+            self.conn.execute(
+                f"UPDATE _sync_state SET {key} = ? WHERE group_id = ?", (value, group_id)
+            )
+
+    def start_run(self, mode: str, groups: list[str], identity: str | None, now: str) -> int:
+        with self.atomic():
+            self.conn.execute(
+                "UPDATE sync_runs SET status = 'interrupted' WHERE status = 'running'"
+            )
+            cursor = self.conn.execute(
+                "INSERT INTO sync_runs (started_at, status, mode, groups, identity) "
+                "VALUES (?, 'running', ?, ?, ?)",
+                (now, mode, _json(groups), identity),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def update_run(self, run_id: int, **values: Any) -> None:
+        """Counters and the outcome of a run; committed at once so a kill keeps them."""
+        if not values:
+            return
+        columns = ", ".join(f"{k} = ?" for k in values)
+        with self.atomic():
+            self.conn.execute(
+                f"UPDATE sync_runs SET {columns} WHERE id = ?", (*values.values(), run_id)
+            )
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        cursor = self.conn.execute("SELECT * FROM sync_runs WHERE id = ?", (run_id,))
+        names = [d[0] for d in cursor.description]
+        row = cursor.fetchone()
+        if row is None:
+            raise ArchiveError(f"no sync run {run_id}")
+        return dict(zip(names, row, strict=True))
+
+
+def _b64_chunks(content: str) -> Iterator[bytes]:
+    """Decode base64 text in bounded pieces (a multiple of 4 characters each)."""
+    compact = content if "\n" not in content and " " not in content else "".join(content.split())
+    try:
+        for start in range(0, len(compact), B64_CHUNK):
+            yield base64.b64decode(compact[start : start + B64_CHUNK], validate=True)
+    except (binascii.Error, ValueError):
+        raise ArchiveError("an attachment's contentBytes is not valid base64") from None

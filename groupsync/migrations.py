@@ -1,0 +1,197 @@
+"""The archive's schema, created and evolved by numbered migrations.
+
+Graph's properties keep Graph's names (``changeKey``, ``lastDeliveredDateTime``); columns
+groupsync adds are snake_case (``group_id``, ``first_seen_at``, ``deleted_at``). Nothing is
+ever deleted: an item gone upstream gets ``deleted_at``.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "apply_migrations"]
+
+MIGRATIONS = Migrations("groupsync")
+
+_V1 = [
+    """
+    CREATE TABLE groups (
+        id TEXT PRIMARY KEY,
+        displayName TEXT,
+        description TEXT,
+        mail TEXT,
+        mailNickname TEXT,
+        visibility TEXT,
+        groupTypes TEXT,
+        createdDateTime TEXT,
+        json TEXT NOT NULL,
+        first_seen_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL,
+        deleted_at TEXT,
+        access_note TEXT
+    )
+    """,
+    """
+    CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        group_id TEXT NOT NULL REFERENCES groups(id),
+        topic TEXT,
+        hasAttachments INTEGER,
+        lastDeliveredDateTime TEXT,
+        uniqueSenders TEXT,
+        preview TEXT,
+        first_seen_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        deleted_at TEXT
+    )
+    """,
+    "CREATE INDEX conversations_group ON conversations (group_id, lastDeliveredDateTime)",
+    """
+    CREATE TABLE threads (
+        id TEXT PRIMARY KEY,
+        group_id TEXT NOT NULL REFERENCES groups(id),
+        conversation_id TEXT REFERENCES conversations(id),
+        topic TEXT,
+        hasAttachments INTEGER,
+        lastDeliveredDateTime TEXT,
+        uniqueSenders TEXT,
+        preview TEXT,
+        isLocked INTEGER,
+        toRecipients TEXT,
+        ccRecipients TEXT,
+        post_count INTEGER NOT NULL DEFAULT 0,
+        possibly_truncated INTEGER NOT NULL DEFAULT 0,
+        first_seen_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        deleted_at TEXT
+    )
+    """,
+    "CREATE INDEX threads_group ON threads (group_id, lastDeliveredDateTime)",
+    "CREATE INDEX threads_conversation ON threads (conversation_id)",
+    """
+    CREATE TABLE people (
+        address TEXT PRIMARY KEY,
+        name TEXT,
+        first_seen_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE sync_runs (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        groups TEXT,
+        identity TEXT,
+        requests INTEGER NOT NULL DEFAULT 0,
+        throttled INTEGER NOT NULL DEFAULT 0,
+        retries INTEGER NOT NULL DEFAULT 0,
+        throttle_wait REAL NOT NULL DEFAULT 0,
+        retry_wait REAL NOT NULL DEFAULT 0,
+        threads_checked INTEGER NOT NULL DEFAULT 0,
+        threads_fetched INTEGER NOT NULL DEFAULT 0,
+        items_new INTEGER NOT NULL DEFAULT 0,
+        items_changed INTEGER NOT NULL DEFAULT 0,
+        items_deleted INTEGER NOT NULL DEFAULT 0,
+        attachments_new INTEGER NOT NULL DEFAULT 0,
+        notes TEXT,
+        error TEXT
+    )
+    """,
+    """
+    CREATE TABLE posts (
+        id TEXT PRIMARY KEY,
+        group_id TEXT NOT NULL REFERENCES groups(id),
+        conversation_id TEXT REFERENCES conversations(id),
+        thread_id TEXT NOT NULL REFERENCES threads(id),
+        changeKey TEXT,
+        createdDateTime TEXT,
+        lastModifiedDateTime TEXT,
+        receivedDateTime TEXT,
+        hasAttachments INTEGER,
+        categories TEXT,
+        body_contentType TEXT,
+        body_content TEXT,
+        from_name TEXT,
+        from_address TEXT REFERENCES people(address),
+        sender_name TEXT,
+        sender_address TEXT REFERENCES people(address),
+        newParticipants TEXT,
+        in_reply_to_id TEXT,
+        version_count INTEGER NOT NULL DEFAULT 1,
+        attachments_note TEXT,
+        first_seen_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        deleted_at TEXT
+    )
+    """,
+    "CREATE INDEX posts_thread ON posts (thread_id, receivedDateTime)",
+    "CREATE INDEX posts_group ON posts (group_id, receivedDateTime)",
+    "CREATE INDEX posts_sender ON posts (sender_address)",
+    """
+    CREATE TABLE post_versions (
+        post_id TEXT NOT NULL REFERENCES posts(id),
+        changeKey TEXT NOT NULL,
+        lastModifiedDateTime TEXT,
+        json TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        sync_run_id INTEGER REFERENCES sync_runs(id),
+        first_seen_at TEXT NOT NULL,
+        PRIMARY KEY (post_id, changeKey)
+    )
+    """,
+    """
+    CREATE TABLE blobs (
+        sha256 TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        content BLOB NOT NULL,
+        first_seen_at TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE attachments (
+        post_id TEXT NOT NULL REFERENCES posts(id),
+        id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        name TEXT,
+        contentType TEXT,
+        size INTEGER,
+        isInline INTEGER,
+        contentId TEXT,
+        lastModifiedDateTime TEXT,
+        sha256 TEXT REFERENCES blobs(sha256),
+        json TEXT NOT NULL,
+        first_seen_at TEXT NOT NULL,
+        deleted_at TEXT,
+        PRIMARY KEY (post_id, id)
+    )
+    """,
+    "CREATE INDEX attachments_sha256 ON attachments (sha256)",
+    """
+    CREATE TABLE _sync_state (
+        group_id TEXT PRIMARY KEY REFERENCES groups(id),
+        watermark TEXT,
+        last_incremental_at TEXT,
+        last_full_at TEXT,
+        early_stop INTEGER NOT NULL DEFAULT 1,
+        missed_changes INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+]
+
+
+@MIGRATIONS(name="001_initial_schema")
+def m001_initial_schema(db: Database) -> None:
+    for statement in _V1:
+        db.execute(statement)
+
+
+SCHEMA_VERSION = len(MIGRATIONS._migrations)
+
+
+def apply_migrations(db: Database) -> None:
+    """Bring an archive of any earlier version up to ``SCHEMA_VERSION``, transactionally."""
+    MIGRATIONS.apply(db)

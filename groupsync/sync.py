@@ -1,0 +1,555 @@
+"""Mirror groups into the archive: incremental by thread signals, full by changeKey.
+
+Graph has no delta query for group conversations, threads or posts and documents no order
+or ``$filter`` for the thread list, so change detection is ours:
+
+* **incremental**: page the thread list with ``$select`` of the fields that move when mail
+  is delivered; list the posts only of threads whose fields differ from the archive's; store
+  posts whose changeKey is new. Stop paging at the stored watermark only while every thread
+  seen so far came newest-first.
+* **full reconcile**: list every conversation, thread, and every post's id and changeKey;
+  fetch bodies only where the changeKey is new; tombstone what is gone. It also checks the
+  early-stop assumption and turns early stopping off for a group where it failed.
+
+Network calls run in worker threads (Outlook allows 4 in flight); every archive write
+happens on the calling thread, one transaction per thread of mail together with its
+signals, so a killed sync resumes without refetching what was committed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from .archive import Archive, ThreadSignals, utc_now
+from .errors import ForbiddenError, GraphError, NotFoundError
+from .graph import GraphClient
+from .models import ConversationThread, ModelError, Post, parse_datetime
+
+__all__ = ["SyncOptions", "SyncReport", "Syncer", "THREAD_SELECT"]
+
+THREAD_SELECT = [
+    "id",
+    "topic",
+    "lastDeliveredDateTime",
+    "preview",
+    "hasAttachments",
+    "uniqueSenders",
+    "isLocked",
+    "toRecipients",
+    "ccRecipients",
+]
+POST_KEYS_SELECT = ["id", "changeKey"]
+TRUNCATION_SUSPECT = 100  # Graph reportedly lists at most 100 posts, without a nextLink
+NOT_READABLE = "attachments not readable with this identity"
+
+
+@dataclass
+class SyncOptions:
+    """How a sync runs.
+
+    ``full`` forces a full reconcile; otherwise a group gets one when it never had one or
+    its last is older than ``full_max_age``. ``page_size`` is the ``$top`` asked for (Graph
+    clamps it); ``workers`` the requests in flight at once.
+    """
+
+    full: bool = False
+    full_max_age: timedelta = timedelta(days=7)
+    page_size: int = 50
+    workers: int = 4
+
+
+@dataclass
+class SyncReport:
+    """What a run did; also stored in ``sync_runs``."""
+
+    run_id: int = 0
+    mode: str = "incremental"
+    status: str = "running"
+    groups: list[str] = field(default_factory=list)
+    requests: int = 0
+    throttled: int = 0
+    retries: int = 0
+    throttle_wait: float = 0.0
+    retry_wait: float = 0.0
+    threads_checked: int = 0
+    threads_fetched: int = 0
+    items_new: int = 0
+    items_changed: int = 0
+    items_deleted: int = 0
+    attachments_new: int = 0
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Fetched:
+    """One thread's posts as Graph listed them, fetched off the writing thread."""
+
+    thread: ConversationThread
+    posts: list[Post]
+    listed_ids: set[str] | None
+    conversation: dict[str, Any] | None
+    conversation_id: str | None
+    notes: dict[str, str]
+
+
+def _later(a: str | None, b: str | None) -> str | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if _when(a) >= _when(b) else b
+
+
+def _when(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_datetime(value)
+    except ModelError:
+        return None
+
+
+class Syncer:
+    """Runs syncs of an archive from a Graph client.
+
+    Parameters: ``archive``, ``graph``, ``options``, ``progress`` (called with a dict
+    after each step, for a progress bar; never with mail content), ``identity`` (who runs
+    it, for the audit) and ``now`` (a clock returning Graph-style UTC times).
+    """
+
+    def __init__(
+        self,
+        archive: Archive,
+        graph: GraphClient,
+        *,
+        options: SyncOptions | None = None,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+        identity: str | None = None,
+        now: Callable[[], str] = utc_now,
+    ) -> None:
+        self.archive = archive
+        self.graph = graph
+        self.options = options or SyncOptions()
+        self.progress = progress
+        self.identity = identity
+        self.now = now
+        self.report = SyncReport()
+        self._group_modes: dict[str, str] = {}
+        self._conversations_seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- entry point ----------------------------------------------------------------------
+
+    def run(
+        self,
+        group_ids: Iterable[str] = (),
+        *,
+        joined: bool = False,
+        all_groups: bool = False,
+    ) -> SyncReport:
+        """Sync the named groups, the joined ones, or all; with none, the archived groups
+        (or the joined ones when the archive is empty)."""
+        start = self._counters()
+        report = self.report
+        report.mode = "full" if self.options.full else "incremental"
+        run_id = self.archive.start_run(report.mode, list(group_ids), self.identity, self.now())
+        report.run_id = run_id
+        try:
+            groups = self._resolve_groups(list(group_ids), joined, all_groups)
+            report.groups = groups
+            self.archive.update_run(run_id, groups=_dumps(groups))
+            for index, group_id in enumerate(groups, 1):
+                self._emit(stage="group", group=group_id, index=index, total=len(groups))
+                self._sync_group(group_id)
+            modes = set(self._group_modes.values())
+            report.mode = modes.pop() if len(modes) == 1 else ("mixed" if modes else report.mode)
+            report.status = "complete" if not report.error else "failed"
+        except KeyboardInterrupt:
+            report.status = "interrupted"
+            report.error = "interrupted"
+            raise
+        except GraphError as ex:
+            report.status = "failed"
+            report.error = str(ex)
+            raise
+        finally:
+            self._finish(run_id, start)
+        return report
+
+    def _finish(self, run_id: int, start: dict[str, float]) -> None:
+        report = self.report
+        now = self._counters()
+        report.requests = int(now["requests"] - start["requests"])
+        report.throttled = int(now["throttled"] - start["throttled"])
+        report.retries = int(now["retries"] - start["retries"])
+        report.throttle_wait = round(now["throttle_wait"] - start["throttle_wait"], 3)
+        report.retry_wait = round(now["retry_wait"] - start["retry_wait"], 3)
+        if report.status == "running":
+            report.status = "failed"
+        self.archive.update_run(
+            run_id,
+            finished_at=self.now(),
+            status=report.status,
+            requests=report.requests,
+            throttled=report.throttled,
+            retries=report.retries,
+            throttle_wait=report.throttle_wait,
+            retry_wait=report.retry_wait,
+            threads_checked=report.threads_checked,
+            threads_fetched=report.threads_fetched,
+            items_new=report.items_new,
+            items_changed=report.items_changed,
+            items_deleted=report.items_deleted,
+            attachments_new=report.attachments_new,
+            notes=_dumps(report.notes) if report.notes else None,
+            error=report.error,
+        )
+
+    def _counters(self) -> dict[str, float]:
+        stats, throttle = self.graph.stats, self.graph.throttle.stats
+        return {
+            "requests": stats.requests,
+            "throttled": stats.throttled,
+            "retries": stats.retries,
+            "throttle_wait": throttle.waited,
+            "retry_wait": stats.retry_wait,
+        }
+
+    def _emit(self, **event: Any) -> None:
+        if self.progress is not None:
+            event.update(
+                requests=self.graph.stats.requests,
+                throttle_waits=self.graph.throttle.stats.waits,
+                throttle_wait=round(self.graph.throttle.stats.waited, 1),
+                threads_checked=self.report.threads_checked,
+                threads_fetched=self.report.threads_fetched,
+                posts=self.report.items_new + self.report.items_changed,
+            )
+            self.progress(event)
+
+    def _note(self, text: str) -> None:
+        with self._lock:
+            self.report.notes.append(text)
+
+    # -- groups ---------------------------------------------------------------------------
+
+    def _resolve_groups(self, group_ids: list[str], joined: bool, all_groups: bool) -> list[str]:
+        now = self.now()
+        found: list[dict[str, Any]] = []
+        if all_groups:
+            found.extend(self.graph.list_groups())
+        elif joined or (not group_ids and not self.archive.group_ids()):
+            found.extend(self.graph.list_member_of())
+        for group_id in group_ids:
+            if not self.archive.has_group(group_id) or self.options.full:
+                found.append(self.graph.get_group(group_id))
+        with self.archive.atomic():
+            for group in found:
+                self.archive.save_group(group, now)
+        ordered = list(dict.fromkeys([*group_ids, *(g["id"] for g in found)]))
+        if not group_ids and not joined and not all_groups:
+            ordered = list(dict.fromkeys([*ordered, *self.archive.group_ids()]))
+        return ordered
+
+    def _sync_group(self, group_id: str) -> None:
+        state = self.archive.sync_state(group_id)
+        full = self.options.full or self._full_due(state.get("last_full_at"))
+        self._group_modes[group_id] = "full" if full else "incremental"
+        started = self.now()
+        try:
+            if full:
+                self._full_group(group_id, state, started)
+            else:
+                self._incremental_group(group_id, state, started)
+        except (ForbiddenError, NotFoundError) as ex:
+            note = f"group {group_id} cannot be read: {ex.graph_message or ex}"
+            self._note(note)
+            with self.archive.atomic():
+                self.archive.note_group_access(group_id, note, started if full else None)
+                if full:
+                    self.report.items_deleted += 1
+
+    def _full_due(self, last_full_at: str | None) -> bool:
+        if last_full_at is None:
+            return True
+        last = _when(last_full_at)
+        now = _when(self.now())
+        return last is None or now is None or now - last > self.options.full_max_age
+
+    # -- incremental ----------------------------------------------------------------------
+
+    def _incremental_group(self, group_id: str, state: dict[str, Any], started: str) -> None:
+        stored = self.archive.thread_signals(group_id)
+        watermark = state.get("watermark")
+        early_ok = bool(state.get("early_stop")) and watermark is not None
+        newest = watermark
+        previous: datetime | None = None
+        ordered = True
+        stop = False
+        changed: list[ConversationThread] = []
+        limit = _when(watermark)
+        for page in self.graph.thread_pages(
+            group_id, select=THREAD_SELECT, top=self.options.page_size
+        ):
+            for thread in page:
+                self.report.threads_checked += 1
+                delivered = _when(thread.get("lastDeliveredDateTime"))
+                if delivered is None or (previous is not None and delivered > previous):
+                    ordered = False
+                previous = delivered if delivered is not None else previous
+                newest = _later(newest, thread.get("lastDeliveredDateTime"))
+                old = stored.get(thread["id"])
+                if old is None or old.deleted or old != ThreadSignals.of(thread):
+                    changed.append(thread)
+                elif early_ok and ordered and limit is not None and delivered <= limit:
+                    stop = True
+                    break
+            self._emit(stage="threads", group=group_id)
+            if stop:
+                break
+        if not ordered and early_ok:
+            self._note(f"group {group_id}: thread list not newest-first; scanned every page")
+        self._fetch_and_store(group_id, changed, full=False, stored=stored)
+        with self.archive.atomic():
+            self.archive.save_sync_state(group_id, watermark=newest, last_incremental_at=started)
+
+    # -- full reconcile -------------------------------------------------------------------
+
+    def _full_group(self, group_id: str, state: dict[str, Any], started: str) -> None:
+        now = self.now()
+        conversations = list(self.graph.list_conversations(group_id, top=self.options.page_size))
+        with self.archive.atomic():
+            for conversation in conversations:
+                self.archive.save_conversation(group_id, conversation, now)
+            keep = {c["id"] for c in conversations}
+            self.report.items_deleted += self.archive.tombstone_conversations(group_id, keep, now)
+        self._conversations_seen.update(keep)
+        stored = self.archive.thread_signals(group_id)
+        threads: list[ConversationThread] = []
+        for page in self.graph.thread_pages(
+            group_id, select=THREAD_SELECT, top=self.options.page_size
+        ):
+            threads.extend(page)
+            self.report.threads_checked += len(page)
+            self._emit(stage="threads", group=group_id)
+        missed = self._missed_by_early_stop(group_id, threads, stored, state)
+        self._fetch_and_store(group_id, threads, full=True, stored=stored)
+        newest = state.get("watermark")
+        for thread in threads:
+            newest = _later(newest, thread.get("lastDeliveredDateTime"))
+        with self.archive.atomic():
+            listed = {t["id"] for t in threads}
+            self.report.items_deleted += self.archive.tombstone_threads(
+                group_id, listed, self.now()
+            )
+            values: dict[str, Any] = {"watermark": newest, "last_full_at": started}
+            if missed:
+                values["early_stop"] = 0
+            self.archive.save_sync_state(group_id, **values)
+            if missed:
+                self.archive.conn.execute(
+                    "UPDATE _sync_state SET missed_changes = missed_changes + ? WHERE group_id = ?",
+                    (missed, group_id),
+                )
+
+    def _missed_by_early_stop(
+        self,
+        group_id: str,
+        threads: list[ConversationThread],
+        stored: dict[str, ThreadSignals],
+        state: dict[str, Any],
+    ) -> int:
+        """Deliveries an earlier incremental should have seen but did not.
+
+        A thread whose delivery time moved to a moment before the last incremental began,
+        yet which the archive does not hold, was skipped by an early stop: the thread list
+        is not newest-first for this group after all.
+        """
+        last = _when(state.get("last_incremental_at"))
+        if last is None or not state.get("early_stop"):
+            return 0
+        missed = 0
+        for thread in threads:
+            old = stored.get(thread["id"])
+            delivered = _when(thread.get("lastDeliveredDateTime"))
+            if delivered is None or delivered >= last:
+                continue
+            stored_delivered = _when(old.delivered) if old is not None else None
+            if old is None or stored_delivered != delivered:
+                missed += 1
+        if missed:
+            self._note(
+                f"group {group_id}: {missed} thread(s) changed before the last incremental "
+                "sync but were not picked up by it; early stopping is now off for this group"
+            )
+        return missed
+
+    # -- fetching and storing threads -----------------------------------------------------
+
+    def _fetch_and_store(
+        self,
+        group_id: str,
+        threads: list[ConversationThread],
+        *,
+        full: bool,
+        stored: dict[str, ThreadSignals],
+    ) -> None:
+        """Fetch in worker threads, store here in listing order, a bounded window ahead."""
+        if not threads:
+            return
+        workers = max(1, self.options.workers)
+        pending: deque[tuple[ConversationThread, Future[_Fetched | None]]] = deque()
+        todo = iter(threads)
+        with ThreadPoolExecutor(workers, thread_name_prefix="groupsync-fetch") as pool:
+            try:
+                for thread in todo:
+                    known = None
+                    if full and thread["id"] in stored:
+                        known = self.archive.post_change_keys(thread["id"])
+                    conversation_id = self.archive.thread_conversation(thread["id"])
+                    future = pool.submit(
+                        self._fetch_thread, group_id, thread, known, conversation_id
+                    )
+                    pending.append((thread, future))
+                    while len(pending) >= workers * 2:
+                        self._store_next(group_id, pending, stored)
+                while pending:
+                    self._store_next(group_id, pending, stored)
+            except BaseException:
+                for _, future in pending:
+                    future.cancel()
+                raise
+
+    def _store_next(
+        self,
+        group_id: str,
+        pending: deque[tuple[ConversationThread, Future[_Fetched | None]]],
+        stored: dict[str, ThreadSignals],
+    ) -> None:
+        thread, future = pending.popleft()
+        fetched = future.result()
+        if fetched is None:
+            return
+        self._store_thread(group_id, fetched, stored.get(thread["id"]))
+        self._emit(stage="posts", group=group_id)
+
+    def _fetch_thread(
+        self,
+        group_id: str,
+        thread: ConversationThread,
+        known: dict[str, str | None] | None,
+        archived_conversation: str | None,
+    ) -> _Fetched | None:
+        """List a thread's posts (runs in a worker thread; touches no database).
+
+        ``known`` (full reconcile of an archived thread) holds the archived changeKeys:
+        then only ids and changeKeys are listed, and bodies fetched where they differ.
+        """
+        thread_id = thread["id"]
+        expand = "attachments" if thread.get("hasAttachments") else None
+        top = self.options.page_size
+        posts: list[Post]
+        if known is not None:
+            keys = list(
+                self.graph.list_posts(group_id, thread_id, select=POST_KEYS_SELECT, top=top)
+            )
+            listed = {p["id"] for p in keys}
+            fresh = [p["id"] for p in keys if known.get(p["id"]) != p.get("changeKey")]
+            if not fresh:
+                posts = []
+            elif len(fresh) == 1:
+                posts = [self.graph.get_post(group_id, thread_id, fresh[0], expand="attachments")]
+            else:
+                all_posts = self.graph.list_posts(group_id, thread_id, expand=expand, top=top)
+                wanted = set(fresh)
+                posts = [p for p in all_posts if p["id"] in wanted]
+        else:
+            posts = list(self.graph.list_posts(group_id, thread_id, expand=expand, top=top))
+            listed = {p["id"] for p in posts}
+        notes: dict[str, str] = {}
+        for post in posts:
+            if post.get("hasAttachments") and not post.get("attachments"):
+                try:
+                    post["attachments"] = list(
+                        self.graph.list_attachments(group_id, thread_id, post["id"])
+                    )
+                except ForbiddenError:
+                    notes[post["id"]] = NOT_READABLE
+        conversation_id = (
+            next((p.get("conversationId") for p in posts if p.get("conversationId")), None)
+            or archived_conversation
+        )
+        conversation = None
+        if conversation_id and self._claim_conversation(conversation_id):
+            try:
+                conversation = dict(self.graph.get_conversation(group_id, conversation_id))
+            except NotFoundError:
+                conversation = {"id": conversation_id}
+        return _Fetched(thread, posts, listed, conversation, conversation_id, notes)
+
+    def _claim_conversation(self, conversation_id: str) -> bool:
+        """True for the first thread of a run to need this conversation's metadata."""
+        with self._lock:
+            if conversation_id in self._conversations_seen:
+                return False
+            self._conversations_seen.add(conversation_id)
+            return True
+
+    def _store_thread(self, group_id: str, fetched: _Fetched, old: ThreadSignals | None) -> None:
+        now = self.now()
+        thread = fetched.thread
+        listed = fetched.listed_ids or set()
+        truncated = len(listed) == TRUNCATION_SUSPECT
+        if truncated:
+            self._note(
+                f"thread {thread['id']} lists exactly {TRUNCATION_SUSPECT} posts: "
+                "possibly truncated by Graph"
+            )
+        archive = self.archive
+        with archive.atomic():
+            conversation_id = fetched.conversation_id
+            if fetched.conversation is not None:
+                archive.save_conversation(group_id, fetched.conversation, now)
+            elif conversation_id and not archive.has_conversation(conversation_id):
+                archive.save_conversation(group_id, {"id": conversation_id}, now)
+            archive.save_thread(
+                group_id,
+                thread,
+                conversation_id,
+                now,
+                post_count=len(listed),
+                possibly_truncated=truncated,
+            )
+            for post in fetched.posts:
+                before = len(post.get("attachments") or [])
+                outcome = archive.save_post(
+                    group_id,
+                    thread["id"],
+                    post,
+                    now,
+                    run_id=self.report.run_id,
+                    attachments_note=fetched.notes.get(post["id"]),
+                )
+                if outcome == "new":
+                    self.report.items_new += 1
+                    self.report.attachments_new += before
+                elif outcome == "changed":
+                    self.report.items_changed += 1
+            if not truncated:
+                self.report.items_deleted += archive.tombstone_posts(thread["id"], listed, now)
+            self.report.threads_fetched += 1
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
