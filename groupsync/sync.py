@@ -302,6 +302,8 @@ class Syncer:
         for page in self.graph.thread_pages(
             group_id, select=THREAD_SELECT, top=self.options.page_size
         ):
+            # A whole page is always read (it is paid for): its changed threads are all
+            # taken, and its order is checked before any decision to stop.
             for thread in page:
                 self.report.threads_checked += 1
                 delivered = _when(thread.get("lastDeliveredDateTime"))
@@ -312,11 +314,10 @@ class Syncer:
                 old = stored.get(thread["id"])
                 if old is None or old.deleted or old != ThreadSignals.of(thread):
                     changed.append(thread)
-                elif early_ok and ordered and limit is not None and delivered <= limit:
+                elif limit is not None and delivered is not None and delivered <= limit:
                     stop = True
-                    break
             self._emit(stage="threads", group=group_id)
-            if stop:
+            if stop and early_ok and ordered:
                 break
         if not ordered and early_ok:
             self._note(f"group {group_id}: thread list not newest-first; scanned every page")

@@ -1,0 +1,381 @@
+"""The sync engine through the real CLI against the simulator on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from groupsync.simulator import SimulatorOptions, make_app, serve_in_thread
+
+from .conftest import SAMPLE_DATA
+
+pytestmark = pytest.mark.e2e
+
+MARKETING = "83231e12-1380-4fe3-b849-b614bcff5d6c"
+ENGINEERING = "b8f3e8ed-9bff-4e7e-acca-272a78b653ec"
+PARIS = "639ffed1-1c46-44c0-b07f-d0f918950bdf"
+ANNOUNCEMENTS = "36a8fb87-f96d-447b-8a27-33dd4dc585be"  # public, demo user not a member
+JOINED = [MARKETING, ENGINEERING, PARIS]
+
+
+def sync(url: str, db: Path, *args: str, rate: str = "0") -> dict:
+    env = {
+        **os.environ,
+        "GROUPSYNC_GRAPH_URL": url,
+        "GROUPSYNC_ACCESS_TOKEN": "e2e-token",
+        "GROUPSYNC_DB": str(db),
+        "GROUPSYNC_RATE": rate,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "groupsync", "sync", "--json", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def rows(db: Path, sql: str, params=()) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def sim_threads(app, group_id):
+    """The simulator's threads of a group, newest first, as Graph lists them."""
+    return sorted(
+        app.state.threads(group_id), key=lambda t: t["lastDeliveredDateTime"], reverse=True
+    )
+
+
+def test_first_sync_archives_every_joined_group(tmp_path):
+    app = make_app(SAMPLE_DATA)
+    db = tmp_path / "a.db"
+    with serve_in_thread(app) as url:
+        report = sync(url, db)
+    assert report["status"] == "complete"
+    assert sorted(report["groups"]) == sorted(JOINED)
+    expected_posts = sum(
+        len(t["posts"]) for g in JOINED for c in app.state.conversations(g) for t in c["threads"]
+    )
+    assert report["items_new"] == expected_posts
+    assert rows(db, "select count(*) from posts")[0][0] == expected_posts
+    assert rows(db, "select count(*) from post_versions")[0][0] == expected_posts
+    # Every attachment with bytes is byte-for-byte the simulator's.
+    checked = 0
+    for g in JOINED:
+        for c in app.state.conversations(g):
+            for t in c["threads"]:
+                for p in t["posts"]:
+                    for a in p.get("attachments") or []:
+                        if not a.get("contentBytes"):
+                            continue
+                        (stored,) = rows(
+                            db,
+                            "select b.content from attachments a join blobs b using (sha256) "
+                            "where a.post_id = ? and a.id = ?",
+                            (p["id"], a["id"]),
+                        )
+                        assert stored[0] == base64.b64decode(a["contentBytes"])
+                        checked += 1
+    assert checked >= 5
+
+
+def test_incremental_then_full_picks_up_every_upstream_change(tmp_path):
+    app = make_app(SAMPLE_DATA)
+    db = tmp_path / "a.db"
+    with serve_in_thread(app) as url:
+        sync(url, db)
+        # Upstream: a reply to an old thread, an edit, a new thread, a deletion, an attachment.
+        threads = sim_threads(app, MARKETING)
+        old_thread = threads[-1]
+        new_post = app.add_post(
+            MARKETING,
+            old_thread["id"],
+            {
+                "body": {"contentType": "html", "content": "<p>Late reply on an old thread</p>"},
+            },
+        )
+        edited_thread = threads[len(threads) // 2]
+        edited = edited_thread["posts"][0]
+        old_key = edited["changeKey"]
+        app.edit_post(MARKETING, edited_thread["id"], edited["id"], content="<p>Edited body</p>")
+        started = app.new_thread(
+            ENGINEERING,
+            "Brand new thread",
+            {
+                "body": {"contentType": "html", "content": "<p>Hello</p>"},
+            },
+        )
+        doomed = sim_threads(app, PARIS)[-1]
+        app.delete_thread(PARIS, doomed["id"])
+        target_thread = sim_threads(app, ENGINEERING)[-1]
+        target = target_thread["posts"][-1]
+        app.add_attachment(
+            ENGINEERING,
+            target_thread["id"],
+            target["id"],
+            "notes.txt",
+            "text/plain",
+            "hello attachment ✓".encode(),
+        )
+
+        incremental = report = sync(url, db)
+        assert report["mode"] == "incremental"
+        assert report["items_new"] == 2  # the reply and the new thread's post
+        assert rows(db, "select 1 from posts where id = ?", (new_post["id"],))
+        assert rows(db, "select topic from threads where id = ?", (started["id"],)) == [
+            ("Brand new thread",)
+        ]
+        # Edits and deletions do not move a thread's delivery time: full reconcile's job.
+        assert rows(db, "select deleted_at from threads where id = ?", (doomed["id"],)) == [(None,)]
+
+        report = sync(url, db, "--full")
+        assert report["mode"] == "full"
+        # The edit; the post that got an attachment, unless its thread's hasAttachments
+        # flipped and the incremental sync already took it.
+        assert report["items_changed"] + incremental["items_changed"] == 2
+    versions = rows(
+        db,
+        "select changeKey from post_versions where post_id = ? order by first_seen_at",
+        (edited["id"],),
+    )
+    assert [v[0] for v in versions][0] == old_key and len(versions) == 2
+    assert rows(db, "select body_content from posts where id = ?", (edited["id"],)) == [
+        ("<p>Edited body</p>",)
+    ]
+    (deleted_at,) = rows(db, "select deleted_at from threads where id = ?", (doomed["id"],))[0]
+    assert deleted_at is not None
+    assert rows(
+        db, "select count(*) from posts where thread_id = ? and deleted_at is null", (doomed["id"],)
+    ) == [(0,)]
+    assert rows(db, "select count(*) from posts where thread_id = ?", (doomed["id"],))[0][0] > 0
+    (content,) = rows(
+        db,
+        "select b.content from attachments a join blobs b using (sha256) "
+        "where a.post_id = ? and a.name = 'notes.txt'",
+        (target["id"],),
+    )[0]
+    assert content == "hello attachment ✓".encode()
+
+
+def test_request_costs(tmp_path):
+    app = make_app(SAMPLE_DATA)
+    db = tmp_path / "a.db"
+    with serve_in_thread(app) as url:
+        sync(url, db)
+        app.log.reset()
+        report = sync(url, db)
+        # A sync with nothing new: one request per group (the thread list is newest-first).
+        assert app.log.count() == len(JOINED) == report["requests"]
+
+        app.log.reset()
+        thread = sim_threads(app, ENGINEERING)[3]
+        app.add_post(
+            ENGINEERING,
+            thread["id"],
+            {
+                "body": {"contentType": "text", "content": "one more"},
+            },
+        )
+        report = sync(url, db)
+        assert report["items_new"] == 1
+        assert app.log.count() <= len(JOINED) + 2, app.log.per_endpoint()
+
+
+def minimum_full_requests(app, groups, top):
+    """Fewest calls Graph allows to read every group's mail once, page size ``top``:
+    the memberOf pages, then per group its conversation pages and thread pages, and per
+    thread its post pages (attachments come inside them with $expand)."""
+    page = lambda n: max(1, math.ceil(n / top))  # noqa: E731
+    total = page(len(app.state.member_groups(app.state.me["id"])))
+    for g in groups:
+        conversations = app.state.conversations(g)
+        threads = [t for c in conversations for t in c["threads"]]
+        total += page(len(conversations)) + page(len(threads))
+        total += sum(page(len(t["posts"])) for t in threads)
+    return total
+
+
+def test_full_sync_costs_at_most_5_percent_over_the_minimum(tmp_path):
+    tenant = tmp_path / "tenant"
+    subprocess.run(
+        [
+            sys.executable,
+            str(SAMPLE_DATA.parent / "scripts" / "generate_tenant.py"),
+            "--groups",
+            "3",
+            "--threads",
+            "120",
+            "--posts",
+            "900",
+            "--attachments",
+            "60",
+            "--seed",
+            "3",
+            "--out",
+            str(tenant),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    app = make_app(tenant, SimulatorOptions(max_top=50))
+    with serve_in_thread(app) as url:
+        report = sync(url, tmp_path / "a.db", "--full")
+    groups = report["groups"]
+    minimum = minimum_full_requests(app, groups, 50)
+    assert report["items_new"] == 900
+    assert app.log.count() <= minimum * 1.05, (app.log.count(), minimum, app.log.per_endpoint())
+
+
+def test_random_thread_order_never_stops_early(tmp_path):
+    app = make_app(SAMPLE_DATA, SimulatorOptions(thread_order="random", page_size=3))
+    db = tmp_path / "a.db"
+    with serve_in_thread(app) as url:
+        sync(url, db)
+        thread = sim_threads(app, PARIS)[-1]
+        app.add_post(PARIS, thread["id"], {"body": {"contentType": "text", "content": "x"}})
+        report = sync(url, db)
+    assert report["items_new"] == 1
+    assert any("not newest-first" in n for n in report["notes"])
+
+
+def test_public_group_by_id_and_truncated_threads(tmp_path):
+    app = make_app(SAMPLE_DATA, SimulatorOptions(truncate_posts_at=2))
+    db = tmp_path / "a.db"
+    with serve_in_thread(app) as url:
+        report = sync(url, db, "--group", ANNOUNCEMENTS)
+    assert report["groups"] == [ANNOUNCEMENTS]
+    assert rows(db, "select count(*) from threads where group_id = ?", (ANNOUNCEMENTS,))[0][0]
+
+
+def test_app_only_attachments_are_noted_not_fatal(tmp_path):
+    app = make_app(SAMPLE_DATA)
+    db = tmp_path / "a.db"
+    env = {**os.environ, "GROUPSYNC_ACCESS_TOKEN": "app-only-token"}
+    with serve_in_thread(app) as url:
+        result = subprocess.run(
+            [sys.executable, "-m", "groupsync", "sync", "--json", "--group", MARKETING],
+            env={**env, "GROUPSYNC_GRAPH_URL": url, "GROUPSYNC_DB": str(db), "GROUPSYNC_RATE": "0"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 0, result.stderr
+    notes = rows(db, "select count(*) from posts where attachments_note is not null")[0][0]
+    assert notes >= 1
+    assert rows(db, "select count(*) from attachments")[0][0] == 0
+
+
+def test_unknown_group_fails_cleanly(tmp_path):
+    with serve_in_thread(make_app(SAMPLE_DATA)) as url:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "groupsync",
+                "sync",
+                "--group",
+                "00000000-0000-4000-8000-000000000000",
+            ],
+            env={
+                **os.environ,
+                "GROUPSYNC_GRAPH_URL": url,
+                "GROUPSYNC_ACCESS_TOKEN": "t",
+                "GROUPSYNC_DB": str(tmp_path / "a.db"),
+                "GROUPSYNC_RATE": "0",
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "not found" in result.stderr
+
+
+def _first_listed_after_reply(seed: int) -> tuple[str, str]:
+    """Which Paris thread a random-order simulator lists first after a reply to another."""
+    import httpx
+
+    app = make_app(
+        SAMPLE_DATA, SimulatorOptions(thread_order="random", page_size=1, max_top=1, seed=seed)
+    )
+    reply_to = sim_threads(app, PARIS)[-1]["id"]
+    app.add_post(PARIS, reply_to, {"body": {"contentType": "text", "content": "x"}})
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=app), headers={"Authorization": "Bearer t"}
+    ) as http:
+        first = http.get(f"http://sim/v1.0/groups/{PARIS}/threads").json()["value"][0]["id"]
+    return reply_to, first
+
+
+def test_full_reconcile_turns_early_stopping_off_when_it_missed_a_change(tmp_path):
+    """One thread per page in random order: every page looks ordered, so the incremental
+    sync stops early and misses a reply; the full reconcile notices and turns it off."""
+    seed = next(s for s in range(50) if len(set(_first_listed_after_reply(s))) == 2)
+    app = make_app(
+        SAMPLE_DATA, SimulatorOptions(thread_order="random", page_size=1, max_top=1, seed=seed)
+    )
+    db = tmp_path / "a.db"
+    with serve_in_thread(app) as url:
+        sync(url, db, "--group", PARIS)
+        reply_to = sim_threads(app, PARIS)[-1]
+        app.add_post(PARIS, reply_to["id"], {"body": {"contentType": "text", "content": "x"}})
+        missed = sync(url, db, "--group", PARIS)
+        full = sync(url, db, "--group", PARIS, "--full")
+        assert (missed["items_new"], full["items_new"]) == (0, 1)
+        assert any("early stopping is now off" in n for n in full["notes"])
+        assert rows(
+            db, "select early_stop, missed_changes from _sync_state where group_id = ?", (PARIS,)
+        ) == [(0, 1)]
+        again = sim_threads(app, PARIS)[-1]
+        app.add_post(PARIS, again["id"], {"body": {"contentType": "text", "content": "y"}})
+        assert sync(url, db, "--group", PARIS)["items_new"] == 1
+
+
+def test_throttled_sync_keeps_the_connectors_limit_and_uses_its_budget(tmp_path):
+    """The real limit, 100 calls per 60 s, on a tenant needing ~160 calls: one wait of
+    about a minute, never more than 100 calls in any 60 s, and no idle window."""
+    tenant = tmp_path / "tenant"
+    subprocess.run(
+        [
+            sys.executable,
+            str(SAMPLE_DATA.parent / "scripts" / "generate_tenant.py"),
+            "--groups",
+            "1",
+            "--threads",
+            "150",
+            "--posts",
+            "320",
+            "--attachments",
+            "10",
+            "--seed",
+            "4",
+            "--out",
+            str(tenant),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    app = make_app(tenant)
+    with serve_in_thread(app) as url:
+        report = sync(url, tmp_path / "a.db", rate="100/60")
+    assert report["status"] == "complete" and report["items_new"] == 320
+    calls = app.log.count()
+    assert calls > 150
+    assert app.log.max_in_window(60.0) <= 100
+    assert report["throttle_wait"] > 50
+    times = sorted(entry[0] for entry in app.log.entries)
+    # The 101st call goes as soon as the 1st's minute is over: the budget is not left idle.
+    assert 60.0 <= times[100] - times[0] <= 62.0
+    assert times[-1] - times[0] <= 63.0
