@@ -22,6 +22,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from .errors import ArchiveError
+from .html import to_text
 from .migrations import apply_migrations
 
 __all__ = [
@@ -379,8 +380,8 @@ class Archive:
                 createdDateTime, lastModifiedDateTime, receivedDateTime, hasAttachments,
                 categories, body_contentType, body_content, from_name, from_address,
                 sender_name, sender_address, newParticipants, in_reply_to_id,
-                attachments_note, first_seen_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                attachments_note, first_seen_at, updated_at, body_text, change_seq)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(id) DO UPDATE SET conversation_id = excluded.conversation_id,
                 thread_id = excluded.thread_id, changeKey = excluded.changeKey,
                 createdDateTime = excluded.createdDateTime,
@@ -394,6 +395,7 @@ class Archive:
                 newParticipants = excluded.newParticipants,
                 in_reply_to_id = coalesce(excluded.in_reply_to_id, posts.in_reply_to_id),
                 attachments_note = excluded.attachments_note,
+                body_text = excluded.body_text, change_seq = excluded.change_seq,
                 version_count = posts.version_count + 1,
                 updated_at = excluded.updated_at, deleted_at = NULL
             """,
@@ -419,6 +421,8 @@ class Archive:
                 attachments_note,
                 now,
                 now,
+                to_text(body.get("content"), body.get("contentType") or "html"),
+                self._next_change_seq(),
             ),
         )
         self.conn.execute(
@@ -436,12 +440,27 @@ class Archive:
     def tombstone_posts(self, thread_id: str, keep: set[str], now: str) -> int:
         gone = set(self.post_change_keys(thread_id)) - keep
         for post_id in gone:
-            self.conn.execute("UPDATE posts SET deleted_at = ? WHERE id = ?", (now, post_id))
+            self.conn.execute(
+                "UPDATE posts SET deleted_at = ?, change_seq = ? WHERE id = ?",
+                (now, self._next_change_seq(), post_id),
+            )
             self.conn.execute(
                 "UPDATE attachments SET deleted_at = ? WHERE post_id = ? AND deleted_at IS NULL",
                 (now, post_id),
             )
         return len(gone)
+
+    def _next_change_seq(self) -> int:
+        """The next number in the posts' change sequence, which the search index follows.
+
+        Every insert, new version and tombstone of a post takes a higher number in the same
+        transaction, so "everything after N" is exactly what an index at N has not seen.
+        """
+        return int(self._one("SELECT coalesce(max(change_seq), 0) + 1 FROM posts") or 1)
+
+    def change_seq(self) -> int:
+        """The archive's latest change; an index that has applied it is up to date."""
+        return int(self._one("SELECT coalesce(max(change_seq), 0) FROM posts") or 0)
 
     # -- attachments and blobs ------------------------------------------------------------
 

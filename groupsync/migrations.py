@@ -10,6 +10,8 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from .html import to_text
+
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "apply_migrations"]
 
 MIGRATIONS = Migrations("groupsync")
@@ -187,6 +189,28 @@ _V1 = [
 def m001_initial_schema(db: Database) -> None:
     for statement in _V1:
         db.execute(statement)
+
+
+@MIGRATIONS(name="002_post_text_change_seq_fts")
+def m002_post_text_change_seq_fts(db: Database) -> None:
+    """Plain-text bodies (for snippets and table search), a change sequence the search
+    index follows, and SQLite FTS5 on posts and threads for Datasette's own search box."""
+    db.execute("ALTER TABLE posts ADD COLUMN body_text TEXT")
+    db.execute("ALTER TABLE posts ADD COLUMN change_seq INTEGER")
+    db.execute("CREATE INDEX posts_change_seq ON posts (change_seq)")
+    rows = db.execute("SELECT rowid, body_content, body_contentType FROM posts").fetchall()
+    for seq, (rowid, content, content_type) in enumerate(rows, 1):
+        db.execute(
+            "UPDATE posts SET body_text = ?, change_seq = ? WHERE rowid = ?",
+            (to_text(content, content_type or "html"), seq, rowid),
+        )
+    tokenize = "unicode61 remove_diacritics 2"
+    db["posts"].enable_fts(
+        ["body_text", "sender_name", "sender_address", "from_name"],
+        create_triggers=True,
+        tokenize=tokenize,
+    )
+    db["threads"].enable_fts(["topic", "preview"], create_triggers=True, tokenize=tokenize)
 
 
 SCHEMA_VERSION = len(MIGRATIONS._migrations)
