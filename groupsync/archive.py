@@ -357,11 +357,12 @@ class Archive:
         if stored is not None and stored[0] == change_key and stored[1] is None:
             return "same"
         attachments = post.get("attachments")
-        version = {k: v for k, v in post.items() if k != "attachments"}
-        if attachments is not None:
-            version["attachments"] = [
-                {k: v for k, v in a.items() if k != "contentBytes"} for a in attachments
-            ]
+        # One shape whatever call fetched the post: no @odata.context (a single GET has it,
+        # a list does not), and always the attachments' metadata (bytes live in blobs).
+        version = {k: v for k, v in post.items() if k not in {"attachments", "@odata.context"}}
+        version["attachments"] = [
+            {k: v for k, v in a.items() if k != "contentBytes"} for a in attachments or []
+        ]
         text = canonical_json(version)
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         from_name, from_address = _address(post.get("from"))

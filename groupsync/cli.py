@@ -13,11 +13,11 @@ from typing import Any
 import click
 from tabulate import tabulate
 
-from . import __version__, auth
+from . import __version__, auth, reads
 from .archive import Archive
 from .config import load_settings, parse_rate
 from .connect import connect
-from .errors import GroupsyncError
+from .errors import GroupsyncError, TransportError
 from .simulator import SimulatorOptions, run_server
 from .sync import Syncer, SyncOptions
 
@@ -201,33 +201,81 @@ def _client(ctx, settings, token=None):
 
 GROUP_COLUMNS = ["id", "displayName", "mail", "visibility"]
 
+offline_option = click.option(
+    "--offline",
+    is_flag=True,
+    help="Read the archive instead of Graph (also the fallback when Graph cannot be reached).",
+)
+include_deleted_option = click.option(
+    "--include-deleted",
+    is_flag=True,
+    help="Archive only: also items deleted upstream, marked with @removed.",
+)
+
+
+def _graph_or_archive(ctx, settings, offline, ask_graph, read_archive, what):
+    """Ask Graph; when it cannot be reached (or with --offline) read the archive instead."""
+    if not offline:
+        try:
+            with _client(ctx, settings) as graph:
+                return ask_graph(graph)
+        except TransportError:
+            if not Path(settings.db).exists():
+                raise
+            click.echo(f"offline: {what} from the archive {settings.db}", err=True)
+    with Archive(settings.db, readonly=True) as archive:
+        return read_archive(archive)
+
 
 @cli.command()
 @click.option("--all", "all_groups", is_flag=True, help="Every Microsoft 365 group (paged).")
+@offline_option
+@include_deleted_option
 @table_option
 @click.pass_context
-def groups(ctx, all_groups, as_table):
-    """The groups the identity is a member of (the connector's group list)."""
+def groups(ctx, all_groups, offline, include_deleted, as_table):
+    """The groups the identity is a member of (the connector's group list).
+
+    Offline (--offline, or when Graph cannot be reached) it lists every archived group.
+    """
+    if include_deleted and not offline:
+        raise click.UsageError("--include-deleted reads the archive: add --offline")
     settings = settings_from(ctx)
-    with _client(ctx, settings) as graph:
-        items = list(graph.list_groups() if all_groups else graph.list_member_of())
+    items = _graph_or_archive(
+        ctx,
+        settings,
+        offline,
+        lambda graph: list(graph.list_groups() if all_groups else graph.list_member_of()),
+        lambda archive: list(reads.iter_groups(archive, include_deleted=include_deleted)),
+        "groups",
+    )
     if as_table:
-        echo_table(items, GROUP_COLUMNS)
+        _echo_read_table(items, GROUP_COLUMNS, include_deleted)
     else:
         echo_json({"value": items})
 
 
 @cli.command()
 @click.argument("group_id")
+@offline_option
+@include_deleted_option
 @table_option
 @click.pass_context
-def group(ctx, group_id, as_table):
+def group(ctx, group_id, offline, include_deleted, as_table):
     """One group by id, e.g. a public group you are not a member of."""
+    if include_deleted and not offline:
+        raise click.UsageError("--include-deleted reads the archive: add --offline")
     settings = settings_from(ctx)
-    with _client(ctx, settings) as graph:
-        item = graph.get_group(group_id)
+    item = _graph_or_archive(
+        ctx,
+        settings,
+        offline,
+        lambda graph: graph.get_group(group_id),
+        lambda archive: reads.get_group(archive, group_id, include_deleted=include_deleted),
+        "group",
+    )
     if as_table:
-        echo_table([item], GROUP_COLUMNS)
+        _echo_read_table([item], GROUP_COLUMNS, include_deleted)
     else:
         echo_json(item)
 
@@ -323,6 +371,301 @@ def sync(ctx, group_ids, joined, all_groups, full, full_after, as_json, quiet):
             click.echo(f"Note: {note}", err=True)
     if report.error:
         raise click.exceptions.Exit(1)
+
+
+# -- the connector's read actions, answered from the archive (or Graph with --live) --------
+
+live_option = click.option("--live", is_flag=True, help="Ask Graph instead of the archive.")
+CONVERSATION_COLUMNS = ["lastDeliveredDateTime", "topic", "uniqueSenders", "hasAttachments", "id"]
+THREAD_COLUMNS = [
+    "lastDeliveredDateTime",
+    "topic",
+    "uniqueSenders",
+    "isLocked",
+    "hasAttachments",
+    "id",
+]
+POST_COLUMNS = ["receivedDateTime", "sender", "text", "hasAttachments", "id"]
+VERSION_COLUMNS = ["first_seen_at", "lastModifiedDateTime", "changeKey", "sha256"]
+ATTACHMENT_COLUMNS = ["name", "type", "contentType", "size", "isInline", "stored", "id"]
+SAVED_COLUMNS = ["name", "path", "size", "skipped"]
+FULL_WIDTH = {"id", "path", "sha256", "changeKey"}
+
+
+def _echo_read_table(rows, columns, include_deleted=False) -> None:
+    """Like ``echo_table``, but ids and paths whole: an Exchange id cut short is useless."""
+    rows = list(rows)
+    if include_deleted:
+        columns = [*columns, "deleted"]
+        rows = [{**r, "deleted": r.get("@groupsync.deletedDateTime")} for r in rows]
+    if not rows:
+        click.echo("(none)")
+        return
+    cells = [
+        [
+            ("" if r.get(c) is None else str(r[c])) if c in FULL_WIDTH else _cell(r.get(c))
+            for c in columns
+        ]
+        for r in rows
+    ]
+    click.echo(tabulate(cells, headers=columns, tablefmt="simple"))
+
+
+def _offline_only(live: bool, **flags: bool) -> None:
+    """Tombstones, versions and stored bytes exist only in the archive."""
+    used = [f"--{name.replace('_', '-')}" for name, on in flags.items() if on]
+    if live and used:
+        raise click.UsageError(f"{used[0]} reads the archive; it does not go with --live")
+
+
+def _read(ctx, live, ask_graph, read_archive):
+    """One read: from Graph with --live, else from the archive opened read-only."""
+    settings = settings_from(ctx)
+    if live:
+        with _client(ctx, settings) as graph:
+            return ask_graph(graph)
+    with Archive(settings.db, readonly=True) as archive:
+        return read_archive(archive)
+
+
+def _entity(item: dict[str, Any]) -> dict[str, Any]:
+    """A Graph entity without its ``@odata.context``, as a collection item looks."""
+    return {k: v for k, v in item.items() if k != "@odata.context"}
+
+
+def _post_row(post: dict[str, Any]) -> dict[str, Any]:
+    sender = (post.get("sender") or post.get("from") or {}).get("emailAddress") or {}
+    return {
+        **post,
+        "sender": sender.get("name") or sender.get("address"),
+        "text": reads.body_text(post.get("body"), 60),
+    }
+
+
+def _attachment_row(attachment: dict[str, Any]) -> dict[str, Any]:
+    """A table row; the bytes themselves are dropped at once (a table shows no content)."""
+    kind = (attachment.get("@odata.type") or "").rsplit(".", 1)[-1]
+    row = {k: v for k, v in attachment.items() if k != "contentBytes"}
+    return {**row, "type": kind, "stored": "contentBytes" in attachment}
+
+
+def _echo_list(items, columns, as_table, include_deleted, row=None) -> None:
+    if as_table:
+        _echo_read_table([row(i) if row else i for i in items], columns, include_deleted)
+    else:
+        echo_json({"value": items})
+
+
+def _echo_one(item, columns, as_table, include_deleted, row=None) -> None:
+    if as_table:
+        _echo_read_table([row(item) if row else item], columns, include_deleted)
+    else:
+        echo_json(item)
+
+
+def _echo_json_stream(items: Iterable[dict[str, Any]]) -> None:
+    """``{"value": [...]}`` as ``echo_json`` prints it, one item in memory at a time."""
+    first = True
+    for item in items:
+        text = json.dumps(item, indent=2, ensure_ascii=False).replace("\n", "\n    ")
+        click.echo(('{\n  "value": [\n    ' if first else ",\n    ") + text, nl=False)
+        first = False
+    click.echo('{\n  "value": []\n}' if first else "\n  ]\n}")
+
+
+@cli.command()
+@click.argument("group_id")
+@live_option
+@include_deleted_option
+@table_option
+@click.pass_context
+def conversations(ctx, group_id, live, include_deleted, as_table):
+    """List group conversations, newest first (from the archive; --live asks Graph)."""
+    _offline_only(live, include_deleted=include_deleted)
+    items = _read(
+        ctx,
+        live,
+        lambda graph: list(graph.list_conversations(group_id)),
+        lambda archive: list(
+            reads.iter_conversations(archive, group_id, include_deleted=include_deleted)
+        ),
+    )
+    _echo_list(items, CONVERSATION_COLUMNS, as_table, include_deleted)
+
+
+@cli.command()
+@click.argument("group_id")
+@click.argument("conversation_id")
+@live_option
+@include_deleted_option
+@table_option
+@click.pass_context
+def conversation(ctx, group_id, conversation_id, live, include_deleted, as_table):
+    """Get a conversation (from the archive; --live asks Graph)."""
+    _offline_only(live, include_deleted=include_deleted)
+    item = _read(
+        ctx,
+        live,
+        lambda graph: _entity(graph.get_conversation(group_id, conversation_id)),
+        lambda archive: reads.get_conversation(
+            archive, group_id, conversation_id, include_deleted=include_deleted
+        ),
+    )
+    _echo_one(item, CONVERSATION_COLUMNS, as_table, include_deleted)
+
+
+@cli.command()
+@click.argument("group_id")
+@click.option("--conversation", "conversation_id", help="Only the threads of this conversation.")
+@live_option
+@include_deleted_option
+@table_option
+@click.pass_context
+def threads(ctx, group_id, conversation_id, live, include_deleted, as_table):
+    """List threads of a group (or of one conversation), newest first."""
+    _offline_only(live, include_deleted=include_deleted)
+    items = _read(
+        ctx,
+        live,
+        lambda graph: list(
+            graph.list_threads(
+                group_id, conversation_id=conversation_id, select=list(reads.THREAD_FIELDS)
+            )
+        ),
+        lambda archive: list(
+            reads.iter_threads(
+                archive, group_id, conversation_id=conversation_id, include_deleted=include_deleted
+            )
+        ),
+    )
+    _echo_list(items, THREAD_COLUMNS, as_table, include_deleted)
+
+
+@cli.command()
+@click.argument("group_id")
+@click.argument("thread_id")
+@live_option
+@include_deleted_option
+@table_option
+@click.pass_context
+def thread(ctx, group_id, thread_id, live, include_deleted, as_table):
+    """Get a thread, with its recipients (from the archive; --live asks Graph)."""
+    _offline_only(live, include_deleted=include_deleted)
+    item = _read(
+        ctx,
+        live,
+        lambda graph: _entity(
+            graph.get_thread(group_id, thread_id, select=list(reads.THREAD_FIELDS))
+        ),
+        lambda archive: reads.get_thread(
+            archive, group_id, thread_id, include_deleted=include_deleted
+        ),
+    )
+    _echo_one(item, THREAD_COLUMNS, as_table, include_deleted)
+
+
+@cli.command()
+@click.argument("group_id")
+@click.argument("thread_id")
+@live_option
+@include_deleted_option
+@table_option
+@click.pass_context
+def posts(ctx, group_id, thread_id, live, include_deleted, as_table):
+    """List the posts of a thread, oldest first, each its latest version."""
+    _offline_only(live, include_deleted=include_deleted)
+    items = _read(
+        ctx,
+        live,
+        lambda graph: list(graph.list_posts(group_id, thread_id)),
+        lambda archive: list(
+            reads.iter_posts(archive, group_id, thread_id, include_deleted=include_deleted)
+        ),
+    )
+    _echo_list(items, POST_COLUMNS, as_table, include_deleted, _post_row)
+
+
+@cli.command()
+@click.argument("group_id")
+@click.argument("thread_id")
+@click.argument("post_id")
+@click.option("--versions", is_flag=True, help="Every version archived, oldest first.")
+@live_option
+@include_deleted_option
+@table_option
+@click.pass_context
+def post(ctx, group_id, thread_id, post_id, versions, live, include_deleted, as_table):
+    """Get a post; with --versions every version the archive has seen, verifiable by SHA-256."""
+    _offline_only(live, include_deleted=include_deleted, versions=versions)
+    if versions:
+        items = _read(
+            ctx,
+            live,
+            None,
+            lambda archive: list(
+                reads.iter_post_versions(
+                    archive, group_id, thread_id, post_id, include_deleted=include_deleted
+                )
+            ),
+        )
+        rows = [{**v, **v["@groupsync.version"]} for v in items] if as_table else items
+        _echo_list(rows, VERSION_COLUMNS, as_table, include_deleted)
+        return
+    item = _read(
+        ctx,
+        live,
+        lambda graph: _entity(graph.get_post(group_id, thread_id, post_id)),
+        lambda archive: reads.get_post(
+            archive, group_id, thread_id, post_id, include_deleted=include_deleted
+        ),
+    )
+    _echo_one(item, POST_COLUMNS, as_table, include_deleted, _post_row)
+
+
+@cli.command()
+@click.argument("group_id")
+@click.argument("thread_id")
+@click.argument("post_id")
+@click.option(
+    "--save",
+    "save_dir",
+    type=click.Path(file_okay=False),
+    help="Write each attachment's bytes into this folder (safe, unique file names).",
+)
+@live_option
+@include_deleted_option
+@table_option
+@click.pass_context
+def attachments(ctx, group_id, thread_id, post_id, save_dir, live, include_deleted, as_table):
+    """List a post's attachments (file contents as base64 contentBytes), or --save them."""
+    _offline_only(live, include_deleted=include_deleted, save=save_dir is not None)
+    settings = settings_from(ctx)
+    if live:
+        with _client(ctx, settings) as graph:
+            items = list(graph.list_attachments(group_id, thread_id, post_id))
+        _echo_list(items, ATTACHMENT_COLUMNS, as_table, False, _attachment_row)
+        return
+    with Archive(settings.db, readonly=True) as archive:
+        if save_dir is not None:
+            saved = reads.save_attachments(
+                archive, group_id, thread_id, post_id, save_dir, include_deleted=include_deleted
+            )
+            _echo_list([s.as_dict() for s in saved], SAVED_COLUMNS, as_table, False)
+        elif as_table:
+            items = reads.iter_attachments(
+                archive, group_id, thread_id, post_id, include_deleted=include_deleted
+            )
+            rows = [_attachment_row(a) for a in items]
+            _echo_read_table(rows, ATTACHMENT_COLUMNS, include_deleted)
+        else:
+            _echo_json_stream(
+                reads.iter_attachments(
+                    archive, group_id, thread_id, post_id, include_deleted=include_deleted
+                )
+            )
+        note = reads.attachments_note(archive, group_id, thread_id, post_id)
+    if note:
+        click.echo(f"Note: {note}", err=True)
 
 
 @cli.command()
