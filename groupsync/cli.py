@@ -47,18 +47,29 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def echo_table(rows: Iterable[dict[str, Any]], columns: list[str]) -> None:
+# Ids, paths and hashes are printed whole: an Exchange id cut short cannot be copied.
+FULL_WIDTH = {"id", "path", "sha256", "changeKey"}
+
+
+def echo_table(
+    rows: Iterable[dict[str, Any]], columns: list[str], include_deleted: bool = False
+) -> None:
+    """Rows as a table for people; long text cut to fit, ids whole."""
     rows = list(rows)
+    if include_deleted:
+        columns = [*columns, "deleted"]
+        rows = [{**r, "deleted": r.get("@groupsync.deletedDateTime")} for r in rows]
     if not rows:
         click.echo("(none)")
         return
-    click.echo(
-        tabulate(
-            [[_cell(row.get(c)) for c in columns] for row in rows],
-            headers=columns,
-            tablefmt="simple",
-        )
-    )
+    cells = [
+        [
+            ("" if r.get(c) is None else str(r[c])) if c in FULL_WIDTH else _cell(r.get(c))
+            for c in columns
+        ]
+        for r in rows
+    ]
+    click.echo(tabulate(cells, headers=columns, tablefmt="simple"))
 
 
 def _cell(value: Any) -> str:
@@ -250,7 +261,7 @@ def groups(ctx, all_groups, offline, include_deleted, as_table):
         "groups",
     )
     if as_table:
-        _echo_read_table(items, GROUP_COLUMNS, include_deleted)
+        echo_table(items, GROUP_COLUMNS, include_deleted)
     else:
         echo_json({"value": items})
 
@@ -275,7 +286,7 @@ def group(ctx, group_id, offline, include_deleted, as_table):
         "group",
     )
     if as_table:
-        _echo_read_table([item], GROUP_COLUMNS, include_deleted)
+        echo_table([item], GROUP_COLUMNS, include_deleted)
     else:
         echo_json(item)
 
@@ -389,28 +400,6 @@ POST_COLUMNS = ["receivedDateTime", "sender", "text", "hasAttachments", "id"]
 VERSION_COLUMNS = ["first_seen_at", "lastModifiedDateTime", "changeKey", "sha256"]
 ATTACHMENT_COLUMNS = ["name", "type", "contentType", "size", "isInline", "stored", "id"]
 SAVED_COLUMNS = ["name", "path", "size", "skipped"]
-FULL_WIDTH = {"id", "path", "sha256", "changeKey"}
-
-
-def _echo_read_table(rows, columns, include_deleted=False) -> None:
-    """Like ``echo_table``, but ids and paths whole: an Exchange id cut short is useless."""
-    rows = list(rows)
-    if include_deleted:
-        columns = [*columns, "deleted"]
-        rows = [{**r, "deleted": r.get("@groupsync.deletedDateTime")} for r in rows]
-    if not rows:
-        click.echo("(none)")
-        return
-    cells = [
-        [
-            ("" if r.get(c) is None else str(r[c])) if c in FULL_WIDTH else _cell(r.get(c))
-            for c in columns
-        ]
-        for r in rows
-    ]
-    click.echo(tabulate(cells, headers=columns, tablefmt="simple"))
-
-
 def _offline_only(live: bool, **flags: bool) -> None:
     """Tombstones, versions and stored bytes exist only in the archive."""
     used = [f"--{name.replace('_', '-')}" for name, on in flags.items() if on]
@@ -451,14 +440,14 @@ def _attachment_row(attachment: dict[str, Any]) -> dict[str, Any]:
 
 def _echo_list(items, columns, as_table, include_deleted, row=None) -> None:
     if as_table:
-        _echo_read_table([row(i) if row else i for i in items], columns, include_deleted)
+        echo_table([row(i) if row else i for i in items], columns, include_deleted)
     else:
         echo_json({"value": items})
 
 
 def _echo_one(item, columns, as_table, include_deleted, row=None) -> None:
     if as_table:
-        _echo_read_table([row(item) if row else item], columns, include_deleted)
+        echo_table([row(item) if row else item], columns, include_deleted)
     else:
         echo_json(item)
 
@@ -656,7 +645,7 @@ def attachments(ctx, group_id, thread_id, post_id, save_dir, live, include_delet
                 archive, group_id, thread_id, post_id, include_deleted=include_deleted
             )
             rows = [_attachment_row(a) for a in items]
-            _echo_read_table(rows, ATTACHMENT_COLUMNS, include_deleted)
+            echo_table(rows, ATTACHMENT_COLUMNS, include_deleted)
         else:
             _echo_json_stream(
                 reads.iter_attachments(
