@@ -537,6 +537,20 @@ class Archive:
                         blob.write(chunk)
         return sha256
 
+    def save_blob_bytes(self, data: bytes, now: str) -> str:
+        """Store bytes once per SHA-256 (the outbox's attachments, at most 3 MB each)."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        self.conn.execute(
+            "INSERT OR IGNORE INTO blobs (sha256, size, content, first_seen_at) "
+            "VALUES (?, ?, ?, ?)",
+            (sha256, len(data), data, now),
+        )
+        return sha256
+
+    def read_blob(self, sha256: str) -> bytes:
+        """A whole blob in memory: only for the small ones (outbox attachments)."""
+        return b"".join(self.iter_blob(sha256))
+
     def iter_blob(self, sha256: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """A stored attachment's bytes in chunks (for downloads and ``--save``)."""
         row = self.conn.execute("SELECT rowid, size FROM blobs WHERE sha256 = ?", (sha256,))

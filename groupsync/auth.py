@@ -14,6 +14,7 @@ This is the only module that imports ``msal``. The only test seam is msal's own
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -648,3 +649,28 @@ def whoami(settings: Settings, *, http_client: object | None = None) -> dict[str
         info = StaticToken(settings.access_token).identity
         return {**info, "token_cached": True, "token_expires_on": None, "token_cache": None}
     return MsalTokens(settings, http_client=http_client)._whoami()
+
+
+def is_app_only(settings: Settings) -> bool:
+    """Whether Graph sees an application, not a person, behind these settings' tokens.
+
+    Client credentials always are. A static token is read (not verified: only Graph does
+    that) for what Entra puts in it: application tokens carry ``roles`` and no ``scp``.
+    A token that is not a JWT (the simulator's) counts as a person's.
+    """
+    if settings.access_token:
+        claims = _jwt_claims(settings.access_token)
+        return bool(claims) and "scp" not in claims and "roles" in claims
+    return settings.auth_mode == "app"
+
+
+def _jwt_claims(token: str) -> dict[str, Any]:
+    parts = token.removeprefix("Bearer ").strip().split(".")
+    if len(parts) != 3:
+        return {}
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, json.JSONDecodeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}

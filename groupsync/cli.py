@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from datetime import timedelta
@@ -16,10 +18,12 @@ from tabulate import tabulate
 from . import __version__, auth, reads
 from .archive import Archive
 from .config import load_settings, parse_rate
-from .connect import connect
-from .errors import GroupsyncError, TransportError
+from .connect import connect, throttle_key
+from .errors import GroupsyncError, TransportError, ValidationError
+from .outbox import Draft, Outbox
 from .simulator import SimulatorOptions, run_server
 from .sync import Syncer, SyncOptions
+from .throttle import Throttle
 
 
 class GroupsyncGroup(click.Group):
@@ -30,6 +34,11 @@ class GroupsyncGroup(click.Group):
             return super().invoke(ctx)
         except GroupsyncError as ex:
             click.echo(f"Error: {ex}", err=True)
+            ctx.exit(ex.exit_code)
+        except click.UsageError as ex:
+            # One line, like every other error; --help has the rest.
+            where = ex.ctx.command_path if ex.ctx else "groupsync"
+            click.echo(f"Error: {ex.format_message()} (see `{where} --help`)", err=True)
             ctx.exit(ex.exit_code)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
@@ -291,6 +300,284 @@ def group(ctx, group_id, offline, include_deleted, as_table):
         echo_json(item)
 
 
+def _content_draft(content, content_file, text, topic=None, to=(), category=(), attach=()):
+    """One of --content, --content-file or --text, as a Draft the outbox checks."""
+    given = [v is not None for v in (content, content_file, text)]
+    if sum(given) != 1:
+        raise click.UsageError("give exactly one of --content, --content-file or --text")
+    content_type = "text" if text is not None else "html"
+    if content_file is not None:
+        try:
+            content = Path(content_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as ex:
+            raise ValidationError(f"cannot read {content_file}: {ex}") from None
+    return Draft(
+        content=text if text is not None else content,
+        content_type=content_type,
+        topic=topic,
+        to=list(to),
+        categories=list(category),
+        attachments=[Path(a) for a in attach],
+    )
+
+
+def message_options(f):
+    """The options every post-creating write shares."""
+    for option in reversed(
+        [
+            click.option("--content", help="The message as HTML."),
+            click.option(
+                "--content-file",
+                type=click.Path(dir_okay=False),
+                help="Read the HTML message from a file.",
+            ),
+            click.option("--text", help="The message as plain text."),
+            click.option(
+                "--attach",
+                multiple=True,
+                type=click.Path(dir_okay=False),
+                help="Attach a file (under 3 MB); repeat for several.",
+            ),
+            click.option("--to", multiple=True, help="Add a participant; repeat for several."),
+            click.option("--category", multiple=True, help="A category; repeat for several."),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def _queue(ctx, action, group_id, draft, **targets):
+    settings = settings_from(ctx)
+    with Archive(settings.db) as archive:
+        outbox = Outbox(
+            archive,
+            identity=_identity_for(settings),
+            app_only=auth.is_app_only(settings),
+        )
+        item = outbox.queue(action, group_id, draft, **targets)
+    echo_json(_item_summary(item))
+
+
+def _identity_for(settings) -> str | None:
+    if settings.access_token:
+        return "access-token"
+    try:
+        return identity_label(auth.token_provider(settings))
+    except GroupsyncError:
+        return None
+
+
+def _item_summary(item):
+    keys = (
+        "id",
+        "action",
+        "state",
+        "group_id",
+        "conversation_id",
+        "thread_id",
+        "post_id",
+        "topic",
+        "attempts",
+        "last_error",
+        "request_id",
+        "created_at",
+        "sent_at",
+        "result",
+    )
+    return {k: item.get(k) for k in keys}
+
+
+@cli.command(name="new-conversation")
+@click.argument("group_id")
+@click.option("--topic", required=True, help="The conversation's subject.")
+@message_options
+@click.pass_context
+def new_conversation(ctx, group_id, topic, content, content_file, text, attach, to, category):
+    """Create a new conversation in a group (queued; `groupsync send` delivers it)."""
+    draft = _content_draft(content, content_file, text, topic, to, category, attach)
+    _queue(ctx, "new-conversation", group_id, draft)
+
+
+@cli.command(name="new-thread")
+@click.argument("group_id")
+@click.option("--conversation", "conversation_id", help="Add the thread to this conversation.")
+@click.option("--topic", required=True, help="The thread's subject.")
+@message_options
+@click.pass_context
+def new_thread(
+    ctx, group_id, conversation_id, topic, content, content_file, text, attach, to, category
+):
+    """Start a new conversation by creating a thread, or add a thread to --conversation."""
+    draft = _content_draft(content, content_file, text, topic, to, category, attach)
+    _queue(ctx, "new-thread", group_id, draft, conversation_id=conversation_id)
+
+
+@cli.command()
+@click.argument("group_id")
+@click.argument("thread_id")
+@click.option("--post", "post_id", help="Reply to this post rather than to the thread.")
+@message_options
+@click.pass_context
+def reply(ctx, group_id, thread_id, post_id, content, content_file, text, attach, to, category):
+    """Reply to a conversation thread, or to one of its posts with --post."""
+    draft = _content_draft(content, content_file, text, None, to, category, attach)
+    action = "reply-to-post" if post_id else "reply-to-thread"
+    _queue(ctx, action, group_id, draft, thread_id=thread_id, post_id=post_id)
+
+
+@cli.command()
+@click.argument("group_id")
+@click.argument("thread_id")
+@click.argument("post_id")
+@click.option("--to", multiple=True, required=True, help="A recipient; repeat for several.")
+@click.option("--comment", help="A note above the forwarded post.")
+@click.pass_context
+def forward(ctx, group_id, thread_id, post_id, to, comment):
+    """Forward a post to e-mail addresses."""
+    draft = Draft(to=list(to), comment=comment)
+    _queue(ctx, "forward", group_id, draft, thread_id=thread_id, post_id=post_id)
+
+
+@cli.command(name="delete-thread")
+@click.argument("group_id")
+@click.argument("thread_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def delete_thread(ctx, group_id, thread_id, yes):
+    """Delete a conversation thread (asks first on a terminal)."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("deleting a thread needs --yes when not on a terminal")
+        click.confirm(f"Delete thread {thread_id} for everyone in the group?", abort=True)
+    _queue(ctx, "delete-thread", group_id, Draft(), thread_id=thread_id)
+
+
+OUTBOX_COLUMNS = ["id", "action", "state", "attempts", "created_at", "sent_at", "last_error"]
+
+
+@cli.group(invoke_without_command=True)
+@click.option(
+    "--state", type=click.Choice(["queued", "sending", "sent", "failed", "cancelled", "uncertain"])
+)
+@table_option
+@click.pass_context
+def outbox(ctx, state, as_table):
+    """The queued writes: list them, or show, cancel or retry one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = settings_from(ctx)
+    with Archive(settings.db) as archive:
+        items = [_item_summary(i) for i in Outbox(archive).iter_items(state)]
+    if as_table:
+        echo_table(items, OUTBOX_COLUMNS)
+    else:
+        echo_json({"value": items})
+
+
+@outbox.command(name="show")
+@click.argument("item_id", type=int)
+@click.pass_context
+def outbox_show(ctx, item_id):
+    """One item: its request body (attachments by hash) and its history."""
+    settings = settings_from(ctx)
+    with Archive(settings.db) as archive:
+        box = Outbox(archive)
+        item = box.get(item_id)
+        item["history"] = box.history(item_id)
+    echo_json(item)
+
+
+@outbox.command(name="cancel")
+@click.argument("item_id", type=int)
+@click.pass_context
+def outbox_cancel(ctx, item_id):
+    """Drop an item that has not been sent."""
+    settings = settings_from(ctx)
+    with Archive(settings.db) as archive:
+        echo_json(_item_summary(Outbox(archive, identity=_identity_for(settings)).cancel(item_id)))
+
+
+@outbox.command(name="retry")
+@click.argument("item_id", type=int)
+@click.pass_context
+def outbox_retry(ctx, item_id):
+    """Queue a failed item again, or resend an uncertain forward."""
+    settings = settings_from(ctx)
+    with Archive(settings.db) as archive:
+        echo_json(_item_summary(Outbox(archive, identity=_identity_for(settings)).retry(item_id)))
+
+
+send_options = [
+    click.option(
+        "--max-per-minute",
+        default=30,
+        show_default=True,
+        type=click.IntRange(0),
+        help="Messages sent per minute at most (Exchange's cap); 0 = no cap.",
+    ),
+    click.option(
+        "--reconcile-delay",
+        default=10.0,
+        show_default=True,
+        type=click.FloatRange(min=0),
+        help="Seconds an uncertain item waits before it is looked for upstream.",
+    ),
+    click.option(
+        "--no-wait", is_flag=True, help="Leave items waiting for a retry queued instead of waiting."
+    ),
+]
+
+
+def with_send_options(f):
+    for option in reversed(send_options):
+        f = option(f)
+    return f
+
+
+def replay_outbox(ctx, settings, graph, max_per_minute, reconcile_delay, no_wait):
+    """Send the queue; the first Ctrl-C finishes the item in flight, then stops."""
+    stop = threading.Event()
+
+    def first_interrupt(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("Stopping after the message in flight (Ctrl-C again to quit now)", err=True)
+
+    previous = signal.signal(signal.SIGINT, first_interrupt)
+    cap = None
+    if max_per_minute:
+        cap = Throttle(
+            (max_per_minute, 60.0), settings.db + ".throttle", key="send|" + throttle_key(settings)
+        )
+    try:
+        with Archive(settings.db) as archive:
+            box = Outbox(archive, identity=_identity_for(settings), reconcile_delay=reconcile_delay)
+            return box.send(graph, sending_cap=cap, stop=stop, wait=not no_wait)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if cap is not None:
+            cap.close()
+
+
+@cli.command()
+@with_send_options
+@table_option
+@click.pass_context
+def send(ctx, max_per_minute, reconcile_delay, no_wait, as_table):
+    """Replay the outbox through the throttle, each item exactly once."""
+    settings = settings_from(ctx)
+    with _client(ctx, settings) as graph:
+        report = replay_outbox(ctx, settings, graph, max_per_minute, reconcile_delay, no_wait)
+    summary = {k: v for k, v in report.__dict__.items() if k != "items"}
+    if as_table:
+        echo_table([summary], list(summary))
+    else:
+        echo_json({**summary, "items": report.items})
+    if report.failed:
+        raise click.exceptions.Exit(1)
+
+
 class ProgressLine:
     """One status line on stderr, rewritten in place; only on a terminal."""
 
@@ -340,10 +627,16 @@ def identity_label(token) -> str | None:
     type=click.FloatRange(min=0),
     help="Days after which a group gets a full reconcile on its own.",
 )
+@click.option(
+    "--send",
+    "send_first",
+    is_flag=True,
+    help="Replay the outbox first (without waiting for retries).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary line.")
 @click.pass_context
-def sync(ctx, group_ids, joined, all_groups, full, full_after, as_json, quiet):
+def sync(ctx, group_ids, joined, all_groups, full, full_after, send_first, as_json, quiet):
     """Mirror groups into the archive, incrementally (changeKeys, tombstones, versions).
 
     With no --group, --joined or --all: the groups already archived, or the joined ones
@@ -359,6 +652,13 @@ def sync(ctx, group_ids, joined, all_groups, full, full_after, as_json, quiet):
     )
     started = time.monotonic()
     with Archive(settings.db) as archive, _client(ctx, settings, token) as graph:
+        if send_first:
+            sent = replay_outbox(ctx, settings, graph, 30, 10.0, True)
+            if not quiet and not as_json:
+                click.echo(
+                    f"Outbox: {sent.sent} sent, {sent.failed} failed, {sent.waiting} waiting",
+                    err=True,
+                )
         syncer = Syncer(
             archive, graph, options=options, progress=progress, identity=identity_label(token)
         )
@@ -400,6 +700,8 @@ POST_COLUMNS = ["receivedDateTime", "sender", "text", "hasAttachments", "id"]
 VERSION_COLUMNS = ["first_seen_at", "lastModifiedDateTime", "changeKey", "sha256"]
 ATTACHMENT_COLUMNS = ["name", "type", "contentType", "size", "isInline", "stored", "id"]
 SAVED_COLUMNS = ["name", "path", "size", "skipped"]
+
+
 def _offline_only(live: bool, **flags: bool) -> None:
     """Tombstones, versions and stored bytes exist only in the archive."""
     used = [f"--{name.replace('_', '-')}" for name, on in flags.items() if on]

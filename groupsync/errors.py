@@ -4,6 +4,8 @@
     ├── ConfigError            bad settings, flags or config file
     ├── AuthError              no token, msal refused, cache unreadable
     ├── ArchiveError           the local database is missing or unusable
+    ├── ValidationError        a write that cannot be queued (exit 2, nothing queued)
+    ├── OutboxError            an outbox item that cannot do what was asked
     └── GraphError             Microsoft Graph answered with an error
         ├── BadRequestError        400: malformed id, unsupported query option
         ├── UnauthorizedError      401 after one token refresh
@@ -32,10 +34,12 @@ __all__ = [
     "GraphError",
     "GroupsyncError",
     "NotFoundError",
+    "OutboxError",
     "ServiceUnavailableError",
     "ThrottledError",
     "TransportError",
     "UnauthorizedError",
+    "ValidationError",
 ]
 
 
@@ -57,6 +61,16 @@ class AuthError(GroupsyncError):
 
 class ArchiveError(GroupsyncError):
     """The archive database cannot be used for what was asked."""
+
+
+class ValidationError(GroupsyncError):
+    """A write that would fail at Graph: refused before anything is queued."""
+
+    exit_code = 2
+
+
+class OutboxError(GroupsyncError):
+    """An outbox item that does not exist or cannot make the transition asked for."""
 
 
 class GraphError(GroupsyncError):

@@ -213,6 +213,52 @@ def m002_post_text_change_seq_fts(db: Database) -> None:
     db["threads"].enable_fts(["topic", "preview"], create_triggers=True, tokenize=tokenize)
 
 
+@MIGRATIONS(name="003_outbox")
+def m003_outbox(db: Database) -> None:
+    """The outbox: writes queued offline, replayed later, each with its history."""
+    db.execute(
+        """
+        CREATE TABLE _outbox (
+            id INTEGER PRIMARY KEY,
+            action TEXT NOT NULL,
+            group_id TEXT NOT NULL,
+            conversation_id TEXT,
+            thread_id TEXT,
+            post_id TEXT,
+            topic TEXT,
+            body TEXT NOT NULL,
+            marker TEXT NOT NULL UNIQUE,
+            content_sha256 TEXT,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            last_error TEXT,
+            request_id TEXT,
+            identity TEXT,
+            created_at TEXT NOT NULL,
+            sending_at TEXT,
+            sent_at TEXT,
+            result TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX _outbox_state ON _outbox (state, id)")
+    db.execute("CREATE INDEX _outbox_thread ON _outbox (thread_id, state)")
+    db.execute(
+        """
+        CREATE TABLE _outbox_log (
+            id INTEGER PRIMARY KEY,
+            outbox_id INTEGER NOT NULL REFERENCES _outbox(id),
+            at TEXT NOT NULL,
+            state TEXT NOT NULL,
+            detail TEXT,
+            identity TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX _outbox_log_item ON _outbox_log (outbox_id)")
+
+
 SCHEMA_VERSION = len(MIGRATIONS._migrations)
 
 

@@ -14,14 +14,15 @@ import base64
 import hashlib
 import json
 import re
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from .archive import Archive
 from .errors import ArchiveError, NotFoundError
+from .html import to_text
 from .models import Attachment, Conversation, ConversationThread, Group, ItemBody, Post
 
 __all__ = [
@@ -40,6 +41,8 @@ __all__ = [
     "iter_post_versions",
     "iter_posts",
     "iter_threads",
+    "pending_posts",
+    "pending_threads",
     "safe_file_name",
     "save_attachments",
 ]
@@ -276,7 +279,8 @@ def iter_threads(
         "ORDER BY lastDeliveredDateTime DESC, id",
         params,
     ).fetchall()
-    return (_thread(row) for row in rows)
+    pending = pending_threads(archive, group_id, conversation_id)
+    return iter(pending[::-1] + [_thread(row) for row in rows])
 
 
 def get_thread(
@@ -315,7 +319,8 @@ def iter_posts(
         f"{_POST_SQL} WHERE p.thread_id = ? {deleted} ORDER BY p.receivedDateTime, p.id",
         (thread_id,),
     ).fetchall()
-    return (_post(text, post_id, deleted_at) for post_id, deleted_at, text in rows)
+    posts = [_post(text, post_id, deleted_at) for post_id, deleted_at, text in rows]
+    return iter(posts + pending_posts(archive, group_id, thread_id))
 
 
 def _post_row(
@@ -383,42 +388,128 @@ def iter_post_versions(
 
 
 def body_text(body: ItemBody | dict[str, Any] | None, limit: int | None = None) -> str:
-    """A post body as one line of plain text, for tables (tags dropped crudely)."""
+    """A post body as one line of plain text, for tables."""
     if not body or not isinstance(body.get("content"), str):
         return ""
-    content = body["content"]
-    if body.get("contentType") == "html":
-        parser = _TextParser()
-        parser.feed(content)
-        parser.close()
-        content = " ".join(parser.parts)
-    text = " ".join(content.split())
+    text = " ".join(to_text(body["content"], body.get("contentType") or "html").split())
     if limit is not None and len(text) > limit:
         text = text[: max(limit - 1, 0)].rstrip() + "…"
     return text
 
 
-class _TextParser(HTMLParser):
-    """Text nodes of HTML, without the content of script, style, head or title."""
+# -- the outbox's offline echo ------------------------------------------------------------
 
-    HIDDEN = frozenset({"script", "style", "head", "title"})
+# An item shows until the archive holds what it made: a reply until its thread has been
+# fetched again after it was sent, a new thread until that thread is archived.
+_PENDING_SQL = """
+SELECT o.id, o.action, o.state, o.group_id, o.conversation_id, o.thread_id, o.post_id,
+       o.topic, o.body, o.created_at, o.sent_at, o.result
+FROM _outbox o
+WHERE o.group_id = ? AND o.action IN ({actions})
+  AND (o.state IN ('queued', 'sending', 'uncertain') OR (o.state = 'sent' AND {not_synced}))
+  {extra}
+ORDER BY o.id
+"""
+_REPLY_NOT_SYNCED = """NOT EXISTS (SELECT 1 FROM threads t WHERE t.id = o.thread_id
+    AND t.updated_at > o.sent_at)"""
+_THREAD_NOT_SYNCED = """NOT EXISTS (SELECT 1 FROM threads t WHERE t.group_id = o.group_id
+    AND (t.id = json_extract(o.result, '$.thread') OR t.id = json_extract(o.result, '$.id')
+         OR t.id = json_extract(o.result, '$.threads[0]')))"""
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._hidden = 0
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.HIDDEN:
-            self._hidden += 1
+def _outbox_rows(
+    archive: Archive,
+    group_id: str,
+    actions: tuple[str, ...],
+    not_synced: str,
+    extra: str = "",
+    params: tuple[Any, ...] = (),
+) -> list[tuple[Any, ...]]:
+    sql = _PENDING_SQL.format(
+        actions=", ".join("?" * len(actions)), not_synced=not_synced, extra=extra
+    )
+    try:
+        return archive.conn.execute(sql, (group_id, *actions, *params)).fetchall()
+    except sqlite3.OperationalError:
+        return []  # an archive from before the outbox, opened read-only: nothing queued
 
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.HIDDEN and self._hidden:
-            self._hidden -= 1
 
-    def handle_data(self, data: str) -> None:
-        if not self._hidden:
-            self.parts.append(data)
+def _outbox_mark(item_id: int, action: str, state: str) -> dict[str, Any]:
+    return {"id": item_id, "action": action, "state": state}
+
+
+def _graph_time(value: str) -> str:
+    return value[:19] + "Z" if len(value) >= 19 else value
+
+
+def pending_posts(archive: Archive, group_id: str, thread_id: str) -> list[Post]:
+    """Replies queued in the outbox for this thread, shaped as posts and flagged pending."""
+    rows = _outbox_rows(
+        archive,
+        group_id,
+        ("reply-to-thread", "reply-to-post"),
+        _REPLY_NOT_SYNCED,
+        "AND o.thread_id = ?",
+        (thread_id,),
+    )
+    return [_pending_post(row, thread_id) for row in rows]
+
+
+def _pending_post(row: tuple[Any, ...], thread_id: str | None) -> Post:
+    item_id, action, state, _, conversation_id, _, post_id, _, body, created, _, _ = row
+    request = json.loads(body)
+    post = request.get("post") or (request.get("posts") or [None])[0]
+    if post is None:
+        post = (request.get("threads") or [{}])[0].get("posts", [{}])[0]
+    attachments = post.get("attachments") or []
+    out: dict[str, Any] = {
+        "id": f"outbox-{item_id}",
+        "createdDateTime": _graph_time(created),
+        "lastModifiedDateTime": _graph_time(created),
+        "receivedDateTime": _graph_time(created),
+        "categories": post.get("categories") or [],
+        "hasAttachments": bool(attachments),
+        "body": post.get("body"),
+        "conversationId": conversation_id,
+        "conversationThreadId": thread_id,
+        "newParticipants": post.get("newParticipants") or [],
+        "@groupsync.outbox": _outbox_mark(item_id, action, state),
+    }
+    if post_id:
+        out["@groupsync.inReplyTo"] = post_id
+    return cast(Post, out)
+
+
+def pending_threads(
+    archive: Archive, group_id: str, conversation_id: str | None = None
+) -> list[ConversationThread]:
+    """New threads and conversations queued in the outbox, shaped as threads."""
+    actions = ("new-thread",) if conversation_id else ("new-thread", "new-conversation")
+    extra, params = (
+        ("AND o.conversation_id = ?", (conversation_id,)) if conversation_id else ("", ())
+    )
+    rows = _outbox_rows(archive, group_id, actions, _THREAD_NOT_SYNCED, extra, params)
+    threads = []
+    for row in rows:
+        post = _pending_post(row, None)
+        threads.append(
+            cast(
+                ConversationThread,
+                {
+                    "id": f"outbox-{row[0]}",
+                    "topic": row[7],
+                    "hasAttachments": post["hasAttachments"],
+                    "lastDeliveredDateTime": post["receivedDateTime"],
+                    "uniqueSenders": [],
+                    "preview": body_text(post.get("body"), 255),
+                    "isLocked": False,
+                    "toRecipients": post.get("newParticipants") or [],
+                    "ccRecipients": [],
+                    "@groupsync.outbox": post["@groupsync.outbox"],
+                },
+            )
+        )
+    return threads
 
 
 # -- attachments --------------------------------------------------------------------------

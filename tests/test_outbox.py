@@ -1,0 +1,426 @@
+"""The outbox through the real CLI: queue offline, replay against the simulator."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from groupsync.outbox import EXTENSION_NAME
+from groupsync.simulator import SimulatorOptions, make_app, serve_in_thread
+
+from .conftest import SAMPLE_DATA
+
+pytestmark = pytest.mark.e2e
+
+ENGINEERING = "b8f3e8ed-9bff-4e7e-acca-272a78b653ec"
+MARKETING = "83231e12-1380-4fe3-b849-b614bcff5d6c"
+DEAD = "http://127.0.0.1:9/v1.0"  # nothing listens: "the simulator is stopped"
+
+
+def gs(
+    db: Path,
+    *args: str,
+    url: str = DEAD,
+    token: str = "e2e-token",
+    rate: str = "0",
+    check: bool = True,
+    stdin: str | None = None,
+):
+    env = {
+        **os.environ,
+        "GROUPSYNC_GRAPH_URL": url,
+        "GROUPSYNC_ACCESS_TOKEN": token,
+        "GROUPSYNC_DB": str(db),
+        "GROUPSYNC_RATE": rate,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "groupsync", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        input=stdin,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def synced(tmp_path: Path, app) -> Path:
+    db = tmp_path / "a.db"
+    with serve_in_thread(app) as url:
+        gs(db, "sync", "--quiet", url=url)
+    return db
+
+
+def one(db: Path, sql: str, params=()):
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def open_thread(db: Path, group: str) -> tuple[str, str]:
+    (thread,) = one(
+        db,
+        "select id from threads where group_id = ? and isLocked = 0 "
+        "and deleted_at is null order by lastDeliveredDateTime limit 1",
+        (group,),
+    )[0:1]
+    post = one(
+        db,
+        "select id from posts where thread_id = ? order by receivedDateTime limit 1",
+        (thread[0],),
+    )[0][0]
+    return thread[0], post
+
+
+def markers(app, group: str) -> Counter:
+    """Posts carrying each outbox marker, in the simulator's state: the ground truth."""
+    seen: Counter = Counter()
+    for thread in app.state.threads(group):
+        for post in thread["posts"]:
+            for extension in post.get("extensions") or []:
+                if extension.get("extensionName") == EXTENSION_NAME:
+                    seen[extension["marker"]] += 1
+    return seen
+
+
+def item_markers(db: Path) -> dict[int, str]:
+    return dict(one(db, "select id, marker from _outbox"))
+
+
+def test_each_action_queued_offline_then_sent_exactly_once(tmp_path):
+    app = make_app(SAMPLE_DATA)
+    db = synced(tmp_path, app)
+    thread, post = open_thread(db, ENGINEERING)
+    victim = one(
+        db,
+        "select id from threads where group_id = ? and isLocked = 0 "
+        "and id != ? order by lastDeliveredDateTime desc limit 1",
+        (ENGINEERING, thread),
+    )[0][0]
+    conversation = one(db, "select conversation_id from threads where id = ?", (thread,))[0][0]
+    attachment = tmp_path / "plan.txt"
+    attachment.write_bytes("Le plan ✓\n".encode())
+
+    queued = [
+        gs(
+            db,
+            "new-conversation",
+            ENGINEERING,
+            "--topic",
+            "Offline conversation",
+            "--content",
+            "<p>Started offline</p>",
+            "--attach",
+            str(attachment),
+            "--to",
+            "guest@fabrikam.test",
+            "--category",
+            "Blue",
+        ),
+        gs(db, "new-thread", ENGINEERING, "--topic", "Offline thread", "--text", "plain words"),
+        gs(
+            db,
+            "new-thread",
+            ENGINEERING,
+            "--conversation",
+            conversation,
+            "--topic",
+            "Same conversation",
+            "--content",
+            "<p>another thread</p>",
+        ),
+        gs(db, "reply", ENGINEERING, thread, "--content", "<p>reply to thread</p>"),
+        gs(db, "reply", ENGINEERING, thread, "--post", post, "--text", "reply to post"),
+        gs(
+            db,
+            "forward",
+            ENGINEERING,
+            thread,
+            post,
+            "--to",
+            "boss@fabrikam.test",
+            "--comment",
+            "FYI",
+        ),
+        gs(db, "delete-thread", ENGINEERING, victim, "--yes"),
+    ]
+    ids = [json.loads(r.stdout)["id"] for r in queued]
+    assert ids == list(range(1, 8))
+
+    # Offline echo: the queued reply reads as a pending post at once.
+    posts = json.loads(gs(db, "posts", ENGINEERING, thread).stdout)["value"]
+    pending = [p for p in posts if "@groupsync.outbox" in p]
+    assert [p["@groupsync.outbox"]["state"] for p in pending] == ["queued", "queued"]
+    threads = json.loads(gs(db, "threads", ENGINEERING).stdout)["value"]
+    assert {t["topic"] for t in threads if "@groupsync.outbox" in t} >= {
+        "Offline conversation",
+        "Offline thread",
+    }
+
+    before = {t["id"] for t in app.state.threads(ENGINEERING)}
+    with serve_in_thread(app) as url:
+        report = json.loads(gs(db, "send", "--reconcile-delay", "0", url=url).stdout)
+        assert report["sent"] == 7 and report["failed"] == 0
+        again = json.loads(gs(db, "send", url=url).stdout)
+        assert again["sent"] == 0
+        gs(db, "sync", "--quiet", "--full", url=url)
+
+    counts = markers(app, ENGINEERING)
+    marks = item_markers(db)
+    for item_id in (1, 2, 3, 4, 5):
+        assert counts[marks[item_id]] == 1, item_id
+    after = {t["id"]: t for t in app.state.threads(ENGINEERING)}
+    new_topics = sorted(after[t]["topic"] for t in set(after) - before)
+    assert new_topics == ["Offline conversation", "Offline thread", "Same conversation"]
+    # The new conversation's post: body, participant, category and attachment bytes.
+    created = next(t for t in after.values() if t["topic"] == "Offline conversation")
+    first = created["posts"][0]
+    assert "Started offline" in first["body"]["content"]
+    assert first["newParticipants"][0]["emailAddress"]["address"] == "guest@fabrikam.test"
+    assert first["categories"] == ["Blue"]
+    assert base64.b64decode(first["attachments"][0]["contentBytes"]) == attachment.read_bytes()
+    # The forward went out once, and nothing else was sent as mail.
+    assert [m["recipients"][0]["emailAddress"]["address"] for m in app.sent_mail] == [
+        "boss@fabrikam.test"
+    ]
+    # The delete removed the thread upstream; the next full sync tombstoned it.
+    assert victim not in after
+    assert one(db, "select deleted_at is not null from threads where id = ?", (victim,)) == [(1,)]
+    # The echo gave way to the real posts.
+    posts = json.loads(gs(db, "posts", ENGINEERING, thread).stdout)["value"]
+    assert not [p for p in posts if "@groupsync.outbox" in p]
+    assert sum("reply to thread" in p["body"]["content"] for p in posts) == 1
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["reply", "00000000-0000-4000-8000-000000000000", "T", "--text", "x"],
+            "not in the archive",
+        ),
+        (["reply", ENGINEERING, "no-such-thread", "--text", "x"], "is not in group"),
+        (["reply", ENGINEERING, "{thread}", "--post", "nope", "--text", "x"], "is not in thread"),
+        (["reply", ENGINEERING, "{locked}", "--text", "x"], "locked"),
+        (["reply", ENGINEERING, "{thread}", "--content", "<p> </p>"], "empty"),
+        (
+            ["reply", ENGINEERING, "{thread}", "--text", "x", "--to", "not-an-address"],
+            "not an e-mail address",
+        ),
+        (
+            ["reply", ENGINEERING, "{thread}", "--text", "x", "--attach", "/no/such/file"],
+            "cannot read attachment",
+        ),
+        (["reply", ENGINEERING, "{thread}", "--text", "x", "--attach", "{big}"], "under 3,145,728"),
+        (["new-thread", ENGINEERING, "--topic", "  ", "--text", "x"], "needs a --topic"),
+        (
+            ["new-thread", ENGINEERING, "--conversation", "nope", "--topic", "t", "--text", "x"],
+            "conversation nope is not in group",
+        ),
+        (["forward", ENGINEERING, "{thread}", "{post}", "--to", "bad@"], "not an e-mail"),
+        (
+            ["reply", ENGINEERING, "{thread}", "--text", "x", "--content", "<p>y</p>"],
+            "exactly one of",
+        ),
+        (["delete-thread", ENGINEERING, "{thread}"], "needs --yes"),
+    ],
+)
+def test_bad_input_is_refused_and_nothing_is_queued(tmp_path, args, message, archive_copy):
+    db, thread, post, locked = archive_copy(tmp_path)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * (3 * 1024 * 1024))
+    args = [a.format(thread=thread, post=post, locked=locked, big=big) for a in args]
+    result = gs(db, *args, check=False)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+    assert one(db, "select count(*) from _outbox") == [(0,)]
+
+
+def test_app_only_identity_cannot_queue_conversation_writes(tmp_path, archive_copy):
+    db, thread, _, _ = archive_copy(tmp_path)
+    claims = base64.urlsafe_b64encode(json.dumps({"roles": ["Group.Read.All"]}).encode())
+    app_token = "eyJhbGciOiJub25lIn0." + claims.decode().rstrip("=") + ".sig"
+    result = gs(db, "reply", ENGINEERING, thread, "--text", "x", token=app_token, check=False)
+    assert result.returncode == 2
+    assert "needs a signed-in user" in result.stderr
+    assert one(db, "select count(*) from _outbox") == [(0,)]
+
+
+@pytest.fixture(scope="module")
+def sample_archive(tmp_path_factory):
+    root = tmp_path_factory.mktemp("archive")
+    return synced(root, make_app(SAMPLE_DATA))
+
+
+@pytest.fixture
+def archive_copy(sample_archive):
+    def copy(tmp_path: Path):
+        db = tmp_path / "copy.db"
+        with sqlite3.connect(sample_archive) as source, sqlite3.connect(db) as target:
+            source.backup(target)
+        thread, post = open_thread(db, ENGINEERING)
+        locked = one(db, "select id from threads where isLocked = 1")[0][0]
+        return db, thread, post, locked
+
+    return copy
+
+
+def test_graph_refusals_mark_the_item_failed_and_the_queue_moves_on(tmp_path, archive_copy):
+    db, thread, _, _ = archive_copy(tmp_path)
+    app = make_app(SAMPLE_DATA)
+    gs(db, "reply", ENGINEERING, thread, "--text", "first")
+    gs(db, "reply", ENGINEERING, thread, "--text", "second")
+    app.delete_thread(ENGINEERING, thread)  # upstream, before we send: Graph will say 404
+    other, _ = open_thread(db, MARKETING)
+    gs(db, "reply", MARKETING, other, "--text", "elsewhere")
+    with serve_in_thread(app) as url:
+        result = gs(db, "send", url=url, check=False)
+    report = json.loads(result.stdout)
+    assert result.returncode == 1
+    assert (report["sent"], report["failed"]) == (1, 2)
+    errors = one(db, "select state, last_error from _outbox order by id")
+    assert errors[0][0] == "failed" and "not found" in errors[0][1].lower()
+    assert errors[2][0] == "sent"
+
+
+def _replies_arrived(app, db: Path, group: str) -> tuple[Counter, list[str]]:
+    counts = markers(app, group)
+    marks = item_markers(db)
+    return Counter({i: counts[m] for i, m in marks.items()}), list(marks)
+
+
+def _queue_replies(db: Path, threads: list[str], n: int) -> None:
+    """n replies round-robin over threads, through the library in one process (fast)."""
+    code = (
+        "import sys\n"
+        "from groupsync.archive import Archive\n"
+        "from groupsync.outbox import Outbox, Draft\n"
+        "db, n, group, *threads = sys.argv[1:]\n"
+        "with Archive(db) as a:\n"
+        "    box = Outbox(a)\n"
+        "    for i in range(int(n)):\n"
+        "        box.queue('reply-to-thread', group, Draft(content=f'<p>reply {i}</p>'),\n"
+        "                  thread_id=threads[i % len(threads)])\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(db), str(n), ENGINEERING, *threads], check=True)
+
+
+def _order_per_thread_is_queue_order(app, db: Path) -> None:
+    marks = {m: i for i, m in item_markers(db).items()}
+    for thread in app.state.threads(ENGINEERING):
+        ours = [
+            marks[e["marker"]]
+            for p in sorted(thread["posts"], key=lambda p: p["receivedDateTime"])
+            for e in p.get("extensions") or []
+            if e.get("extensionName") == EXTENSION_NAME
+        ]
+        assert ours == sorted(ours), "a reply overtook an earlier one in its thread"
+
+
+def engineering_threads(db: Path, n: int) -> list[str]:
+    return [
+        r[0]
+        for r in one(
+            db,
+            "select id from threads where group_id = ? and isLocked = 0 order by id limit ?",
+            (ENGINEERING, n),
+        )
+    ]
+
+
+def test_writes_applied_but_answered_504_still_arrive_exactly_once(tmp_path, archive_copy):
+    db, _, _, _ = archive_copy(tmp_path)
+    _queue_replies(db, engineering_threads(db, 3), 40)
+    app = make_app(SAMPLE_DATA, SimulatorOptions(write_504_rate=0.2, seed=9))
+    with serve_in_thread(app) as url:
+        report = json.loads(
+            gs(db, "send", "--reconcile-delay", "0", "--max-per-minute", "0", url=url).stdout
+        )
+    counts, ids = _replies_arrived(app, db, ENGINEERING)
+    assert report["uncertain"] >= 3 and report["reconciled"] >= 3
+    assert all(counts[i] == 1 for i in ids), counts
+    _order_per_thread_is_queue_order(app, db)
+
+
+def test_200_replies_under_throttle_and_503s_arrive_once_in_order(tmp_path, archive_copy):
+    """The connector's limit on both sides (client 100/60, simulator 429 past 100/60) and
+    10 % random 503/504 before anything is applied."""
+    db, _, _, _ = archive_copy(tmp_path)
+    _queue_replies(db, engineering_threads(db, 4), 200)
+    app = make_app(SAMPLE_DATA, SimulatorOptions(rate=(100, 60.0), fail_rate=0.1, seed=2))
+    with serve_in_thread(app) as url:
+        report = json.loads(
+            gs(
+                db,
+                "send",
+                "--reconcile-delay",
+                "0",
+                "--max-per-minute",
+                "0",
+                rate="100/60",
+                url=url,
+            ).stdout
+        )
+    counts, ids = _replies_arrived(app, db, ENGINEERING)
+    assert report["sent"] == 200
+    assert all(counts[i] == 1 for i in ids), counts
+    _order_per_thread_is_queue_order(app, db)
+    assert app.log.max_in_window(60.0) <= 100
+    assert not [e for e in app.log.entries if e[3] == 429]
+
+
+def test_sigkill_during_send_never_loses_or_doubles(tmp_path, archive_copy):
+    db0, _, _, _ = archive_copy(tmp_path)
+    threads = engineering_threads(db0, 3)
+    rng = random.Random(20261126)
+    points = sorted(rng.uniform(0.0, 1.6) for _ in range(20))
+    for n, point in enumerate(points):
+        db = tmp_path / f"kill{n}.db"
+        with sqlite3.connect(db0) as source, sqlite3.connect(db) as target:
+            source.backup(target)
+        _queue_replies(db, threads, 12)
+        app = make_app(SAMPLE_DATA, SimulatorOptions(latency_ms=60, seed=n))
+        with serve_in_thread(app) as url:
+            env = {
+                **os.environ,
+                "GROUPSYNC_GRAPH_URL": url,
+                "GROUPSYNC_ACCESS_TOKEN": "t",
+                "GROUPSYNC_DB": str(db),
+                "GROUPSYNC_RATE": "0",
+            }
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "groupsync",
+                    "send",
+                    "--reconcile-delay",
+                    "0",
+                    "--max-per-minute",
+                    "0",
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(point)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            gs(db, "send", "--reconcile-delay", "0", "--max-per-minute", "0", url=url)
+        counts, ids = _replies_arrived(app, db, ENGINEERING)
+        assert all(counts[i] == 1 for i in ids), (point, counts)
+        assert one(db, "select count(*) from _outbox where state != 'sent'") == [(0,)]
