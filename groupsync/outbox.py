@@ -638,6 +638,7 @@ class Outbox:
             group,
             conversation_id=item["conversation_id"],
             select=["id", "topic", "lastDeliveredDateTime"],
+            top=50,
         ):
             delivered = thread.get("lastDeliveredDateTime")
             if delivered and parse_datetime(delivered) < since:
@@ -654,7 +655,7 @@ class Outbox:
     ) -> dict[str, Any] | None:
         since = parse_datetime(item["sending_at"] or item["created_at"]) - timedelta(minutes=5)
         fallback = None
-        for post in graph.list_posts(group, thread_id, expand="extensions"):
+        for post in graph.list_posts(group, thread_id, expand="extensions", top=50):
             for extension in post.get("extensions") or []:
                 name = extension.get("extensionName") or extension.get("id", "")
                 if EXTENSION_NAME in str(name) and extension.get("marker") == item["marker"]:
