@@ -87,7 +87,7 @@ def run_server(
     """Serve ``data_dir`` until Ctrl-C, printing one line with the base URL."""
     app = make_app(data_dir, options)
     server = _make_server(app, host, port)
-    with server:
+    with server, suppress(KeyboardInterrupt):
+        # The line is inside: a Ctrl-C the moment it is printed still ends quietly.
         print(f"Graph simulator on {_url(host, server.server_port)}", flush=True)
-        with suppress(KeyboardInterrupt):
-            server.serve_forever(poll_interval=0.2)
+        server.serve_forever(poll_interval=0.2)
