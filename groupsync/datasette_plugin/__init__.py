@@ -1,0 +1,125 @@
+"""groupsync's Datasette plugin: the archive made for reading, never for writing.
+
+Registered through the ``datasette`` entry point, so ``datasette groupsync.db`` picks it up;
+``groupsync serve`` runs Datasette with it. Routes, all under ``/-/groupsync/``:
+
+- ``/-/groupsync/`` the archive's groups, searches and canned queries;
+- ``/-/groupsync/thread/{group}/{thread}`` a thread as a person reads it;
+- ``/-/groupsync/search?q=`` ``groupsync search``'s query language and index;
+- ``/-/groupsync/attachment/{sha256}`` an attachment, streamed as a download.
+
+It imports ``archive``, ``search``, ``reads`` and ``html`` only: nothing here can reach
+Graph or the outbox. Settings (Datasette 0.65 reads them from metadata)::
+
+    {"plugins": {"groupsync": {"search_index": "/path/to/groupsync.db.whoosh"}}}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from datasette import hookimpl
+
+from . import cells, views
+from .archives import archive_databases, detect_archives
+from .facets import MonthFacet
+from .metadata import instance_metadata
+
+__all__ = [
+    "extra_css_urls",
+    "get_metadata",
+    "menu_links",
+    "register_facet_classes",
+    "register_routes",
+    "render_cell",
+    "startup",
+    "table_actions",
+]
+
+_METADATA_CACHE: dict[tuple[str, ...], str] = {}
+
+
+@hookimpl
+def startup(datasette: Any) -> Any:
+    async def inner() -> None:
+        await detect_archives(datasette)
+        try:
+            source = datasette.jinja_env.loader.get_source(
+                datasette.jinja_env, "_close_open_menus.html"
+            )[0]
+        except Exception:  # noqa: BLE001 - a Datasette without that template needs no hash
+            source = ""
+        views.set_script_hashes(source)
+
+    return inner
+
+
+@hookimpl
+def get_metadata(datasette: Any, key: Any, database: Any, table: Any) -> dict[str, Any]:
+    names = tuple(archive_databases(datasette))
+    if not names:
+        return {}
+    if names not in _METADATA_CACHE:
+        _METADATA_CACHE[names] = json.dumps(instance_metadata(names))
+    # A fresh copy each time: Datasette merges other metadata into what it is given.
+    return json.loads(_METADATA_CACHE[names])  # type: ignore[no-any-return]
+
+
+@hookimpl
+def register_routes() -> list[tuple[str, Any]]:
+    return [
+        (r"^/-/groupsync/?$", views.handled(views.index)),
+        (
+            r"^/-/groupsync/thread/(?P<group>[^/]+)/(?P<thread>[^/]+)$",
+            views.handled(views.thread),
+        ),
+        (r"^/-/groupsync/search$", views.handled(views.search)),
+        (r"^/-/groupsync/attachment/(?P<sha256>[^/]+)$", views.handled(views.attachment)),
+        (r"^/-/groupsync/static/(?P<path>[^/]+)$", views.handled(views.static)),
+    ]
+
+
+@hookimpl
+def render_cell(
+    row: Any, value: Any, column: str, table: str | None, database: str, datasette: Any
+) -> Any:
+    if database not in archive_databases(datasette):
+        return None
+    return cells.render(datasette, row, value, column, table, database)
+
+
+@hookimpl
+def register_facet_classes() -> list[type]:
+    return [MonthFacet]
+
+
+@hookimpl
+def extra_css_urls(template: str, database: str | None, datasette: Any) -> list[str]:
+    if template.startswith("groupsync_"):
+        return []  # the plugin's own pages link it themselves
+    if database is None or database not in archive_databases(datasette):
+        return []
+    return [str(datasette.urls.path("/-/groupsync/static/groupsync.css"))]
+
+
+@hookimpl
+def menu_links(datasette: Any) -> list[dict[str, str]]:
+    if not archive_databases(datasette):
+        return []
+    return [
+        {"href": str(datasette.urls.path("/-/groupsync/")), "label": "groupsync: groups"},
+        {"href": str(datasette.urls.path("/-/groupsync/search")), "label": "groupsync: search"},
+    ]
+
+
+@hookimpl
+def table_actions(datasette: Any, database: str, table: str) -> list[dict[str, str]]:
+    if database not in archive_databases(datasette) or table not in {"posts", "threads"}:
+        return []
+    return [
+        {
+            "href": str(datasette.urls.path("/-/groupsync/search")),
+            "label": "Search mail (ranked, with snippets)",
+        }
+    ]
