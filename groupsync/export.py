@@ -1,0 +1,764 @@
+"""Compliance export: the archive's posts as ``.eml`` files, one mbox per group, or JSON lines.
+
+Every format is written one post at a time (only that post and its attachments are in
+memory), and ends with ``manifest.json``: each file's SHA-256 and size, the counts, the
+filters, who exported and the archive's chain head (see ``integrity``). The export is
+recorded in the archive's ``exports`` table with the manifest's SHA-256.
+
+Messages (eml and mbox) are built with ``email.message.EmailMessage`` under the default
+policy, so non-ASCII subjects, names and file names are encoded per RFC 2047/2231:
+
+* ``From``/``Sender`` from Graph's ``from``/``sender`` (for group mail, the group and the
+  person), ``To`` the group, ``Cc`` the post's ``newParticipants``, ``Date`` its
+  ``receivedDateTime``, ``Subject`` the thread's topic;
+* ``Message-ID`` ``<sha256(post id)[:40]@groupsync.invalid>``; ``In-Reply-To`` the post it
+  answers (Graph's ``inReplyTo`` when known, else the thread's first post); ``References``
+  the thread's first post and that parent;
+* the HTML body (base64, so it parses back exactly) with a plain-text alternative
+  (``html.to_text``); inline images in a
+  ``multipart/related`` beside the HTML with ``Content-ID: <contentId>``; every other
+  attachment as a base64 part; an attachment whose bytes the archive does not hold (item
+  and reference attachments, or not readable) as its Graph metadata in JSON;
+* ``X-Groupsync-*`` headers with the Graph ids, the changeKey and the SHA-256 of the
+  post version exported, which ``verify`` vouches for.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import mimetypes
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email import policy as email_policy
+from email.generator import BytesGenerator
+from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
+from email.message import EmailMessage
+from io import BytesIO
+from pathlib import Path
+from typing import IO, Any
+
+from . import __version__
+from .archive import Archive, utc_now
+from .errors import GroupsyncError
+from .html import to_text
+from .models import ModelError, parse_datetime
+
+__all__ = [
+    "FORMATS",
+    "ExportError",
+    "ExportOptions",
+    "ExportReport",
+    "export",
+    "message_id",
+    "parse_bound",
+]
+
+FORMATS = ("eml", "mbox", "jsonl")
+MANIFEST = "manifest.json"
+ID_HEADERS = (
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "X-Groupsync-Post-Id",
+    "X-Groupsync-Thread-Id",
+    "X-Groupsync-Conversation-Id",
+    "X-Groupsync-Group-Id",
+    "X-Groupsync-ChangeKey",
+    "X-Groupsync-Version-SHA256",
+    "X-Groupsync-Attachment-Id",
+)
+SEARCH_PAGE = 500
+
+
+class ExportError(GroupsyncError):
+    """An export that cannot be made as asked (a bad date, a non-empty folder, no search)."""
+
+    exit_code = 2
+
+
+class _VerbatimHeader(UnstructuredHeader):
+    """Ids and message ids: one ASCII token, an Exchange id longer than 78 characters, is
+    written on one line as it is (RFC 5322 allows 998), not cut into RFC 2047 encoded words,
+    and not parsed (they are ours, so known to be plain ASCII)."""
+
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+        if value.isascii() and len(value) < 900 and not any(c in value for c in "\r\n"):
+            kwds["parse_tree"] = None
+            kwds["decoded"] = value
+        else:
+            super().parse(value, kwds)
+
+    def fold(self, *, policy: Any) -> str:  # type: ignore[override]
+        if self._parse_tree is None:
+            return f"{self.name}: {self}{policy.linesep}"
+        return super().fold(policy=policy)
+
+
+class _FoldOnce:
+    """A header object reused across messages (see ``_Exporter._set``) is folded once."""
+
+    def fold(self, *, policy: Any) -> str:
+        folded = getattr(self, "_groupsync_folded", None)
+        if folded is None or folded[0] is not policy:
+            folded = (policy, super().fold(policy=policy))  # type: ignore[misc]
+            self._groupsync_folded = folded
+        return folded[1]
+
+
+class _Registry(HeaderRegistry):
+    """``HeaderRegistry`` makes a new class (``type(...)``) for every header it is asked
+    for; an export sets 25 headers per message, so the classes are made once here, and
+    fold their text once per object."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        made = self._classes.get(key)
+        if made is None:
+            base = super().__getitem__(name)
+            made = self._classes[key] = type(base.__name__, (_FoldOnce, base), {})
+        return made
+
+
+def _policy(linesep: str) -> Any:
+    registry = _Registry()
+    for name in ID_HEADERS:
+        registry.map_to_type(name.lower(), _VerbatimHeader)
+    return email_policy.default.clone(linesep=linesep, header_factory=registry)
+
+
+EML_POLICY = _policy("\r\n")  # RFC 5322 line ends for files read one message at a time
+MBOX_POLICY = _policy("\n")  # mbox files are Unix text
+
+
+def message_id(post_id: str) -> str:
+    """The Message-ID an exported post gets: stable, and derived from its Graph id only."""
+    return f"<{hashlib.sha256(post_id.encode()).hexdigest()[:40]}@groupsync.invalid>"
+
+
+def parse_bound(text: str | None, *, end: bool = False) -> str | None:
+    """``--since``/``--until`` as ``YYYY-MM-DDTHH:MM:SS`` in UTC, compared to the second.
+
+    A date alone means its first second, or with ``end`` its last (``--until`` includes
+    the whole day). A time without an offset is UTC.
+    """
+    if text is None:
+        return None
+    value = text.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            day = date.fromisoformat(value)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            if end:
+                moment += timedelta(days=1, seconds=-1)
+        else:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+    except ValueError:
+        raise ExportError(
+            f"not a date or time: {text!r} (try 2024-05-01 or 2024-05-01T09:30Z)"
+        ) from None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@dataclass
+class ExportOptions:
+    """What to export and where. ``out`` is a folder that must be empty or new."""
+
+    format: str
+    out: Path
+    group_ids: list[str] = field(default_factory=list)
+    since: str | None = None
+    until: str | None = None
+    include_deleted: bool = False
+    query: str | None = None
+    index_path: Path | None = None
+
+
+@dataclass
+class ExportReport:
+    export_id: int = 0
+    format: str = ""
+    out: str = ""
+    groups: int = 0
+    posts: int = 0
+    attachments: int = 0
+    attachments_without_bytes: int = 0
+    files: int = 0
+    bytes: int = 0
+    manifest: str = ""
+    manifest_sha256: str = ""
+    chain_digest: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _HashingFile:
+    """A file written once, front to back, hashed on the way."""
+
+    def __init__(self, root: Path, relative: str) -> None:
+        self.relative = relative
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[bytes] = open(path, "xb")  # noqa: SIM115 - closed by close()
+        self._sha = hashlib.sha256()
+        self.size = 0
+        self.posts = 0
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+        self._sha.update(data)
+        self.size += len(data)
+
+    def close(self) -> dict[str, Any]:
+        self._file.close()
+        entry = {"path": self.relative, "sha256": self._sha.hexdigest(), "size": self.size}
+        if self.posts:
+            entry["posts"] = self.posts
+        return entry
+
+
+def _slug(text: str, limit: int = 48) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return slug[:limit] or "group"
+
+
+def _address(recipient: Any) -> Address | None:
+    email = (recipient or {}).get("emailAddress") if isinstance(recipient, dict) else None
+    if not isinstance(email, dict):
+        return None
+    return _make_address(str(email.get("name") or ""), str(email.get("address") or ""))
+
+
+@functools.lru_cache(maxsize=4096)
+def _make_address(name: str, address: str) -> Address | None:
+    """Addresses repeat (a group, its members): each is parsed once."""
+    if not name and not address:
+        return None
+    try:
+        return Address(display_name=name, addr_spec=address)
+    except Exception:  # noqa: BLE001 - a malformed address keeps its name, loses the rest
+        return Address(display_name=name or address, username="unknown", domain="groupsync.invalid")
+
+
+def _maintype(content_type: str | None, name: str | None) -> tuple[str, str]:
+    guess = content_type or (mimetypes.guess_type(name or "")[0]) or "application/octet-stream"
+    maintype, _, subtype = guess.lower().partition("/")
+    subtype = subtype.split(";")[0].strip()
+    if (
+        not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]*", maintype)
+        or not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]*", subtype or "")
+        or maintype in {"multipart", "message"}  # their bytes would be parsed, not kept
+    ):
+        return "application", "octet-stream"
+    return maintype, subtype
+
+
+def _when(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parse_datetime(value)
+    except ModelError:
+        return None
+
+
+class _Exporter:
+    def __init__(
+        self,
+        archive: Archive,
+        options: ExportOptions,
+        progress: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        self.archive = archive
+        self.options = options
+        self.progress = progress
+        self.out = Path(options.out)
+        self.report = ExportReport(format=options.format, out=str(self.out))
+        self.files: list[dict[str, Any]] = []
+        self.groups = self._groups()
+        self.roots = self._thread_roots()
+        self._open: _HashingFile | None = None
+        self._open_group: str | None = None
+        self._blobs_written: set[str] = set()
+        self._groups_seen: set[str] = set()
+        self._headers: dict[tuple[str, str], Any] = {}
+
+    # -- reading the archive --------------------------------------------------------------
+
+    def _groups(self) -> dict[str, dict[str, Any]]:
+        cursor = self.archive.conn.execute(
+            "SELECT id, displayName, mail, mailNickname FROM groups"
+        )
+        return {
+            r[0]: {"displayName": r[1], "mail": r[2], "mailNickname": r[3]} for r in cursor
+        }
+
+    def _thread_roots(self) -> dict[str, str]:
+        """Each thread's first post (deleted ones too), which every reply references."""
+        groups = self.options.group_ids
+        where = f"WHERE group_id IN ({', '.join('?' * len(groups))})" if groups else ""
+        rows = self.archive.conn.execute(
+            "SELECT thread_id, id, min(coalesce(receivedDateTime, createdDateTime, '') || id) "
+            f"FROM posts {where} GROUP BY thread_id",
+            groups,
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def _selected(self) -> set[str] | None:
+        if not self.options.query:
+            return None
+        try:
+            from . import search as search_module
+        except ImportError:
+            search_module = None  # type: ignore[assignment]
+        run = getattr(search_module, "search", None)
+        if run is None:
+            raise ExportError(
+                "--query needs full-text search (groupsync.search.search), which this "
+                "installation does not have; export without --query, or filter by group/date"
+            )
+        index_path = self.options.index_path
+        if index_path is None:
+            index_path = search_module.index_path_for(self.archive.path)
+        # The archive is open for writing, so the search first catches its index up.
+        found: set[str] = set()
+        offset = 0
+        while True:
+            results = run(
+                self.archive,
+                index_path,
+                self.options.query,
+                limit=SEARCH_PAGE,
+                offset=offset,
+                include_deleted=self.options.include_deleted,
+            )
+            hits = list(results.hits)
+            found.update(h.post_id for h in hits)
+            if len(hits) < SEARCH_PAGE:
+                return found
+            offset += len(hits)
+
+    def _posts(self) -> Iterator[tuple[Any, ...]]:
+        where, params = [], []
+        options = self.options
+        if options.group_ids:
+            where.append(f"p.group_id IN ({', '.join('?' * len(options.group_ids))})")
+            params.extend(options.group_ids)
+        since, until = parse_bound(options.since), parse_bound(options.until, end=True)
+        moment = "substr(coalesce(p.receivedDateTime, p.createdDateTime), 1, 19)"
+        if since:
+            where.append(f"{moment} >= ?")
+            params.append(since)
+        if until:
+            where.append(f"{moment} <= ?")
+            params.append(until)
+        if not options.include_deleted:
+            where.append("p.deleted_at IS NULL")
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        yield from self.archive.conn.execute(
+            f"""
+            SELECT p.id, p.group_id, p.thread_id, p.conversation_id, p.changeKey,
+                p.deleted_at, p.in_reply_to_id, p.attachments_note, t.topic, v.json, v.sha256,
+                coalesce(p.receivedDateTime, p.createdDateTime)
+            FROM posts AS p
+            JOIN threads AS t ON t.id = p.thread_id
+            JOIN post_versions AS v ON v.post_id = p.id AND v.changeKey = p.changeKey
+            {clause}
+            ORDER BY p.group_id, p.receivedDateTime, p.id
+            """,
+            params,
+        )
+
+    def _attachment_rows(self, post_id: str) -> dict[str, tuple[str | None, str | None]]:
+        return {
+            r[0]: (r[1], r[2])
+            for r in self.archive.conn.execute(
+                "SELECT id, sha256, deleted_at FROM attachments WHERE post_id = ?", (post_id,)
+            )
+        }
+
+    # -- the run --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        selected = self._selected()
+        write = {"eml": self._write_eml, "mbox": self._write_mbox, "jsonl": self._write_jsonl}[
+            self.options.format
+        ]
+        try:
+            for row in self._posts():
+                if selected is not None and row[0] not in selected:
+                    continue
+                post = _Post(row)
+                self._groups_seen.add(post.group_id)
+                write(post)
+                self.report.posts += 1
+                if self.progress is not None and self.report.posts % 500 == 0:
+                    self.progress({"posts": self.report.posts, "bytes": self.report.bytes})
+        finally:
+            self._close_open()
+        self.report.groups = len(self._groups_seen)
+
+    def _close_open(self) -> None:
+        if self._open is not None:
+            self._done(self._open)
+            self._open = None
+
+    def _done(self, handle: _HashingFile) -> None:
+        entry = handle.close()
+        self.files.append(entry)
+        self.report.files += 1
+        self.report.bytes += entry["size"]
+
+    def _group_file(self, group_id: str, suffix: str) -> _HashingFile:
+        if self._open is None or self._open_group != group_id:
+            self._close_open()
+            self._open = _HashingFile(self.out, f"{self._group_slug(group_id)}.{suffix}")
+            self._open_group = group_id
+        return self._open
+
+    def _group_slug(self, group_id: str) -> str:
+        group = self.groups.get(group_id) or {}
+        name = group.get("mailNickname") or group.get("displayName") or "group"
+        return f"{_slug(name)}-{group_id[:8]}"
+
+    # -- formats --------------------------------------------------------------------------
+
+    def _write_eml(self, post: _Post) -> None:
+        data = self._message_bytes(post, EML_POLICY, mangle_from=False)
+        received = _when(post.received)
+        stamp = received.strftime("%Y%m%dT%H%M%SZ") if received else "undated"
+        name = f"{self._group_slug(post.group_id)}/{stamp}-{message_id(post.id)[1:17]}.eml"
+        handle = _HashingFile(self.out, name)
+        try:
+            handle.write(data)
+            handle.posts = 1
+        finally:
+            self._done(handle)
+
+    def _write_mbox(self, post: _Post) -> None:
+        handle = self._group_file(post.group_id, "mbox")
+        data = self._message_bytes(post, MBOX_POLICY, mangle_from=True)
+        received = _when(post.received) or datetime(1970, 1, 1, tzinfo=UTC)
+        sender = (post.version.get("sender") or post.version.get("from") or {}).get(
+            "emailAddress"
+        ) or {}
+        envelope = re.sub(r"\s+", "", sender.get("address") or "") or "MAILER-DAEMON"
+        handle.write(f"From {envelope} {time.asctime(received.utctimetuple())}\n".encode())
+        handle.write(data if data.endswith(b"\n") else data + b"\n")
+        handle.write(b"\n")
+        handle.posts += 1
+
+    def _write_jsonl(self, post: _Post) -> None:
+        handle = self._group_file(post.group_id, "jsonl")
+        doc = dict(post.version)
+        stored = self._attachment_rows(post.id)
+        attachments = []
+        for attachment in doc.get("attachments") or []:
+            item = dict(attachment)
+            sha256 = (stored.get(item.get("id")) or (None, None))[0]
+            if sha256:
+                path = f"attachments/{sha256}"
+                if sha256 not in self._blobs_written:
+                    blob = _HashingFile(self.out, path)
+                    try:
+                        for chunk in self.archive.iter_blob(sha256):
+                            blob.write(chunk)
+                    finally:
+                        self._done(blob)
+                    self._blobs_written.add(sha256)
+                item["@groupsync.sha256"] = sha256
+                item["@groupsync.path"] = path
+                self.report.attachments += 1
+            else:
+                self.report.attachments_without_bytes += 1
+            attachments.append(item)
+        doc["attachments"] = attachments
+        doc["@groupsync"] = {
+            "groupId": post.group_id,
+            "threadId": post.thread_id,
+            "topic": post.topic,
+            "messageId": message_id(post.id),
+            "versionSha256": post.version_sha256,
+            "deletedDateTime": post.deleted_at,
+            "attachmentsNote": post.attachments_note,
+        }
+        line = json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n"
+        handle.write(line.encode("utf-8"))
+        handle.posts += 1
+
+    # -- one message ------------------------------------------------------------------------
+
+    def _message_bytes(self, post: _Post, policy: Any, *, mangle_from: bool) -> bytes:
+        message = self._message(post, policy)
+        buffer = BytesIO()
+        BytesGenerator(buffer, mangle_from_=mangle_from, policy=policy).flatten(message)
+        return buffer.getvalue()
+
+    def _set(self, message: EmailMessage, name: str, value: Any) -> None:
+        """A header whose value repeats across posts (a group, a thread, a person) is parsed
+        once and the parsed header object reused."""
+        key = (name, str(value) if not isinstance(value, list) else ", ".join(map(str, value)))
+        header = self._headers.get(key)
+        if header is None:
+            if len(self._headers) > 50_000:
+                self._headers.clear()
+            header = self._headers[key] = message.policy.header_factory(name, value)
+        message[name] = header
+
+    def _message(self, post: _Post, policy: Any) -> EmailMessage:
+        version = post.version
+        group = self.groups.get(post.group_id) or {}
+        group_address = _address(
+            {"emailAddress": {"name": group.get("displayName"), "address": group.get("mail")}}
+        )
+        message = EmailMessage(policy=policy)
+        message["Message-ID"] = message_id(post.id)
+        received = _when(post.received)
+        if received is not None:
+            message["Date"] = received.astimezone(UTC)
+        author = _address(version.get("from")) or group_address
+        if author is not None:
+            self._set(message, "From", author)
+        sender = _address(version.get("sender"))
+        if sender is not None:
+            self._set(message, "Sender", sender)
+        if group_address is not None:
+            self._set(message, "To", group_address)
+        participants = [
+            a for a in (_address(r) for r in version.get("newParticipants") or []) if a
+        ]
+        if participants:
+            self._set(message, "Cc", participants)
+        self._set(message, "Subject", post.topic or "")
+        root = self.roots.get(post.thread_id)
+        parent = post.in_reply_to or (root if root and root != post.id else None)
+        if parent:
+            message["In-Reply-To"] = message_id(parent)
+            chain = [root] if root and root != parent else []
+            message["References"] = " ".join(message_id(p) for p in [*chain, parent])
+        categories = [c for c in version.get("categories") or [] if isinstance(c, str)]
+        if categories:
+            self._set(message, "Keywords", ", ".join(categories))
+        self._set(message, "X-Groupsync-Group-Id", post.group_id)
+        if post.conversation_id:
+            self._set(message, "X-Groupsync-Conversation-Id", post.conversation_id)
+        self._set(message, "X-Groupsync-Thread-Id", post.thread_id)
+        message["X-Groupsync-Post-Id"] = post.id
+        if post.change_key:
+            message["X-Groupsync-ChangeKey"] = post.change_key
+        message["X-Groupsync-Version-SHA256"] = post.version_sha256
+        if post.deleted_at:
+            message["X-Groupsync-Deleted"] = post.deleted_at
+        if post.attachments_note:
+            message["X-Groupsync-Note"] = post.attachments_note
+
+        body = version.get("body") or {}
+        content = body.get("content") or ""
+        is_html = (body.get("contentType") or "html").lower() == "html"
+        stored = self._attachment_rows(post.id)
+        attachments = []
+        for attachment in version.get("attachments") or []:
+            sha256 = (stored.get(attachment.get("id")) or (None, None))[0]
+            attachments.append((attachment, sha256))
+        inline = [
+            (a, s)
+            for a, s in attachments
+            if is_html and s and a.get("isInline") and a.get("contentId")
+        ]
+        # The body itself goes as bytes in base64: it parses back exactly as Graph gave it
+        # (line ends and a missing final newline included); the text alternative is ours.
+        utf8 = {"charset": "utf-8"}
+        if is_html:
+            text = to_text(content, "html") + "\n"
+            # A line starting "From " would be quoted (">From ") in an mbox: base64 keeps it.
+            cte = "base64" if re.search(r"^From ", text, re.MULTILINE) else None
+            message.set_content(text, cte=cte)
+            message.add_alternative(content.encode("utf-8"), "text", "html", params=utf8)
+            if inline:
+                html_part = message.get_payload()[1]
+                for attachment, sha256 in inline:
+                    self._add(html_part.add_related, attachment, sha256)
+        else:
+            message.set_content(content.encode("utf-8"), "text", "plain", params=utf8)
+        placed = {id(a) for a, _ in inline}
+        for attachment, sha256 in attachments:
+            if id(attachment) not in placed:
+                self._add(message.add_attachment, attachment, sha256)
+        return message
+
+    def _add(
+        self, add: Callable[..., None], attachment: dict[str, Any], sha256: str | None
+    ) -> None:
+        name = attachment.get("name") or "attachment"
+        headers = [f"X-Groupsync-Attachment-Id: {attachment.get('id', '')}"]
+        kind = (attachment.get("@odata.type") or "").rsplit(".", 1)[-1]
+        if sha256:
+            maintype, subtype = _maintype(attachment.get("contentType"), name)
+            if attachment.get("contentId"):
+                cid = str(attachment["contentId"]).strip("<>")
+                extra: dict[str, Any] = {"cid": f"<{cid}>"}
+            else:
+                extra = {}
+            add(
+                self.archive.read_blob(sha256),
+                maintype,
+                subtype,
+                filename=name,
+                headers=headers,
+                **extra,
+            )
+            self.report.attachments += 1
+            return
+        # No bytes here: an item or reference attachment, or one Graph would not give us.
+        headers.append(f"X-Groupsync-Attachment-Type: {kind or 'attachment'}")
+        metadata = json.dumps(attachment, ensure_ascii=False, sort_keys=True, indent=2)
+        add(
+            metadata.encode("utf-8"),
+            "application",
+            "json",
+            filename=f"{name}.json",
+            headers=headers,
+        )
+        self.report.attachments_without_bytes += 1
+
+
+class _Post:
+    """One row of the export query, named."""
+
+    __slots__ = (
+        "id", "group_id", "thread_id", "conversation_id", "change_key", "deleted_at",
+        "in_reply_to", "attachments_note", "topic", "version", "version_sha256", "received",
+    )  # fmt: skip
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        (
+            self.id,
+            self.group_id,
+            self.thread_id,
+            self.conversation_id,
+            self.change_key,
+            self.deleted_at,
+            self.in_reply_to,
+            self.attachments_note,
+            self.topic,
+            version_json,
+            self.version_sha256,
+            self.received,
+        ) = row
+        self.version: dict[str, Any] = json.loads(version_json)
+
+
+def export(
+    archive: Archive,
+    options: ExportOptions,
+    *,
+    identity: str | None = None,
+    os_user: str | None = None,
+    now: Callable[[], str] = utc_now,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> ExportReport:
+    """Write the export into ``options.out`` (created; it must be empty) and audit it."""
+    if options.format not in FORMATS:
+        raise ExportError(f"unknown format {options.format!r}; one of {', '.join(FORMATS)}")
+    parse_bound(options.since)
+    parse_bound(options.until, end=True)
+    out = Path(options.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportError(f"{out} exists and is not an empty folder; export into a new one")
+    out.mkdir(parents=True, exist_ok=True)
+    started = now()
+    head = archive.chain_head()
+    filters = {
+        "groups": options.group_ids or None,
+        "since": options.since,
+        "until": options.until,
+        "include_deleted": options.include_deleted,
+        "query": options.query,
+    }
+    with archive.atomic():
+        cursor = archive.conn.execute(
+            "INSERT INTO exports (started_at, status, identity, os_user, format, out, filters, "
+            "chain_digest) VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
+            (
+                started,
+                identity,
+                os_user,
+                options.format,
+                str(out.resolve()),
+                json.dumps(filters, ensure_ascii=False),
+                head[1] if head else None,
+            ),
+        )
+    export_id = int(cursor.lastrowid or 0)
+    exporter = _Exporter(archive, options, progress)
+    report = exporter.report
+    report.export_id = export_id
+    report.chain_digest = head[1] if head else None
+    try:
+        exporter.run()
+        manifest = {
+            "groupsync": __version__,
+            "export_id": export_id,
+            "format": options.format,
+            "started_at": started,
+            "finished_at": now(),
+            "identity": identity,
+            "os_user": os_user,
+            "archive": {
+                "path": str(Path(archive.path).resolve()) if archive.path != ":memory:" else None,
+                "chain_head": {"run_id": head[0], "digest": head[1]} if head else None,
+            },
+            "filters": filters,
+            "counts": {
+                "groups": report.groups,
+                "posts": report.posts,
+                "attachments": report.attachments,
+                "attachments_without_bytes": report.attachments_without_bytes,
+                "files": report.files,
+                "bytes": report.bytes,
+            },
+            "files": exporter.files,
+        }
+        data = (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+        temporary = out / f".{MANIFEST}.tmp"
+        temporary.write_bytes(data)
+        os.replace(temporary, out / MANIFEST)
+        report.manifest = str(out / MANIFEST)
+        report.manifest_sha256 = hashlib.sha256(data).hexdigest()
+    except BaseException as ex:
+        with archive.atomic():
+            archive.conn.execute(
+                "UPDATE exports SET status = 'failed', finished_at = ?, error = ?, posts = ? "
+                "WHERE id = ?",
+                (now(), str(ex) or type(ex).__name__, report.posts, export_id),
+            )
+        raise
+    with archive.atomic():
+        archive.conn.execute(
+            "UPDATE exports SET status = 'complete', finished_at = ?, groups = ?, posts = ?, "
+            "attachments = ?, files = ?, bytes = ?, manifest_sha256 = ? WHERE id = ?",
+            (
+                now(),
+                report.groups,
+                report.posts,
+                report.attachments,
+                report.files,
+                report.bytes,
+                report.manifest_sha256,
+                export_id,
+            ),
+        )
+    return report

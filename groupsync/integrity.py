@@ -1,0 +1,298 @@
+"""``groupsync verify``: recompute every hash the archive recorded, and its digest chain.
+
+What is recorded at write time, and checked here:
+
+* ``post_versions.sha256``: SHA-256 of the version's canonical JSON (its ``json``), whose
+  ``id`` and ``changeKey`` must be the row's;
+* ``posts``: the latest version's body, dates and addresses, copied out of that JSON;
+* ``blobs.sha256`` (the key) and ``size``: of the attachment bytes; every attachment's
+  blob must exist;
+* ``sync_runs.digest``: ``archive.chain_digest(prev_digest, run id, items)`` over the
+  post versions and blobs the run stored, where ``prev_digest`` is the previous run's
+  digest (``GENESIS`` for the first), so rewriting, adding or deleting any of them, or a
+  run, breaks the chain from there on. Noting the head digest somewhere else (an export's
+  manifest carries it) and passing it as ``anchor`` later proves history up to it intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .archive import GENESIS, Archive, chain_digest
+from .errors import ArchiveError
+
+__all__ = ["Problem", "VerifyReport", "verify"]
+
+# posts column -> where the same value sits in the version's Graph JSON
+_POST_FIELDS = {
+    "body_content": ("body", "content"),
+    "body_contentType": ("body", "contentType"),
+    "createdDateTime": ("createdDateTime",),
+    "lastModifiedDateTime": ("lastModifiedDateTime",),
+    "receivedDateTime": ("receivedDateTime",),
+    "from_address": ("from", "emailAddress", "address"),
+    "sender_address": ("sender", "emailAddress", "address"),
+}
+
+
+@dataclass
+class Problem:
+    """One mismatch: ``kind`` (changed-row, changed-blob, missing-blob, missing-run,
+    orphan-rows, broken-chain, unsealed-run, anchor), ``where`` names the row, ``detail``
+    says what is wrong."""
+
+    kind: str
+    where: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.where}: {self.detail}"
+
+
+@dataclass
+class VerifyReport:
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    checked: dict[str, int] = field(default_factory=dict)
+    chain_head: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def _dig(data: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def verify(
+    archive: Archive,
+    *,
+    anchor: str | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> VerifyReport:
+    """Check everything; each mismatch is one ``Problem``. Reads only."""
+    columns = {r[1] for r in archive.conn.execute("PRAGMA table_info(sync_runs)")}
+    if "digest" not in columns:
+        raise ArchiveError(
+            f"{archive.path} predates the digest chain: run `groupsync sync` once to upgrade it"
+        )
+    report = VerifyReport()
+    bad = _check_versions(archive, report)
+    _emit(progress, "post_versions", report)
+    _check_posts(archive, report, bad)
+    _emit(progress, "posts", report)
+    _check_blobs(archive, report)
+    _emit(progress, "blobs", report)
+    _check_chain(archive, report, anchor)
+    _emit(progress, "sync_runs", report)
+    return report
+
+
+def _emit(progress: Callable[[dict[str, Any]], None] | None, stage: str, report: VerifyReport):
+    if progress is not None:
+        progress({"stage": stage, "problems": len(report.problems), **report.checked})
+
+
+def _check_versions(archive: Archive, report: VerifyReport) -> set[tuple[str, str]]:
+    """Every version's hash; returns the versions found changed."""
+    bad: set[tuple[str, str]] = set()
+    count = unchained = 0
+    rows = archive.conn.execute(
+        "SELECT post_id, changeKey, json, sha256, sync_run_id FROM post_versions"
+    )
+    for post_id, change_key, text, sha256, run_id in rows:
+        count += 1
+        where = f"post_versions (post {post_id}, changeKey {change_key})"
+        if run_id is None:
+            unchained += 1
+        actual = hashlib.sha256((text or "").encode("utf-8")).hexdigest()
+        problem = None
+        if actual != sha256:
+            problem = f"its JSON hashes to {actual}, recorded {sha256}"
+        else:
+            try:
+                data = json.loads(text)
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
+                problem = "its JSON does not parse"
+            elif data.get("id") != post_id or (data.get("changeKey") or "") != change_key:
+                problem = "its JSON is of another post or version"
+        if problem is not None:
+            report.problems.append(Problem("changed-row", where, problem))
+            bad.add((post_id, change_key))
+    report.checked["post_versions"] = count
+    if unchained:
+        report.notes.append(f"{unchained} post version(s) belong to no sync run (not chained)")
+    return bad
+
+
+def _check_posts(archive: Archive, report: VerifyReport, bad: set[tuple[str, str]]) -> None:
+    count = 0
+    names = ", ".join(f"p.{c}" for c in _POST_FIELDS)
+    rows = archive.conn.execute(
+        f"SELECT p.id, p.changeKey, v.json, {names} FROM posts AS p "
+        "LEFT JOIN post_versions AS v ON v.post_id = p.id AND v.changeKey = p.changeKey"
+    )
+    for post_id, change_key, text, *values in rows:
+        count += 1
+        where = f"posts (post {post_id})"
+        if text is None:
+            report.problems.append(
+                Problem("changed-row", where, f"no stored version has its changeKey {change_key}")
+            )
+            continue
+        if (post_id, change_key) in bad:
+            continue  # the version is what changed: reported once, there
+        version = json.loads(text)
+        differ = []
+        for column, value in zip(_POST_FIELDS, values, strict=True):
+            expected = _dig(version, _POST_FIELDS[column])
+            if column.endswith("_address") and isinstance(expected, str):
+                expected = expected.lower() or None
+            if value != expected:
+                differ.append(column)
+        if differ:
+            report.problems.append(
+                Problem(
+                    "changed-row",
+                    where,
+                    f"{', '.join(differ)} differ(s) from its version {change_key}",
+                )
+            )
+    report.checked["posts"] = count
+
+
+def _check_blobs(archive: Archive, report: VerifyReport) -> None:
+    count = total = unchained = 0
+    for sha256, size, run_id in archive.conn.execute(
+        "SELECT sha256, size, sync_run_id FROM blobs"
+    ).fetchall():
+        count += 1
+        unchained += run_id is None
+        digest = hashlib.sha256()
+        length = 0
+        for chunk in archive.iter_blob(sha256):
+            digest.update(chunk)
+            length += len(chunk)
+        total += length
+        if digest.hexdigest() != sha256 or length != size:
+            report.problems.append(
+                Problem(
+                    "changed-blob",
+                    f"blobs ({sha256})",
+                    f"its {length} bytes hash to {digest.hexdigest()} (recorded size {size})",
+                )
+            )
+    for post_id, attachment_id, name, sha256 in archive.conn.execute(
+        "SELECT a.post_id, a.id, a.name, a.sha256 FROM attachments AS a "
+        "LEFT JOIN blobs AS b ON b.sha256 = a.sha256 "
+        "WHERE a.sha256 IS NOT NULL AND b.sha256 IS NULL"
+    ):
+        report.problems.append(
+            Problem(
+                "missing-blob",
+                f"attachments (post {post_id}, attachment {attachment_id})",
+                f"{name!r} points at blob {sha256}, which is not in blobs",
+            )
+        )
+    report.checked["blobs"] = count
+    report.checked["blob_bytes"] = total
+    report.checked["attachments"] = archive.conn.execute(
+        "SELECT count(*) FROM attachments"
+    ).fetchone()[0]
+    if unchained:
+        report.notes.append(f"{unchained} blob(s) belong to no sync run (outbox attachments)")
+
+
+def _check_chain(archive: Archive, report: VerifyReport, anchor: str | None) -> None:
+    runs = archive.conn.execute(
+        "SELECT id, status, digest, prev_digest, digest_items FROM sync_runs ORDER BY id"
+    ).fetchall()
+    report.checked["sync_runs"] = len(runs)
+    known = {r[0] for r in runs}
+    for table in ("post_versions", "blobs", "events"):
+        for run_id, rows in archive.conn.execute(
+            f"SELECT sync_run_id, count(*) FROM {table} WHERE sync_run_id IS NOT NULL "
+            "GROUP BY sync_run_id ORDER BY sync_run_id"
+        ):
+            if run_id not in known:
+                report.problems.append(
+                    Problem(
+                        "orphan-rows",
+                        f"{table} (sync run {run_id})",
+                        f"{rows} row(s) were written by sync run {run_id}, "
+                        "which is not in sync_runs",
+                    )
+                )
+    expected_id = 1
+    prev_id, prev_digest = None, GENESIS
+    last_sealed = max((r[0] for r in runs if r[2] is not None), default=0)
+    digests = set()
+    for run_id, status, digest, stored_prev, items_count in runs:
+        if run_id > expected_id:
+            gap = (
+                f"row {expected_id}" if run_id - expected_id == 1
+                else f"rows {expected_id} to {run_id - 1}"
+            )  # fmt: skip
+            report.problems.append(
+                Problem("missing-run", f"sync_runs {gap}", "deleted: the run ids jump there")
+            )
+        expected_id = run_id + 1
+        where = f"sync_runs (run {run_id})"
+        if digest is None:
+            if run_id < last_sealed:
+                report.problems.append(
+                    Problem("unsealed-run", where, "has no digest, yet later runs do")
+                )
+            else:
+                report.notes.append(
+                    f"run {run_id} ({status}) is not sealed yet; the next sync seals it"
+                )
+            continue
+        if stored_prev != prev_digest:
+            after = f"run {prev_id}" if prev_id is not None else "the start of the chain"
+            report.problems.append(
+                Problem(
+                    "broken-chain",
+                    where,
+                    f"does not follow {after}: its prev_digest is not that run's digest",
+                )
+            )
+        items = list(archive.run_items(run_id))
+        actual = chain_digest(stored_prev or GENESIS, run_id, items)
+        if actual != digest:
+            report.problems.append(
+                Problem(
+                    "broken-chain",
+                    where,
+                    f"its {len(items)} item(s) (sealed with {items_count}) no longer hash to "
+                    "its digest: a post version or blob of this run was changed, added or "
+                    "removed",
+                )
+            )
+        digests.add(digest)
+        prev_id, prev_digest = run_id, digest
+    if prev_id is not None:
+        report.chain_head = {"run_id": prev_id, "digest": prev_digest}
+    if anchor is not None and anchor.strip().lower() not in digests:
+        report.problems.append(
+            Problem(
+                "anchor",
+                "sync_runs",
+                f"no sealed run has the digest {anchor}: the history up to it was rewritten, "
+                "or it is another archive's",
+            )
+        )
