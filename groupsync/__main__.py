@@ -1,3 +1,4 @@
 from .cli import cli
 
-cli()
+if __name__ == "__main__":
+    cli(prog_name="groupsync")

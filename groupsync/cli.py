@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import signal
 import sys
@@ -20,10 +21,16 @@ from .archive import Archive
 from .config import load_settings, parse_rate
 from .connect import connect, throttle_key
 from .errors import GroupsyncError, TransportError, ValidationError
+from .events import EVENT_STATES, ShellHook, event_payload, iter_events
+from .export import FORMATS, ExportOptions, parse_bound
+from .export import export as export_archive
+from .integrity import verify as verify_archive
+from .lock import WriterLock
 from .outbox import Draft, Outbox
 from .simulator import SimulatorOptions, run_server
 from .sync import Syncer, SyncOptions
 from .throttle import Throttle
+from .watch import Watcher, WatchOptions, parse_duration
 
 
 class GroupsyncGroup(click.Group):
@@ -57,7 +64,7 @@ def echo_json(data: Any) -> None:
 
 
 # Ids, paths and hashes are printed whole: an Exchange id cut short cannot be copied.
-FULL_WIDTH = {"id", "path", "sha256", "changeKey"}
+FULL_WIDTH = {"id", "path", "sha256", "changeKey", "post_id"}
 
 
 def echo_table(
@@ -567,7 +574,7 @@ def replay_outbox(ctx, settings, graph, max_per_minute, reconcile_delay, no_wait
 def send(ctx, max_per_minute, reconcile_delay, no_wait, as_table):
     """Replay the outbox through the throttle, each item exactly once."""
     settings = settings_from(ctx)
-    with _client(ctx, settings) as graph:
+    with WriterLock(settings.db, "groupsync send"), _client(ctx, settings) as graph:
         report = replay_outbox(ctx, settings, graph, max_per_minute, reconcile_delay, no_wait)
     summary = {k: v for k, v in report.__dict__.items() if k != "items"}
     if as_table:
@@ -635,8 +642,28 @@ def identity_label(token) -> str | None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary line.")
+@click.option(
+    "--fire-on-backfill", is_flag=True, help="A group's first sync records events for history."
+)
+@click.option("--no-index", is_flag=True, help="Leave the search index as it is.")
+@click.option(
+    "--keep-deleted-in-index/--drop-deleted-from-index",
+    "keep_deleted",
+    default=None,
+    help="Keep posts deleted upstream in the search index, marked (for compliance "
+    "searches); the choice sticks until changed.",
+)
+@click.option(
+    "--index",
+    "index_path",
+    type=click.Path(file_okay=False),
+    help="Search index folder [default: the database path + .whoosh].",
+)
 @click.pass_context
-def sync(ctx, group_ids, joined, all_groups, full, full_after, send_first, as_json, quiet):
+def sync(
+    ctx, group_ids, joined, all_groups, full, full_after, send_first, as_json, quiet,
+    fire_on_backfill, no_index, keep_deleted, index_path,
+):
     """Mirror groups into the archive, incrementally (changeKeys, tombstones, versions).
 
     With no --group, --joined or --all: the groups already archived, or the joined ones
@@ -648,10 +675,17 @@ def sync(ctx, group_ids, joined, all_groups, full, full_after, send_first, as_js
     token = auth.token_provider(settings)
     progress = ProgressLine(sys.stderr.isatty() and not quiet and not as_json)
     options = SyncOptions(
-        full=full, full_max_age=timedelta(days=full_after), workers=settings.max_concurrency
+        full=full,
+        full_max_age=timedelta(days=full_after),
+        workers=settings.max_concurrency,
+        fire_on_backfill=fire_on_backfill,
     )
     started = time.monotonic()
-    with Archive(settings.db) as archive, _client(ctx, settings, token) as graph:
+    with (
+        WriterLock(settings.db, "groupsync sync"),
+        Archive(settings.db) as archive,
+        _client(ctx, settings, token) as graph,
+    ):
         if send_first:
             sent = replay_outbox(ctx, settings, graph, 30, 10.0, True)
             if not quiet and not as_json:
@@ -666,8 +700,13 @@ def sync(ctx, group_ids, joined, all_groups, full, full_after, send_first, as_js
             report = syncer.run(group_ids, joined=joined, all_groups=all_groups)
         finally:
             progress.close()
+        indexed = None
+        if not no_index:
+            indexed = update_search_index(
+                archive, settings, index_path, keep_deleted, quiet or as_json
+            )
     if as_json:
-        echo_json(report.as_dict())
+        echo_json({**report.as_dict(), **({"index": indexed.as_dict()} if indexed else {})})
     elif not quiet:
         click.echo(
             f"Synced {len(report.groups)} group(s) ({report.mode}): "
@@ -680,6 +719,8 @@ def sync(ctx, group_ids, joined, all_groups, full, full_after, send_first, as_js
         )
         for note in report.notes:
             click.echo(f"Note: {note}", err=True)
+        if indexed is not None:
+            echo_index_report(indexed)
     if report.error:
         raise click.exceptions.Exit(1)
 
@@ -957,6 +998,500 @@ def attachments(ctx, group_id, thread_id, post_id, save_dir, live, include_delet
         note = reads.attachments_note(archive, group_id, thread_id, post_id)
     if note:
         click.echo(f"Note: {note}", err=True)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8001, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--immutable",
+    is_flag=True,
+    help="Treat the archive as frozen (faster; only while nothing syncs into it).",
+)
+@click.option(
+    "--no-index", is_flag=True, help="Do not bring the search index up to date first."
+)
+@click.pass_context
+def serve(ctx, host, port, immutable, no_index):
+    """Explore the archive in Datasette, read-only: thread view, search, downloads."""
+    from .datasette_plugin.server import serve as serve_datasette
+    from .datasette_plugin.server import update_search_index
+
+    settings = settings_from(ctx)
+    if not no_index:
+        click.echo("Bringing the search index up to date...", err=True)
+        try:
+            report = update_search_index(settings.db)
+        except OSError as ex:
+            click.echo(f"Note: search index not updated ({ex}); search may lag.", err=True)
+        else:
+            click.echo(f"Search index {report.mode} ({report.index_path}).", err=True)
+
+    def ready(url: str) -> None:
+        click.echo(f"Serving {settings.db} read-only at {url}", err=True)
+        click.echo(f"  threads, search and downloads: {url}-/groupsync/", err=True)
+        if host not in {"127.0.0.1", "localhost", "::1"}:
+            click.echo(f"Note: {host} lets anyone who can reach it read the archive.", err=True)
+        click.echo("Ctrl-C stops it.", err=True)
+        click.echo(url)
+
+    serve_datasette(settings.db, host=host, port=port, immutable=immutable, on_ready=ready)
+
+
+# -- scheduled sync, the trigger, export and verification ----------------------------------
+
+
+def _duration(ctx, param, value):
+    try:
+        return parse_duration(value)
+    except ValueError as ex:
+        raise click.BadParameter(str(ex)) from None
+
+
+def _log_line(entry: dict[str, Any]) -> str:
+    """A watch log entry for people: time, level, what, then key=value."""
+    rest = " ".join(
+        f"{k}={v}" for k, v in entry.items() if k not in {"at", "level", "event"} and v is not None
+    )
+    return f"{entry.get('at')} {entry.get('level', 'info')} {entry.get('event')} {rest}".rstrip()
+
+
+@cli.command()
+@click.option("--group", "group_ids", multiple=True, help="A group id; repeat for several.")
+@click.option("--joined", is_flag=True, help="Every group the identity is a member of.")
+@click.option("--all", "all_groups", is_flag=True, help="Every Microsoft 365 group.")
+@click.option(
+    "--interval",
+    default="60",
+    show_default=True,
+    callback=_duration,
+    help="Time from one sync's start to the next: seconds, or 90s, 5m, 1h.",
+)
+@click.option(
+    "--full-every",
+    default="24h",
+    show_default=True,
+    callback=_duration,
+    help="A group gets a full reconcile when its last is older than this.",
+)
+@click.option("--send", is_flag=True, help="Replay the outbox at every iteration.")
+@click.option(
+    "--on-new",
+    metavar="CMD",
+    help="Run CMD (a shell command) once per new post, with the event JSON on stdin.",
+)
+@click.option(
+    "--hook-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds --on-new may take; then it is killed and retried later.",
+)
+@click.option("--jsonl", is_flag=True, help="Print each new event as one JSON line on stdout.")
+@click.option(
+    "--fire-on-backfill", is_flag=True, help="A group's first sync fires events for history."
+)
+@click.option(
+    "--max-backoff",
+    default="15m",
+    show_default=True,
+    callback=_duration,
+    help="The longest wait after failures (the wait doubles from --interval).",
+)
+@click.option("--log-json", is_flag=True, help="Log lines on stderr as JSON.")
+@click.option("--once", is_flag=True, help="One iteration, then exit.")
+@click.pass_context
+def watch(
+    ctx, group_ids, joined, all_groups, interval, full_every, send, on_new, hook_timeout, jsonl,
+    fire_on_backfill, max_backoff, log_json, once,
+):
+    """Sync every --interval, fire events for new posts, and keep going through outages.
+
+    SIGTERM or Ctrl-C ends it after the thread being written (exit 0); a second Ctrl-C
+    quits at once. Only one sync, watch or send writes to an archive at a time.
+    """
+    if joined and all_groups:
+        raise click.UsageError("--joined and --all do not go together")
+    settings = settings_from(ctx)
+    token = auth.token_provider(settings)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    def log(entry: dict[str, Any]) -> None:
+        line = json.dumps(entry, ensure_ascii=False) if log_json else _log_line(entry)
+        click.echo(line, err=True)
+
+    def print_event(event: dict[str, Any]) -> None:
+        click.echo(json.dumps(event, ensure_ascii=False))
+
+    options = WatchOptions(
+        group_ids=list(group_ids),
+        joined=joined,
+        all_groups=all_groups,
+        interval=interval,
+        full_every=full_every,
+        send=send,
+        fire_on_backfill=fire_on_backfill,
+        max_backoff=max_backoff,
+        workers=settings.max_concurrency,
+        max_iterations=1 if once else None,
+    )
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    cap = None
+    try:
+        with (
+            WriterLock(settings.db, "groupsync watch"),
+            Archive(settings.db) as archive,
+            _client(ctx, settings, token) as graph,
+        ):
+            if send:
+                key = "send|" + throttle_key(settings)
+                cap = Throttle((30, 60.0), settings.db + ".throttle", key=key)
+            identity = identity_label(token)
+            Watcher(
+                archive,
+                graph,
+                options=options,
+                identity=identity,
+                hook=ShellHook(on_new, hook_timeout) if on_new else None,
+                on_event=print_event if jsonl else None,
+                outbox=Outbox(archive, identity=identity) if send else None,
+                sending_cap=cap,
+                log=log,
+                stop=stop,
+            ).run()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if cap is not None:
+            cap.close()
+
+
+EVENT_COLUMNS = ["id", "state", "attempts", "created_at", "group_id", "post_id", "last_error"]
+
+
+@cli.command(name="events")
+@click.option("--since", help="Recorded at or after this date or time (UTC), e.g. 2024-05-01.")
+@click.option("--state", type=click.Choice(EVENT_STATES), help="Only events in this state.")
+@click.option("--group", "group_id", help="Only this group's events.")
+@click.option("--jsonl", is_flag=True, help="One event per line, exactly as a hook gets it.")
+@table_option
+@click.pass_context
+def events_command(ctx, since, state, group_id, jsonl, as_table):
+    """The "new post" events the syncs recorded, and their delivery to --on-new hooks."""
+    if jsonl and as_table:
+        raise click.UsageError("--jsonl and --table do not go together")
+    settings = settings_from(ctx)
+    with Archive(settings.db, readonly=True) as archive:
+        rows = iter_events(
+            archive, since=parse_bound(since), state=state, group_id=group_id
+        )
+        if jsonl:
+            for row in rows:
+                click.echo(json.dumps(event_payload(row), ensure_ascii=False))
+        elif as_table:
+            echo_table(list(rows), EVENT_COLUMNS)
+        else:
+            _echo_json_stream(
+                {**{k: v for k, v in row.items() if k != "json"}, "event": event_payload(row)}
+                for row in rows
+            )
+
+
+@cli.command(name="export")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="File format.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="A new (or empty) folder for the files and manifest.json.",
+)
+@click.option("--group", "group_ids", multiple=True, help="Only this group; repeat for several.")
+@click.option("--since", help="Posts received on or after this date or time (UTC).")
+@click.option("--until", help="Posts received up to this date (the whole day) or time (UTC).")
+@click.option("--include-deleted", is_flag=True, help="Also posts deleted upstream (marked).")
+@click.option("--query", help="Only posts matching this full-text search.")
+@click.option("--json", "as_json", is_flag=True, help="Print the export's summary as JSON.")
+@click.pass_context
+def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, query, as_json):
+    """Export posts as .eml files, one mbox per group, or JSON lines, with a manifest."""
+    settings = settings_from(ctx)
+    try:
+        os_user = getpass.getuser()
+    except (KeyError, OSError):
+        os_user = None
+    options = ExportOptions(
+        format=fmt,
+        out=Path(out),
+        group_ids=list(group_ids),
+        since=since,
+        until=until,
+        include_deleted=include_deleted,
+        query=query,
+    )
+    started = time.monotonic()
+    Archive(settings.db, readonly=True).close()  # a missing archive: say so, make none
+    with Archive(settings.db) as archive:
+        report = export_archive(
+            archive, options, identity=_identity_for(settings), os_user=os_user
+        )
+    if as_json:
+        echo_json(report.as_dict())
+    else:
+        click.echo(
+            f"Exported {report.posts} post(s) of {report.groups} group(s) with "
+            f"{report.attachments} attachment(s) into {report.files} file(s) "
+            f"({report.bytes:,} bytes) in {time.monotonic() - started:.1f} s; "
+            f"manifest {report.manifest} (SHA-256 {report.manifest_sha256})",
+            err=True,
+        )
+
+
+@cli.command(name="verify")
+@click.option("--anchor", metavar="DIGEST", help="A chain digest noted earlier: must be in it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def verify_command(ctx, anchor, as_json):
+    """Recompute every post version, post and blob hash and the runs' digest chain.
+
+    Prints each mismatch on its own line and exits 1 if there is any.
+    """
+    settings = settings_from(ctx)
+    with Archive(settings.db, readonly=True) as archive:
+        report = verify_archive(archive, anchor=anchor)
+    if as_json:
+        echo_json(report.as_dict())
+    else:
+        for problem in report.problems:
+            click.echo(str(problem))
+        for note in report.notes:
+            click.echo(f"Note: {note}", err=True)
+        checked = report.checked
+        head = report.chain_head
+        chain = f"chain head run {head['run_id']} {head['digest']}" if head else "no sealed run"
+        click.echo(
+            f"Checked {checked.get('post_versions', 0)} post versions, "
+            f"{checked.get('posts', 0)} posts, {checked.get('blobs', 0)} blobs "
+            f"({checked.get('blob_bytes', 0):,} bytes), {checked.get('sync_runs', 0)} sync "
+            f"runs; {chain}: "
+            + ("OK" if report.ok else f"{len(report.problems)} problem(s)"),
+            err=True,
+        )
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+# -- full-text search (groupsync.search) ---------------------------------------------------
+
+INDEX_HELP = "Search index folder [default: the database path + .whoosh]."
+index_option = click.option(
+    "--index", "index_path", type=click.Path(file_okay=False), help=INDEX_HELP
+)
+
+
+def search_index_path(settings, index_path) -> Path:
+    from . import search as fulltext
+
+    return Path(index_path) if index_path else fulltext.index_path_for(settings.db)
+
+
+class IndexProgress:
+    """A progress bar for building the index, on a terminal only."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+        self.done = 0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if not self.enabled or event.get("stage") not in ("index", "done"):
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(
+                length=max(1, event["total"]), label="Indexing posts", file=sys.stderr
+            )
+            self.bar.__enter__()
+        self.bar.update(max(0, event["done"] - self.done))
+        self.done = event["done"]
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def update_search_index(archive, settings, index_path, keep_deleted, quiet):
+    """The sync's last step: catch the search index up with what was just stored."""
+    from . import search as fulltext
+
+    progress = IndexProgress(sys.stderr.isatty() and not quiet)
+    try:
+        return fulltext.update_index(
+            archive,
+            search_index_path(settings, index_path),
+            keep_deleted=keep_deleted,
+            progress=progress,
+            procs=2,
+        )
+    finally:
+        progress.close()
+
+
+def echo_index_report(report) -> None:
+    if report.mode == "current":
+        click.echo("Search index: up to date", err=True)
+        return
+    kept = f", {report.kept_deleted} deleted kept" if report.kept_deleted else ""
+    click.echo(
+        f"Search index ({report.mode}): {report.indexed} posts indexed, {report.removed} "
+        f"removed{kept}; {report.documents} documents, in {report.seconds:.1f} s",
+        err=True,
+    )
+
+
+SEARCH_COLUMNS = ["date", "group", "sender", "topic", "snippet"]
+
+
+def _bold_snippet(hit, width: int = 110) -> str:
+    """The snippet on one line, matches in bold (click drops the codes off a terminal)."""
+    out, used = [], 0
+    for text, matched in hit.parts:
+        text = text.replace("\n", " ")
+        if used + len(text) > width:
+            text = text[: max(0, width - used - 1)] + "…"
+        out.append(click.style(text, bold=True) if matched else text)
+        used += len(text)
+        if used >= width:
+            break
+    return "".join(out)
+
+
+@cli.command(name="search")
+@click.argument("query")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--offset", default=0, type=click.IntRange(0), help="Skip this many hits.")
+@click.option("--group", help="Only this group (a name or an id), like group: in the query.")
+@click.option(
+    "--sort", type=click.Choice(["relevance", "date"]), default="relevance", show_default=True
+)
+@click.option(
+    "--include-deleted", is_flag=True, help="Also posts deleted upstream (if kept in the index)."
+)
+@table_option
+@index_option
+@click.pass_context
+def search_command(ctx, query, limit, offset, group, sort, include_deleted, as_table, index_path):
+    """Search the archived posts with a mail client's syntax.
+
+    Words search topics, bodies, senders, attachment names and attachment text, accents
+    folded. from: to: subject: (topic:) group: has:attachment filename: category:
+    after:2024-05-01 before:2024-06 (UTC, after: inclusive), "a phrase", AND OR NOT,
+    -word, budg* and budget~ (budget~2). Catches the index up first if the archive moved
+    on. JSON {"value": [...], "total": N} unless --table.
+    """
+    from . import search as fulltext
+
+    settings = settings_from(ctx)
+    progress = IndexProgress(sys.stderr.isatty())
+    try:
+        with Archive(settings.db, readonly=True) as archive:
+            results = fulltext.search(
+                archive,
+                search_index_path(settings, index_path),
+                query,
+                limit=limit,
+                offset=offset,
+                group=group,
+                sort=sort,
+                include_deleted=include_deleted,
+                catch_up=True,
+                progress=progress,
+            )
+    finally:
+        progress.close()
+    for note in results.notes:
+        click.echo(f"Note: {note}", err=True)
+    if not results.hits:
+        click.echo("No posts match.", err=True)
+    if as_table:
+        if results.hits:
+            rows = [
+                [
+                    (h.receivedDateTime or "")[:16].replace("T", " "),
+                    _cell(h.group_name),
+                    _cell(h.sender.get("name") or h.sender.get("address")),
+                    _cell(h.topic),
+                    _bold_snippet(h),
+                ]
+                for h in results.hits
+            ]
+            click.echo(tabulate(rows, headers=SEARCH_COLUMNS, tablefmt="simple"))
+            shown = f"{offset + 1}-{offset + len(results.hits)}"
+            click.echo(f"{shown} of {results.total} posts", err=True)
+    else:
+        echo_json(results.as_dict())
+
+
+@cli.command(name="index")
+@click.option("--rebuild", is_flag=True, help="Build it again from scratch (both cores).")
+@click.option(
+    "--check", is_flag=True, help="Compare it with the archive; exit 1 if anything differs."
+)
+@click.option(
+    "--keep-deleted-in-index/--drop-deleted-from-index",
+    "keep_deleted",
+    default=None,
+    help="Keep posts deleted upstream, marked; the choice sticks until changed.",
+)
+@index_option
+@click.pass_context
+def index_command(ctx, rebuild, check, keep_deleted, index_path):
+    """Bring the search index up to the archive (each sync does this on its own).
+
+    --rebuild starts over (a progress bar on a terminal); --check lists posts missing or
+    stale in the index, and documents it should not have.
+    """
+    from . import search as fulltext
+
+    if rebuild and check:
+        raise click.UsageError("--rebuild and --check do not go together")
+    settings = settings_from(ctx)
+    path = search_index_path(settings, index_path)
+    with Archive(settings.db, readonly=True) as archive:
+        if check:
+            report = fulltext.check_index(archive, path)
+            data = report.as_dict(sample=5)
+            click.echo(
+                f"{path}: {data['documents']} documents for {data['posts']} posts; "
+                f"index at change {data['index_seq']}, archive at {data['archive_seq']}"
+            )
+            if not report.exists:
+                click.echo("no index: run groupsync index")
+            for name in ("missing", "stale", "extra", "duplicates"):
+                if data[name]:
+                    ids = ", ".join(data[f"{name}_ids"])
+                    click.echo(f"{data[name]} {name}: {ids}{' …' if data[name] > 5 else ''}")
+            click.echo("OK" if report.ok else "Run groupsync index to catch up.")
+            if not report.ok:
+                raise click.exceptions.Exit(1)
+            return
+        progress = IndexProgress(sys.stderr.isatty())
+        try:
+            if rebuild:
+                report = fulltext.rebuild_index(
+                    archive, path, keep_deleted=keep_deleted, progress=progress
+                )
+            else:
+                report = fulltext.update_index(
+                    archive, path, keep_deleted=keep_deleted, progress=progress, procs=2
+                )
+        finally:
+            progress.close()
+    echo_index_report(report)
 
 
 @cli.command()

@@ -259,6 +259,78 @@ def m003_outbox(db: Database) -> None:
     db.execute("CREATE INDEX _outbox_log_item ON _outbox_log (outbox_id)")
 
 
+@MIGRATIONS(name="004_integrity_events_exports")
+def m004_integrity_events_exports(db: Database) -> None:
+    """The digest chain over sync runs, the trigger's events, and the exports' audit.
+
+    Each finished run is sealed with ``digest`` = SHA-256 over the previous run's digest and
+    the sorted hashes of the post versions and blobs it wrote (``archive.chain_digest``);
+    blobs now record the run that first stored them. Blobs stored before this migration are
+    attributed to the earliest run that stored a post version carrying them.
+    """
+    for column in ("digest", "prev_digest", "sealed_at"):
+        db.execute(f"ALTER TABLE sync_runs ADD COLUMN {column} TEXT")
+    db.execute("ALTER TABLE sync_runs ADD COLUMN digest_items INTEGER")
+    db.execute("ALTER TABLE sync_runs ADD COLUMN events INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE blobs ADD COLUMN sync_run_id INTEGER REFERENCES sync_runs(id)")
+    db.execute(
+        """
+        UPDATE blobs SET sync_run_id = (
+            SELECT min(v.sync_run_id) FROM attachments AS a
+            JOIN post_versions AS v ON v.post_id = a.post_id
+            WHERE a.sha256 = blobs.sha256
+        )
+        """
+    )
+    db.execute("CREATE INDEX post_versions_run ON post_versions (sync_run_id)")
+    db.execute("CREATE INDEX blobs_run ON blobs (sync_run_id)")
+    db.execute(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            group_id TEXT NOT NULL REFERENCES groups(id),
+            conversation_id TEXT,
+            thread_id TEXT NOT NULL,
+            post_id TEXT NOT NULL UNIQUE,
+            sync_run_id INTEGER REFERENCES sync_runs(id),
+            json TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            last_attempt_at TEXT,
+            delivered_at TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX events_state ON events (state, id)")
+    db.execute("CREATE INDEX events_created ON events (created_at)")
+    db.execute(
+        """
+        CREATE TABLE exports (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,
+            identity TEXT,
+            os_user TEXT,
+            format TEXT NOT NULL,
+            out TEXT NOT NULL,
+            filters TEXT,
+            groups INTEGER NOT NULL DEFAULT 0,
+            posts INTEGER NOT NULL DEFAULT 0,
+            attachments INTEGER NOT NULL DEFAULT 0,
+            files INTEGER NOT NULL DEFAULT 0,
+            bytes INTEGER NOT NULL DEFAULT 0,
+            chain_digest TEXT,
+            manifest_sha256 TEXT,
+            error TEXT
+        )
+        """
+    )
+
+
 SCHEMA_VERSION = len(MIGRATIONS._migrations)
 
 

@@ -27,12 +27,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .archive import Archive, ThreadSignals, utc_now
+from .archive import Archive, ThreadSignals, prepare_post, utc_now
 from .errors import ForbiddenError, GraphError, NotFoundError
 from .graph import GraphClient
 from .models import ConversationThread, ModelError, Post, parse_datetime
 
-__all__ = ["SyncOptions", "SyncReport", "Syncer", "THREAD_SELECT"]
+__all__ = ["SyncOptions", "SyncReport", "SyncStopped", "Syncer", "THREAD_SELECT"]
 
 THREAD_SELECT = [
     "id",
@@ -56,13 +56,15 @@ class SyncOptions:
 
     ``full`` forces a full reconcile; otherwise a group gets one when it never had one or
     its last is older than ``full_max_age``. ``page_size`` is the ``$top`` asked for (Graph
-    clamps it); ``workers`` the requests in flight at once.
+    clamps it); ``workers`` the requests in flight at once. Every new post is recorded as an
+    event, except the history found by a group's first sync unless ``fire_on_backfill``.
     """
 
     full: bool = False
     full_max_age: timedelta = timedelta(days=7)
     page_size: int = 50
     workers: int = 4
+    fire_on_backfill: bool = False
 
 
 @dataclass
@@ -84,11 +86,17 @@ class SyncReport:
     items_changed: int = 0
     items_deleted: int = 0
     attachments_new: int = 0
+    events: int = 0
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    digest: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class SyncStopped(Exception):
+    """Raised between two threads of mail when the caller asked the run to stop."""
 
 
 @dataclass
@@ -101,6 +109,7 @@ class _Fetched:
     conversation: dict[str, Any] | None
     conversation_id: str | None
     notes: dict[str, str]
+    prepared: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
 
 def _later(a: str | None, b: str | None) -> str | None:
@@ -125,7 +134,8 @@ class Syncer:
 
     Parameters: ``archive``, ``graph``, ``options``, ``progress`` (called with a dict
     after each step, for a progress bar; never with mail content), ``identity`` (who runs
-    it, for the audit) and ``now`` (a clock returning Graph-style UTC times).
+    it, for the audit), ``now`` (a clock returning Graph-style UTC times) and ``stop`` (an
+    event: when set, the run ends after the thread being written, with status ``stopped``).
     """
 
     def __init__(
@@ -137,8 +147,10 @@ class Syncer:
         progress: Callable[[dict[str, Any]], None] | None = None,
         identity: str | None = None,
         now: Callable[[], str] = utc_now,
+        stop: threading.Event | None = None,
     ) -> None:
         self.archive = archive
+        self.stop = stop
         self.graph = graph
         self.options = options or SyncOptions()
         self.progress = progress
@@ -146,6 +158,7 @@ class Syncer:
         self.now = now
         self.report = SyncReport()
         self._group_modes: dict[str, str] = {}
+        self._backfill: set[str] = set()
         self._conversations_seen: set[str] = set()
         self._lock = threading.Lock()
 
@@ -170,11 +183,14 @@ class Syncer:
             report.groups = groups
             self.archive.update_run(run_id, groups=_dumps(groups))
             for index, group_id in enumerate(groups, 1):
+                self._check_stop()
                 self._emit(stage="group", group=group_id, index=index, total=len(groups))
                 self._sync_group(group_id)
             modes = set(self._group_modes.values())
             report.mode = modes.pop() if len(modes) == 1 else ("mixed" if modes else report.mode)
             report.status = "complete" if not report.error else "failed"
+        except SyncStopped:
+            report.status = "stopped"
         except KeyboardInterrupt:
             report.status = "interrupted"
             report.error = "interrupted"
@@ -197,10 +213,11 @@ class Syncer:
         report.retry_wait = round(now["retry_wait"] - start["retry_wait"], 3)
         if report.status == "running":
             report.status = "failed"
-        self.archive.update_run(
+        report.digest = self.archive.finish_run(
             run_id,
             finished_at=self.now(),
             status=report.status,
+            mode=report.mode,
             requests=report.requests,
             throttled=report.throttled,
             retries=report.retries,
@@ -212,6 +229,7 @@ class Syncer:
             items_changed=report.items_changed,
             items_deleted=report.items_deleted,
             attachments_new=report.attachments_new,
+            events=report.events,
             notes=_dumps(report.notes) if report.notes else None,
             error=report.error,
         )
@@ -237,6 +255,10 @@ class Syncer:
                 posts=self.report.items_new + self.report.items_changed,
             )
             self.progress(event)
+
+    def _check_stop(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise SyncStopped
 
     def _note(self, text: str) -> None:
         with self._lock:
@@ -264,6 +286,8 @@ class Syncer:
 
     def _sync_group(self, group_id: str) -> None:
         state = self.archive.sync_state(group_id)
+        if state.get("last_full_at") is None and state.get("last_incremental_at") is None:
+            self._backfill.add(group_id)  # its first sync: history, not news
         full = self.options.full or self._full_due(state.get("last_full_at"))
         self._group_modes[group_id] = "full" if full else "incremental"
         started = self.now()
@@ -317,6 +341,7 @@ class Syncer:
                 elif limit is not None and delivered is not None and delivered <= limit:
                     stop = True
             self._emit(stage="threads", group=group_id)
+            self._check_stop()
             if stop and early_ok and ordered:
                 break
         if not ordered and early_ok:
@@ -344,6 +369,7 @@ class Syncer:
             threads.extend(page)
             self.report.threads_checked += len(page)
             self._emit(stage="threads", group=group_id)
+            self._check_stop()
         missed = self._missed_by_early_stop(group_id, threads, stored, state)
         self._fetch_and_store(group_id, threads, full=True, stored=stored)
         newest = state.get("watermark")
@@ -438,6 +464,7 @@ class Syncer:
         pending: deque[tuple[ConversationThread, Future[_Fetched | None]]],
         stored: dict[str, ThreadSignals],
     ) -> None:
+        self._check_stop()  # between two threads' transactions, never inside one
         thread, future = pending.popleft()
         fetched = future.result()
         if fetched is None:
@@ -497,7 +524,13 @@ class Syncer:
                 conversation = dict(self.graph.get_conversation(group_id, conversation_id))
             except NotFoundError:
                 conversation = {"id": conversation_id}
-        return _Fetched(thread, posts, listed, conversation, conversation_id, notes)
+        # The CPU side of storing (JSON, hash, HTML to text) here, beside the network wait,
+        # so the writing thread only writes.
+        prepared = {p["id"]: prepare_post(p) for p in posts}
+        return _Fetched(thread, posts, listed, conversation, conversation_id, notes, prepared)
+
+    def _fires(self, group_id: str) -> bool:
+        return self.options.fire_on_backfill or group_id not in self._backfill
 
     def _claim_conversation(self, conversation_id: str) -> bool:
         """True for the first thread of a run to need this conversation's metadata."""
@@ -532,6 +565,7 @@ class Syncer:
                 post_count=len(listed),
                 possibly_truncated=truncated,
             )
+            known = archive.post_states(thread["id"]) if fetched.posts else {}
             for post in fetched.posts:
                 before = len(post.get("attachments") or [])
                 outcome = archive.save_post(
@@ -541,10 +575,16 @@ class Syncer:
                     now,
                     run_id=self.report.run_id,
                     attachments_note=fetched.notes.get(post["id"]),
+                    prepared=fetched.prepared.get(post["id"]),
+                    known=known,
                 )
                 if outcome == "new":
                     self.report.items_new += 1
                     self.report.attachments_new += before
+                    if self._fires(group_id) and archive.save_event(
+                        group_id, thread, post, fetched.conversation, now, run_id=self.report.run_id
+                    ):
+                        self.report.events += 1
                 elif outcome == "changed":
                     self.report.items_changed += 1
             if not truncated:

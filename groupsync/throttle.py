@@ -31,6 +31,15 @@ _MARGIN = 0.002  # seconds; keeps float rounding from letting a call in at the e
 _POLL = 0.05  # seconds to wait when every counted call is still in flight
 
 
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY, key TEXT NOT NULL, started REAL NOT NULL, done REAL
+);
+CREATE INDEX IF NOT EXISTS calls_key ON calls (key);
+CREATE TABLE IF NOT EXISTS blocks (key TEXT PRIMARY KEY, until REAL NOT NULL);
+"""
+
+
 class Clock(Protocol):
     """Wall-clock time and sleep, injectable so tests never wait."""
 
@@ -107,18 +116,19 @@ class Throttle:
         self._db = sqlite3.connect(
             path or ":memory:", timeout=30.0, isolation_level=None, check_same_thread=False
         )
-        if path:
-            self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS calls (
-                id INTEGER PRIMARY KEY, key TEXT NOT NULL, started REAL NOT NULL, done REAL
-            );
-            CREATE INDEX IF NOT EXISTS calls_key ON calls (key);
-            CREATE TABLE IF NOT EXISTS blocks (key TEXT PRIMARY KEY, until REAL NOT NULL);
-            """
-        )
+        # Switching to WAL and creating the tables need the write lock, and SQLite may
+        # refuse those at once (no busy wait) while another process holds it: retry.
+        for attempt in range(200):
+            try:
+                if path and self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.executescript(_SCHEMA)
+                break
+            except sqlite3.OperationalError as ex:
+                if "locked" not in str(ex) or attempt == 199:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         with self._lock:
