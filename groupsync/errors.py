@@ -15,6 +15,11 @@
         ├── ServiceUnavailableError 5xx that outlasted the retries
         └── TransportError         no answer at all (DNS, refused, timeout)
 
+Four more live beside the code that raises them, in the same tree:
+``models.ModelError`` (a payload not in Graph's shape), ``search.QueryError`` (a malformed
+query, exit 2), ``lock.LockedError`` (another writer holds the archive, exit 3),
+``events.HookError`` and ``export.ExportError`` (exit 2).
+
 Library code raises these; the CLI turns each into one line and a non-zero exit.
 """
 
