@@ -262,7 +262,7 @@ def corpus_bytes(db: Path) -> int:
             """
         ).fetchone()
     with Archive(db, readonly=True) as archive:
-        extract = search._AttachmentText(archive)
+        extract = search.documents._AttachmentText(archive)
         for name, ctype, sha256, size in archive.conn.execute(
             "SELECT name, contentType, sha256, size FROM attachments WHERE deleted_at IS NULL"
         ):

@@ -117,12 +117,12 @@ def test_terms_fold_case_accents_and_split_cjk(text, terms):
     ],
 )
 def test_text_kind_of_attachments(name, content_type, kind):
-    assert search._text_kind(name, content_type) == kind
+    assert search.documents._text_kind(name, content_type) == kind
 
 
 def test_a_broken_pdf_gives_no_text():
-    assert search._pdf_text(b"%PDF-1.4\nnot really a pdf") == ""
-    assert search._pdf_text(b"") == ""
+    assert search.documents._pdf_text(b"%PDF-1.4\nnot really a pdf") == ""
+    assert search.documents._pdf_text(b"") == ""
 
 
 # -- known answers on the sample tenant ----------------------------------------------------
@@ -353,7 +353,7 @@ def test_bulk_evaluation_matches_whoosh(sample, query):
     """The block-at-a-time evaluator finds what Whoosh's own matchers find, same scores."""
     db, index = sample
     with Archive(db, readonly=True) as archive:
-        parsed = search.parse_query(query, search._Resolver(archive))
+        parsed = search.parse_query(query, search.query._Resolver(archive))
     q = parsed.query if parsed.filter is None else search.Filtered(parsed.query, parsed.filter)
     from whoosh import index as windex
 
@@ -361,7 +361,8 @@ def test_bulk_evaluation_matches_whoosh(sample, query):
     try:
         with ix.searcher() as searcher:
             ours = {}
-            for offset, found, _data, _reader, _words in search._evaluate(searcher, q, None):
+            evaluated = search.evaluator._evaluate(searcher, q, None)
+            for offset, found, _data, _reader, _words in evaluated:
                 ours.update({offset + d: v for d, v in found.items()})
             theirs = dict(searcher.search(q, limit=None).items())
     finally:
@@ -511,7 +512,7 @@ def test_rebuild_replaces_the_index(fresh):
 
 def test_rebuild_in_two_processes(fresh, monkeypatch):
     db, index, _app = fresh
-    monkeypatch.setattr(search, "BATCH", 8)  # enough batches for both builders
+    monkeypatch.setattr(search.indexer, "BATCH", 8)  # enough batches for both builders
     with Archive(db) as archive:
         report = search.rebuild_index(archive, index, procs=2)
         assert report.documents == 95

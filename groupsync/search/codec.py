@@ -1,0 +1,368 @@
+"""The compact posting format: positions as 16-bit integers and posting blocks as packed
+arrays, in a codec that otherwise keeps Whoosh's W3 files, block headers and skipping.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+import pickle
+import struct
+import sys
+import zlib
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from whoosh.codec.whoosh3 import (
+    LENGTHS_COLUMN,
+    WHOOSH3_HEADER_MAGIC,
+    W3Codec,
+    W3FieldWriter,
+    W3LeafMatcher,
+    W3PostingsWriter,
+)
+from whoosh.formats import Positions
+from whoosh.util.numeric import byte_to_length, length_to_byte
+
+from .analysis import fold, terms_of
+
+MAX_POSITIONS = 65_000  # words indexed per field of a post (positions are 16-bit)
+MAX_PHRASE = 500  # words in a phrase (keys shifted back by a word's offset stay in range)
+_SHIFT = 16  # an occurrence key is docnum << 16 | position
+
+
+class CompactPositions(Positions):
+    """Positions as little-endian 16-bit integers (Whoosh pickles a list per posting).
+
+    In a posting block they are stored as occurrence keys (see :func:`_pack_block`), so
+    phrases are checked with set operations (see :class:`_Bulk`). A field keeps its first
+    65,000 words.
+    Indexing skips Whoosh's token objects and uses :func:`terms_of` directly.
+    """
+
+    # Whoosh pickles this class into the index's table of contents: it keeps the name it
+    # had before search.py became a package, so indexes open with either layout.
+    __module__ = "groupsync.search"
+
+    def word_values(self, value, analyzer, **kwargs):  # type: ignore[no-untyped-def]
+        boost = self.field_boost
+        positions: dict[str, array] = {}
+        terms = terms_of(value) if isinstance(value, str) else [fold(v) for v in value]
+        for pos, term in enumerate(terms[:MAX_POSITIONS]):
+            found = positions.get(term)
+            if found is None:
+                positions[term] = array("H", (pos,))
+            else:
+                found.append(pos)
+        for term, poslist in positions.items():
+            if term:
+                yield term, len(poslist), len(poslist) * boost, _le(poslist).tobytes()
+
+    def encode(self, poslist):  # type: ignore[no-untyped-def]
+        return _le(array("H", poslist)).tobytes()
+
+    def decode_positions(self, valuestring):  # type: ignore[no-untyped-def]
+        return list(_unpacked("H", valuestring))
+
+    def decode_frequency(self, valuestring):  # type: ignore[no-untyped-def]
+        return len(valuestring) // 2
+
+    def decode_weight(self, valuestring):  # type: ignore[no-untyped-def]
+        return self.decode_frequency(valuestring) * self.field_boost
+
+
+def _le(data: array) -> array:
+    if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+        data.byteswap()
+    return data
+
+
+# -- a compact posting block --------------------------------------------------------------
+#
+# Whoosh's W3 codec pickles each block of 128 postings as Python tuples: a float per weight,
+# and every position list as a pickled bytes object (protocol 2 spells bytes as a call to
+# _codecs.encode). This codec keeps W3's files, block headers and skipping, and writes the
+# block data as packed arrays instead: ids as deltas, weights as bytes when they are whole
+# frequencies, value lengths and the values joined. Decoding is array.frombytes (C speed).
+
+_BLOCK_HEAD = struct.Struct("<HIccc")
+
+
+def _smallest(values: Iterable[int]) -> str:
+    top = max(values, default=0)
+    return "B" if top < 0x100 else "H" if top < 0x10000 else "I"
+
+
+def _packed(typecode: str, values: Iterable[Any]) -> bytes:
+    data = array(typecode, values)
+    if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+        data.byteswap()
+    return data.tobytes()
+
+
+def _unpacked(typecode: str, data: bytes | memoryview) -> array:
+    out = array(typecode)
+    out.frombytes(data)
+    if sys.byteorder != "little":  # pragma: no cover
+        out.byteswap()
+    return out
+
+
+_PARTS = struct.Struct("<BI")
+ZLIB_LEVEL = 3
+
+
+def _pack_block(ids: array, weights: array, values: list[bytes], fmt: Any) -> bytes:
+    """A block as two parts, compressed separately so that a search for documents reads
+    only the first: (ids, weights) and the values (positions)."""
+    deltas = [b - a for a, b in zip(ids, ids[1:], strict=False)]
+    idcode = _smallest(deltas)
+    if all(w == 1.0 for w in weights):
+        wcode, wbytes = "0", b""
+    elif all(w == int(w) and 0 <= w < 0x100 for w in weights):
+        wcode, wbytes = "B", _packed("B", (int(w) for w in weights))
+    else:
+        wcode, wbytes = "f", _packed("f", weights)
+    fixedsize = fmt.fixed_value_size()
+    if not values:
+        vcode, vbytes = "0", b""
+    elif isinstance(fmt, CompactPositions):
+        # every occurrence as docnum << 16 | position, delta-coded across the block:
+        # a phrase search decodes a block into its keys with one accumulate()
+        keys: list[int] = []
+        for docnum, value in zip(ids, values, strict=True):
+            keys.extend(map(operator.or_, itertools.repeat(docnum << _SHIFT),
+                            _unpacked("H", value)))  # fmt: skip
+        steps = list(map(operator.sub, keys[1:], keys[:-1]))
+        kcode = "I" if max(steps, default=0) < 1 << 32 else "Q"
+        vcode = "K"
+        vbytes = kcode.encode() + struct.pack("<Q", keys[0]) + _packed(kcode, steps)
+    elif fixedsize is not None and fixedsize > 0:
+        vcode, vbytes = "=", b"".join(values)
+    else:
+        lengths = [len(v) for v in values]
+        vcode = _smallest(lengths)
+        vbytes = _packed(vcode, lengths) + b"".join(values)
+    head = _BLOCK_HEAD.pack(len(ids), ids[0], idcode.encode(), wcode.encode(), vcode.encode())
+    first = head + _packed(idcode, deltas) + wbytes
+    flags = 0
+    if len(first) >= 64:
+        first, flags = zlib.compress(first, ZLIB_LEVEL), flags | 1
+    if len(vbytes) >= 64:
+        vbytes, flags = zlib.compress(vbytes, ZLIB_LEVEL), flags | 2
+    return _PARTS.pack(flags, len(first)) + first + vbytes
+
+
+def _parts(data: bytes | memoryview) -> tuple[bytes, Callable[[], bytes]]:
+    flags, size = _PARTS.unpack_from(data)
+    first = bytes(data[_PARTS.size : _PARTS.size + size])
+    rest = data[_PARTS.size + size :]
+    if flags & 1:
+        first = zlib.decompress(first)
+
+    def values() -> bytes:
+        return zlib.decompress(rest) if flags & 2 else bytes(rest)
+
+    return first, values
+
+
+def _head(first: bytes) -> tuple[int, list[int], Any, bytes]:
+    """Count, ids and weights (None when all are 1) from a block's first part; its vcode."""
+    count, start, idcode, wcode, vcode = _BLOCK_HEAD.unpack_from(first)
+    view = memoryview(first)
+    pos = _BLOCK_HEAD.size
+    code = idcode.decode()
+    width = array(code).itemsize
+    ids = list(itertools.accumulate(_unpacked(code, view[pos : pos + width * (count - 1)]),
+                                    initial=start))  # fmt: skip
+    pos += width * (count - 1)
+    weights: Any = None
+    if wcode == b"B":
+        weights = _unpacked("B", view[pos : pos + count])
+    elif wcode == b"f":
+        weights = [int(w) for w in _unpacked("f", view[pos : pos + 4 * count])]
+    return count, ids, weights, vcode
+
+
+def _block_keys(data: bytes | memoryview) -> list[int]:
+    """The occurrence keys (docnum << 16 | position) of a positional block's values."""
+    kcode = bytes(data[:1]).decode()
+    (first,) = struct.unpack_from("<Q", data, 1)
+    return list(itertools.accumulate(_unpacked(kcode, data[9:]), initial=first))
+
+
+def _unpack_raw(data: bytes | memoryview, with_values: bool) -> tuple[list[int], Any, Any]:
+    """A block's ids, weights (None when all are 1) and, if asked, its values: the
+    occurrence keys of a positional field, else the values joined."""
+    first, values = _parts(data)
+    count, ids, weights, vcode = _head(first)
+    if not with_values or vcode == b"0":
+        return ids, weights, None
+    rest = values()
+    if vcode == b"K":
+        return ids, weights, _block_keys(rest)
+    if vcode != b"=":
+        rest = rest[array(vcode.decode()).itemsize * count :]
+    return ids, weights, rest
+
+
+def _unpack_block(data: bytes | memoryview, fixedsize: int | None) -> tuple[list[int], Any, Any]:
+    """A block for Whoosh's matchers: ids, weights and one value per posting."""
+    first, values = _parts(data)
+    count, ids, weights, vcode = _head(first)
+    weights = array("f", weights) if weights is not None else array("f", [1.0]) * count
+    if vcode == b"0":
+        return ids, weights, (None,) * count
+    rest = values()
+    if vcode == b"K":
+        mask = (1 << _SHIFT) - 1
+        grouped = itertools.groupby(_block_keys(rest), key=lambda k: k >> _SHIFT)
+        out = tuple(_le(array("H", (k & mask for k in g))).tobytes() for _d, g in grouped)
+        return ids, weights, out
+    if vcode == b"=":
+        size = fixedsize or 0
+        return ids, weights, tuple(rest[i * size : (i + 1) * size] for i in range(count))
+    code = vcode.decode()
+    width = array(code).itemsize
+    lengths = _unpacked(code, rest[: width * count])
+    ends = list(itertools.accumulate(lengths, initial=width * count))
+    return ids, weights, tuple(rest[a:b] for a, b in zip(ends, ends[1:], strict=False))
+
+
+class _CompactPostingsWriter(W3PostingsWriter):
+    def add_posting(
+        self, id_: int, weight: float, vbytes: bytes, length: int | None = None
+    ) -> None:
+        if len(self._ids) >= self._blocklimit:
+            self._write_block()
+        self._ids.append(id_)
+        self._weights.append(weight)
+        if weight > self._maxweight:
+            self._maxweight = weight
+        if vbytes:
+            self._values.append(vbytes)
+        if length:
+            if self._minlength is None or length < self._minlength:
+                self._minlength = length
+            if length > self._maxlength:
+                self._maxlength = length
+
+    def _write_block(self, last: bool = False) -> None:
+        if not self._blockcount:
+            self._postfile.write(WHOOSH3_HEADER_MAGIC)
+        self._terminfo.add_block(self)
+        databytes = _pack_block(self._ids, self._weights, self._values, self._format)
+        ids = self._ids
+        infobytes = pickle.dumps(
+            (len(ids), ids[-1], self._maxweight, 0,
+             length_to_byte(self._minlength), length_to_byte(self._maxlength)),
+            2,
+        )  # fmt: skip
+        blocklength = len(infobytes) + len(databytes)
+        self._postfile.write_int(-blocklength if last else blocklength)
+        self._postfile.write(infobytes)
+        self._postfile.write(databytes)
+        self._blockcount += 1
+        self._new_block()
+
+
+class _CompactLeafMatcher(W3LeafMatcher):
+    def _block_data(self) -> Any:
+        return self._postfile.get(self._dataoffset, self._nextoffset - self._dataoffset)
+
+    def _read_data(self) -> None:
+        self._data = _unpack_block(self._block_data(), self._fixedsize)
+
+    def _read_ids(self) -> None:
+        if self._data is None:
+            self._read_data()
+        self._ids = self._data[0]
+
+    def _read_weights(self) -> None:
+        if self._data is None:
+            self._read_data()
+        self._weights = self._data[1]
+
+    def _read_values(self) -> None:
+        if self._data is None:
+            self._read_data()
+        self._values = self._data[2]
+
+    def all_ids(self) -> Iterator[int]:
+        while self.is_active():
+            if self._ids is None:
+                self._ids = _head(_parts(self._block_data())[0])[1]
+            yield from self._ids[self._i :]
+            self._next_block()
+
+    def raw_block(self, with_values: bool = False) -> tuple[list[int], Any, Any]:
+        """The current block whole: ids, weights (None when all 1) and, if asked, values."""
+        return _unpack_raw(self._block_data(), with_values)
+
+
+class _CompactFieldWriter(W3FieldWriter):
+    def add_postings(self, schema: Any, lengths: Any, items: Iterable[tuple]) -> None:
+        """Whoosh's loop, with each field's length column read once, not per posting."""
+        last_field = last_text = None
+        postings = lens = None
+        for fieldname, btext, docnum, weight, value in items:
+            if fieldname != last_field:
+                if last_text is not None:
+                    self.finish_term()
+                if last_field is not None:
+                    self.finish_field()
+                self.start_field(fieldname, schema[fieldname])
+                postings = self._postwriter
+                lens = _lengths_column(lengths, fieldname) if lengths else b""
+                last_field, last_text = fieldname, None
+            if btext != last_text:
+                if last_text is not None:
+                    self.finish_term()
+                self.start_term(btext)
+                last_text = btext
+            code = lens[docnum] if docnum < len(lens) else 0
+            length = byte_to_length(code) if code else None
+            postings.add_posting(docnum, weight, value or b"", length)
+        if last_text is not None:
+            self.finish_term()
+
+
+def _lengths_column(perdoc: Any, fieldname: str) -> bytes:
+    creader = perdoc._cached_reader(f"_{fieldname}_len", LENGTHS_COLUMN)
+    if creader is None:
+        return b""
+    try:
+        return bytes(creader._dbfile.get(creader._basepos, creader._count))
+    except AttributeError:  # pragma: no cover - another column implementation
+        return bytes(creader[d] for d in range(perdoc.doc_count_all()))
+
+
+class CompactCodec(W3Codec):
+    """W3 with compact posting blocks (recorded in each segment, so readers follow)."""
+
+    # Whoosh pickles this class into the index's table of contents: it keeps the name it
+    # had before search.py became a package, so indexes open with either layout.
+    __module__ = "groupsync.search"
+
+    def field_writer(self, storage: Any, segment: Any) -> Any:
+        return _CompactFieldWriter(self, storage, segment)
+
+    def postings_writer(self, dbfile: Any, byteids: bool = False) -> Any:
+        if byteids:
+            return super().postings_writer(dbfile, byteids)
+        return _CompactPostingsWriter(
+            dbfile,
+            blocklimit=self._blocklimit,
+            byteids=False,
+            compression=self._compression,
+            inlinelimit=self._inlinelimit,
+        )
+
+    def postings_reader(
+        self, dbfile: Any, terminfo: Any, format_: Any, term: Any = None, scorer: Any = None
+    ) -> Any:
+        if terminfo.is_inlined():
+            return super().postings_reader(dbfile, terminfo, format_, term, scorer)
+        offset, length = terminfo.extent()
+        return _CompactLeafMatcher(dbfile, offset, length, format_, term=term, scorer=scorer)

@@ -1,0 +1,586 @@
+"""Writing the index: incremental updates, full rebuilds (in parallel builder processes)
+and checks against the archive, with their reports.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import threading
+import time
+import warnings
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from whoosh import index as windex
+
+from ..archive import Archive
+from ..errors import GroupsyncError
+from .documents import _POST_COLUMNS, _attachments_of, _AttachmentText, _document
+from .filters import _load_bytes_column, _load_column
+from .schema import CODEC, FLAG_DELETED, INDEX_FORMAT, SCHEMA, _key
+from .searchers import close_indexes
+from .state import _read_state, _State, _write_state
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+# -- reports ------------------------------------------------------------------------------
+
+
+@dataclass
+class IndexReport:
+    """What an index update did. ``mode``: created, rebuilt, updated or current."""
+
+    index_path: str
+    mode: str
+    from_seq: int
+    to_seq: int
+    indexed: int = 0
+    removed: int = 0
+    kept_deleted: int = 0
+    documents: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CheckReport:
+    """Where an index and its archive disagree; ``ok`` when they do not."""
+
+    index_path: str
+    exists: bool
+    index_seq: int
+    archive_seq: int
+    documents: int = 0
+    posts: int = 0
+    missing: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+
+    @property
+    def behind(self) -> int:
+        return max(0, self.archive_seq - self.index_seq)
+
+    @property
+    def ok(self) -> bool:
+        return self.exists and not (self.missing or self.stale or self.extra or self.duplicates)
+
+    def as_dict(self, sample: int | None = 20) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "index_path": self.index_path,
+            "exists": self.exists,
+            "ok": self.ok,
+            "index_seq": self.index_seq,
+            "archive_seq": self.archive_seq,
+            "behind": self.behind,
+            "documents": self.documents,
+            "posts": self.posts,
+        }
+        for name in ("missing", "stale", "extra", "duplicates"):
+            ids = getattr(self, name)
+            out[name] = len(ids)
+            out[f"{name}_ids"] = ids if sample is None else ids[:sample]
+        return out
+
+
+# -- writing ------------------------------------------------------------------------------
+#
+# Whoosh buffers every posting as a tuple in a sorting pool that spills to disk and merges
+# runs in Python. _TermPool keeps the postings of a segment grouped by term in packed
+# arrays instead (about 12 bytes a posting); a builder starts a new segment when it is
+# full. A rebuild runs one builder per process; the parent reads the archive, sends
+# batches of documents round-robin (each segment stays in group and date order) and
+# writes the table of contents listing every builder's segments.
+
+_LOCK = threading.Lock()
+POOL_LIMIT = 192 * 1024 * 1024  # bytes of postings one builder holds before a new segment
+BATCH = 256
+
+
+class _TermPool:
+    """A posting pool for one segment: per term, docnums, weights and joined values."""
+
+    def __init__(self, tempstore: Any = None, segment: Any = None, **_kwargs: Any) -> None:
+        self.terms: dict[tuple[str, bytes], tuple[array, array, bytearray, array]] = {}
+        self.fieldnames: set[str] = set()
+        self.size = 0
+
+    def add(self, item: tuple[str, bytes, int, float, bytes | None]) -> None:
+        fieldname, tbytes, docnum, weight, value = item
+        key = (fieldname, tbytes)
+        entry = self.terms.get(key)
+        if entry is None:
+            entry = self.terms[key] = (array("I"), array("f"), bytearray(), array("I"))
+            self.fieldnames.add(fieldname)
+            self.size += 400 + len(tbytes)
+        ids, weights, values, ends = entry
+        ids.append(docnum)
+        weights.append(weight)
+        if value:
+            values += value
+        ends.append(len(values))
+        self.size += 12 + (len(value) if value else 0)
+
+    def iter_postings(self) -> Iterator[tuple[str, bytes, int, float, bytes]]:
+        for key in sorted(self.terms):
+            fieldname, tbytes = key
+            ids, weights, values, ends = self.terms[key]
+            data = bytes(values)
+            start = 0
+            for docnum, weight, end in zip(ids, weights, ends, strict=True):
+                yield fieldname, tbytes, docnum, weight, data[start:end]
+                start = end
+
+    def save(self) -> None:
+        pass
+
+    def cleanup(self) -> None:
+        self.terms.clear()
+        self.size = 0
+
+
+def _segment_writer(ix: windex.Index, **kwargs: Any) -> Any:
+    """A Whoosh segment writer with the compact codec and the packed pool."""
+    from whoosh.writing import SegmentWriter
+
+    # Not compound: Whoosh reads a compound segment's postings into a BytesIO copy (the
+    # whole file in memory); separate files are read where they lie.
+    writer = SegmentWriter(ix, codec=CODEC, compound=False, **kwargs)
+    writer.pool = _TermPool()
+    return writer
+
+
+def _merge_policy(writer: Any, segments: list[Any]) -> list[Any]:
+    """Merge small segments when they pile up; never the big ones a rebuild made.
+
+    Bounds the work of one update (merging goes through every posting in Python).
+    """
+    from whoosh.reading import SegmentReader
+
+    small = sorted(
+        (s for s in segments if s.doc_count_all() <= SMALL_SEGMENT), key=lambda s: s.doc_count_all()
+    )
+    if len(small) < 4:
+        return segments
+    merged, total = [], 0
+    for segment in small:
+        if total + segment.doc_count_all() > 2 * SMALL_SEGMENT and len(merged) >= 2:
+            break
+        merged.append(segment)
+        total += segment.doc_count_all()
+    for segment in merged:
+        reader = SegmentReader(writer.storage, writer.schema, segment)
+        try:
+            writer.add_reader(reader)
+        finally:
+            reader.close()
+    return [s for s in segments if s not in merged]
+
+
+SMALL_SEGMENT = 10_000
+
+
+def _build_segments(
+    ix: windex.Index,
+    batches: Iterable[list[dict[str, Any]]],
+    limit: int,
+    done: Callable[[int], None] | None = None,
+) -> list[Any]:
+    """Index batches of documents into new segments of ``ix``; the segments, not committed."""
+    segments = []
+    writer = _segment_writer(ix, _lk=False)
+    try:
+        for batch in batches:
+            for doc in batch:
+                writer.add_document(**doc)
+            if done:
+                done(len(batch))
+            if writer.pool.size > limit:
+                segments.append(writer._finalize_segment())
+                writer = _segment_writer(ix, _lk=False, docbase=0)
+        if writer._added:
+            segments.append(writer._finalize_segment())
+        else:
+            writer._close_segment()
+    except BaseException:
+        writer._close_segment()
+        raise
+    return segments
+
+
+def _builder_main(path: str, jobs: Any, results: Any, counter: Any, limit: int) -> None:
+    """A builder process: documents from ``jobs`` into segments sent back on ``results``."""
+
+    def batches() -> Iterator[list[dict[str, Any]]]:
+        while True:
+            batch = jobs.get()
+            if batch is None:
+                return
+            yield pickle.loads(batch)
+
+    def done(n: int) -> None:
+        with counter.get_lock():
+            counter.value += n
+
+    try:
+        ix = windex.open_dir(path)
+        try:
+            segments = _build_segments(ix, batches(), limit, done)
+        finally:
+            ix.close()
+        results.put(("ok", pickle.dumps(segments)))
+    except BaseException as ex:  # noqa: BLE001 - reported to the parent, which raises
+        results.put(("error", f"{type(ex).__name__}: {ex}"))
+
+
+def _commit_segments(ix: windex.Index, segments: list[Any]) -> None:
+    """Write a table of contents naming ``segments`` (a fresh index's only ones)."""
+    writer = _segment_writer(ix, timeout=60.0)
+    try:
+        writer._close_segment()
+        writer._commit_toc(list(writer.segments) + segments)
+    finally:
+        writer._finish()
+
+
+def _build_parallel(
+    ix: windex.Index,
+    path: Path,
+    docs: Iterator[dict[str, Any]],
+    procs: int,
+    progress: Callable[[int], None] | None,
+) -> list[Any]:
+    import multiprocessing
+    import queue as queue_mod
+
+    # fork where there is one: spawn would import the caller's main module again
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    counter = context.Value("q", 0)
+    results = context.Queue()
+    jobs = [context.Queue(maxsize=8) for _ in range(procs)]
+    workers = [
+        context.Process(
+            target=_builder_main,
+            args=(str(path), jobs[k], results, counter, POOL_LIMIT // procs),
+            daemon=True,
+        )
+        for k in range(procs)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        for worker in workers:
+            worker.start()
+    try:
+        for n, batch in enumerate(_batched(docs, BATCH)):
+            job = pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
+            target = jobs[n % procs]
+            while True:
+                try:
+                    target.put(job, timeout=0.5)
+                    break
+                except queue_mod.Full:
+                    _check_alive(workers, results)
+                    if progress:
+                        progress(counter.value)
+            if progress:
+                progress(counter.value)
+        for q in jobs:
+            q.put(None)
+        segments: list[Any] = []
+        for _ in workers:
+            while True:
+                try:
+                    status, payload = results.get(timeout=0.5)
+                    break
+                except queue_mod.Empty:
+                    _check_alive(workers, None)
+                    if progress:
+                        progress(counter.value)
+            if status != "ok":
+                raise GroupsyncError(f"indexing failed in a builder process: {payload}")
+            segments.extend(pickle.loads(payload))
+        return segments
+    finally:
+        for worker in workers:
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+            worker.close()
+        for q in [*jobs, results]:
+            q.close()
+            q.join_thread()
+
+
+def _check_alive(workers: list[Any], results: Any) -> None:
+    """Raise if a builder ended while documents were still being sent (``results`` given)
+    or died (any time)."""
+    import queue as queue_mod
+
+    for worker in workers:
+        if worker.is_alive():
+            continue
+        if worker.exitcode not in (0, None):
+            raise GroupsyncError(f"a search index builder process died ({worker.exitcode})")
+        if results is not None:
+            try:
+                _status, payload = results.get(timeout=1.0)
+            except queue_mod.Empty:
+                payload = "it ended early"
+            raise GroupsyncError(f"indexing failed in a builder process: {payload}")
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def update_index(
+    archive: Archive,
+    index_path: str | Path,
+    *,
+    keep_deleted: bool | None = None,
+    progress: Progress | None = None,
+    procs: int = 1,
+) -> IndexReport:
+    """Bring the index up to the archive: every post changed since the recorded change_seq.
+
+    Creates the index (a full build, in ``procs`` processes) if there is none, or if it
+    was built by another version of this module. ``keep_deleted``: keep tombstoned posts
+    in the index, marked (None keeps what the index was built with; a change re-indexes
+    the deleted posts). One Whoosh commit, then the state file.
+    """
+    index_path = Path(index_path)
+    state = _read_state(index_path)
+    if state is None or state.format != INDEX_FORMAT or not windex.exists_in(str(index_path)):
+        keep = bool(keep_deleted)
+        return rebuild_index(
+            archive, index_path, keep_deleted=keep, progress=progress, procs=procs
+        )
+    target = archive.change_seq()
+    if target < state.change_seq:  # the archive was replaced or restored from a backup
+        return rebuild_index(
+            archive, index_path, keep_deleted=state.keep_deleted, progress=progress, procs=procs
+        )
+    keep = state.keep_deleted if keep_deleted is None else keep_deleted
+    report = IndexReport(str(index_path), "current", state.change_seq, target)
+    if target == state.change_seq and keep == state.keep_deleted:
+        return report
+    started = time.monotonic()
+    where = "p.change_seq > ? AND p.change_seq <= ?"
+    params: list[Any] = [state.change_seq, target]
+    if keep != state.keep_deleted:
+        where = f"({where}) OR p.deleted_at IS NOT NULL"
+    rows = archive.conn.execute(
+        f"SELECT {_POST_COLUMNS} FROM posts p LEFT JOIN threads t ON t.id = p.thread_id "
+        f"WHERE {where} ORDER BY p.change_seq",
+        params,
+    ).fetchall()
+    extract = _AttachmentText(archive)
+    with _LOCK:
+        ix = windex.open_dir(str(index_path))
+        try:
+            writer = _segment_writer(ix, timeout=60.0)
+            try:
+                live = [r[0] for r in rows if r[14] is None or keep]
+                attachments = _attachments_of(archive, live)
+                with writer.reader() as reader:
+                    present = _docnums_by_key(reader, {_key(r[0]) for r in rows})
+                for n, row in enumerate(rows, 1):
+                    post_id, deleted = row[0], row[14] is not None
+                    for docnum in present.get(_key(post_id), ()):
+                        writer.delete_document(docnum)
+                    if deleted and not keep:
+                        report.removed += 1
+                    else:
+                        doc = _document(row, attachments.get(post_id, []), extract)
+                        writer.add_document(**doc)
+                        report.indexed += 1
+                        report.kept_deleted += deleted
+                    if progress and (n % 500 == 0 or n == len(rows)):
+                        progress({"stage": "index", "done": n, "total": len(rows)})
+                writer.commit(mergetype=_merge_policy)
+            except BaseException:
+                writer.cancel()
+                raise
+            report.documents = ix.doc_count()
+        finally:
+            ix.close()
+        _write_state(
+            index_path, _State(change_seq=target, keep_deleted=keep, built=state.built)
+        )
+    report.mode = "updated"
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def _docnums_by_key(reader: Any, wanted: set[bytes] | None) -> dict[bytes, list[int]]:
+    """Live documents by post key (all of them, or those of the ``wanted`` keys)."""
+    found: dict[bytes, list[int]] = {}
+    for leaf, offset in _leaves(reader):
+        keys = _load_bytes_column(leaf, "key", 8)
+        deleted = leaf.deleted_docs_set if leaf.has_deletions() else ()
+        for docnum in range(leaf.doc_count_all()):
+            key = keys[docnum * 8 : docnum * 8 + 8]
+            if (wanted is None or key in wanted) and docnum not in deleted:
+                found.setdefault(key, []).append(offset + docnum)
+    return found
+
+
+def _leaves(reader: Any) -> list[tuple[Any, int]]:
+    if reader.is_atomic():
+        return [(reader, 0)] if reader.segment() is not None else []
+    return list(zip(reader.readers, reader.doc_offsets, strict=True))
+
+
+def rebuild_index(
+    archive: Archive,
+    index_path: str | Path,
+    *,
+    procs: int = 2,
+    keep_deleted: bool | None = None,
+    progress: Progress | None = None,
+) -> IndexReport:
+    """Build the index from scratch in a temporary folder, then swap it in.
+
+    Posts go in by group and date, so a group or a date range is a few runs of
+    neighbouring documents (filters then skip whole posting blocks). ``procs`` > 1
+    indexes in that many processes, one or more segments each.
+    """
+    index_path = Path(index_path)
+    old = _read_state(index_path)
+    keep = (old.keep_deleted if old else False) if keep_deleted is None else keep_deleted
+    started = time.monotonic()
+    target = archive.change_seq()
+    index_path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in index_path.parent.glob(f"{index_path.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    temp = index_path.parent / f"{index_path.name}.tmp-{os.getpid()}"
+    temp.mkdir()
+    report = IndexReport(str(index_path), "rebuilt" if old else "created", 0, target)
+    try:
+        where = "p.change_seq <= ?" + ("" if keep else " AND p.deleted_at IS NULL")
+        total = archive.conn.execute(
+            f"SELECT count(*) FROM posts p WHERE {where}", (target,)
+        ).fetchone()[0]
+        attachments = _attachments_of(archive, None)
+        extract = _AttachmentText(archive)
+        rows = archive.conn.execute(
+            f"SELECT {_POST_COLUMNS} FROM posts p LEFT JOIN threads t ON t.id = p.thread_id "
+            f"WHERE {where} ORDER BY p.group_id, p.receivedDateTime, p.rowid",
+            (target,),
+        )
+
+        def docs() -> Iterator[dict[str, Any]]:
+            for row in rows:
+                report.indexed += 1
+                report.kept_deleted += row[14] is not None
+                yield _document(row, attachments.get(row[0], []), extract)
+
+        last = [0.0]
+
+        def tick(done: int) -> None:
+            now = time.monotonic()
+            if progress and (now - last[0] >= 0.2 or done >= total):
+                last[0] = now
+                progress({"stage": "index", "done": min(done, total), "total": total})
+
+        ix = windex.create_in(str(temp), SCHEMA)
+        try:
+            procs = max(1, min(procs, os.cpu_count() or 1, -(-total // (BATCH * 4)) or 1))
+            if procs > 1:
+                segments = _build_parallel(ix, temp, docs(), procs, tick)
+            else:
+                count = [0]
+
+                def done(n: int) -> None:
+                    count[0] += n
+                    tick(count[0])
+
+                segments = _build_segments(ix, _batched(docs(), BATCH), POOL_LIMIT, done)
+            _commit_segments(ix, segments)
+            report.documents = ix.doc_count()
+        finally:
+            ix.close()
+        built = f"{time.time():.6f}-{os.getpid()}"
+        _write_state(temp, _State(change_seq=target, keep_deleted=keep, built=built))
+        with _LOCK:
+            close_indexes(index_path)
+            if index_path.exists():
+                trash = index_path.parent / f"{index_path.name}.old-{os.getpid()}"
+                os.replace(index_path, trash)
+                os.replace(temp, index_path)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(temp, index_path)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    report.seconds = round(time.monotonic() - started, 3)
+    if progress:
+        progress({"stage": "done", "done": report.indexed, "total": report.indexed})
+    return report
+
+
+# -- checking -----------------------------------------------------------------------------
+
+
+def check_index(archive: Archive, index_path: str | Path) -> CheckReport:
+    """Compare every document of the index with the archive's posts (id and changeKey)."""
+    index_path = Path(index_path)
+    state = _read_state(index_path)
+    report = CheckReport(
+        str(index_path),
+        exists=state is not None and windex.exists_in(str(index_path)),
+        index_seq=state.change_seq if state else 0,
+        archive_seq=archive.change_seq(),
+    )
+    keep = state.keep_deleted if state else False
+    indexed: dict[bytes, list[tuple[int, bool]]] = {}
+    if report.exists:
+        ix = windex.open_dir(str(index_path))
+        try:
+            with ix.reader() as reader:
+                for leaf, _offset in _leaves(reader):
+                    keys = _load_bytes_column(leaf, "key", 8)
+                    seqs = _load_column(leaf, "seq", "I")
+                    flags = _load_column(leaf, "flags", "B")
+                    deleted = leaf.deleted_docs_set if leaf.has_deletions() else ()
+                    for d in range(leaf.doc_count_all()):
+                        if d not in deleted:
+                            key = keys[d * 8 : d * 8 + 8]
+                            entry = (seqs[d], bool(flags[d] & FLAG_DELETED))
+                            indexed.setdefault(key, []).append(entry)
+                            report.documents += 1
+        finally:
+            ix.close()
+    rows = archive.conn.execute("SELECT id, change_seq, deleted_at IS NOT NULL FROM posts")
+    for post_id, seq, deleted in rows:
+        report.posts += 1
+        found = indexed.pop(_key(post_id), None)
+        if found and len(found) > 1:
+            report.duplicates.append(post_id)
+        if deleted and not keep:
+            if found:
+                report.extra.append(post_id)
+        elif not found:
+            report.missing.append(post_id)
+        elif found[0] != (seq, bool(deleted)):
+            report.stale.append(post_id)
+    report.extra.extend(key.hex() for key in indexed)
+    return report

@@ -1,0 +1,183 @@
+"""The mail-client query language: parsed by Whoosh's parser, then ``group:``, ``after:``,
+``before:`` and ``has:`` rewritten into :class:`~groupsync.search.filters.DocFilter`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from whoosh import qparser
+from whoosh import query as wquery
+
+from ..archive import Archive
+from ..errors import GroupsyncError
+from .analysis import terms_of
+from .filters import DocFilter
+from .schema import ALIASES, DEFAULT_FIELDS, FIELD_BOOSTS, FLAG_ATTACHMENT, SCHEMA
+
+
+class QueryError(GroupsyncError):
+    """A search query that cannot be run: bad syntax, a date that is no date, no such group."""
+
+    exit_code = 2
+
+
+# -- query parsing ------------------------------------------------------------------------
+
+
+def _parser() -> qparser.QueryParser:
+    parser = qparser.MultifieldParser(DEFAULT_FIELDS, SCHEMA, fieldboosts=FIELD_BOOSTS)
+    parser.add_plugin(qparser.FuzzyTermPlugin())
+    # "-word" excludes, but only at the start of a word: "follow-up" stays a phrase
+    parser.add_plugin(qparser.PlusMinusPlugin(r"(?:(?<=[\s(])|^)\+", r"(?:(?<=[\s(])|^)-"))
+    parser.add_plugin(qparser.FieldAliasPlugin(ALIASES))
+    parser.remove_plugin_class(qparser.BoostPlugin)
+    parser.remove_plugin_class(qparser.RangePlugin)
+    return parser
+
+
+_PARSER = _parser()
+_PSEUDO = {"group", "after", "before", "has"}
+_DATE = re.compile(r"^(\d{4})(?:[-/](\d{1,2})(?:[-/](\d{1,2}))?)?$")
+
+
+def _check_syntax(text: str) -> None:
+    if not text.strip():
+        raise QueryError("empty query")
+    if text.count('"') % 2:
+        raise QueryError("unbalanced quotes in the query")
+    depth = 0
+    in_quotes = False
+    for char in text:
+        if char == '"':
+            in_quotes = not in_quotes
+        elif not in_quotes and char == "(":
+            depth += 1
+        elif not in_quotes and char == ")":
+            depth -= 1
+            if depth < 0:
+                raise QueryError("a ')' without its '(' in the query")
+    if depth:
+        raise QueryError("a '(' without its ')' in the query")
+    words = text.split()
+    if words[0] in ("AND", "OR", "ANDNOT", "ANDMAYBE") or words[-1] in (
+        "AND", "OR", "NOT", "ANDNOT", "ANDMAYBE"
+    ):  # fmt: skip
+        raise QueryError(f"'{words[0] if words[0] in ('AND', 'OR') else words[-1]}' "
+                         "needs a term on each side")
+    for match in re.finditer(r'(?:^|[\s(])-?(\w+):(?=\s|$|\))', text):
+        raise QueryError(f"'{match.group(1)}:' needs a value")
+
+
+def _day(value: str, what: str) -> int:
+    match = _DATE.match(value.strip())
+    if not match:
+        raise QueryError(f"{what}: wants a date like 2024-05-01 or 2024-05, not {value!r}")
+    year, month, day = int(match.group(1)), int(match.group(2) or 1), int(match.group(3) or 1)
+    try:
+        return int(datetime(year, month, day, tzinfo=UTC).timestamp())
+    except ValueError:
+        raise QueryError(f"{what}: {value!r} is not a date") from None
+
+
+class _Resolver:
+    """Group names and ids of an archive, for ``group:`` and ``--group``."""
+
+    def __init__(self, archive: Archive) -> None:
+        self.groups = archive.conn.execute(
+            "SELECT id, displayName, mailNickname, mail FROM groups"
+        ).fetchall()
+
+    def __call__(self, value: str) -> frozenset[str]:
+        wanted = " ".join(terms_of(value))
+        exact = set()
+        partial = set()
+        for group_id, name, nickname, mail in self.groups:
+            if value == group_id:
+                return frozenset([group_id])
+            names = [" ".join(terms_of(v)) for v in (name, nickname, mail) if v]
+            if wanted and wanted in names:
+                exact.add(group_id)
+            elif wanted and any(n.startswith(wanted) for n in names):
+                partial.add(group_id)
+        found = exact or partial
+        if not found:
+            raise QueryError(f"no group matches {value!r}")
+        return frozenset(found)
+
+
+def _term_text(q: wquery.Query) -> str | None:
+    if isinstance(q, wquery.Term):
+        return str(q.text)
+    if isinstance(q, wquery.Phrase):
+        return " ".join(q.words)
+    return None
+
+
+def _rewrite(q: wquery.Query, groups: _Resolver) -> wquery.Query:
+    """Turn the pseudo fields (group, after, before, has) into document filters."""
+    name = getattr(q, "fieldname", None)
+    if name in _PSEUDO:
+        text = _term_text(q)
+        if text is None:
+            raise QueryError(f"{name}: takes a plain value (no wildcards or fuzziness)")
+        if name == "group":
+            return DocFilter(groups=groups(text))
+        if name == "after":
+            return DocFilter(lo=_day(text, "after"))
+        if name == "before":
+            return DocFilter(hi=_day(text, "before"))
+        if text.lower() in ("attachment", "attachments", "attach", "file", "files"):
+            return DocFilter(flags=FLAG_ATTACHMENT)
+        raise QueryError(f"has: knows only has:attachment, not has:{text}")
+    if q.is_leaf():
+        return q
+    return q.apply(lambda child: _rewrite(child, groups))
+
+
+def _merge_filters(q: wquery.Query) -> tuple[wquery.Query | None, DocFilter | None]:
+    """Split the top level into what scores and one filter (the AND of the filters)."""
+    if isinstance(q, DocFilter):
+        return None, q
+    if not isinstance(q, wquery.And):
+        return q, None
+    scoring: list[wquery.Query] = []
+    merged: DocFilter | None = None
+    for child in q.subqueries:
+        if isinstance(child, DocFilter):
+            merged = child if merged is None else merged.intersect(child)
+        else:
+            scoring.append(child)
+    if not scoring:
+        return None, merged
+    return (scoring[0] if len(scoring) == 1 else wquery.And(scoring)), merged
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    query: wquery.Query | None
+    filter: DocFilter | None
+
+
+_PSEUDO_VALUE = re.compile(r'(?<![\w"])(after|before|group|has):(?!")([^\s()"]+)')
+_WILDCARD = re.compile(r"(?:^|[\s(:])[*?]+(?=$|[\s)])")
+
+
+def parse_query(text: str, groups: _Resolver) -> _Parsed:
+    """Parse with Whoosh's parser, then check and rewrite what it made of our fields."""
+    _check_syntax(text)
+    if _WILDCARD.search(text):
+        raise QueryError("a wildcard needs at least one letter before it, like budg*")
+    # values of the pseudo fields are taken whole (dates have hyphens, names dots)
+    text = _PSEUDO_VALUE.sub(r'\1:"\2"', text)
+    try:
+        q = _PARSER.parse(text)
+    except Exception as ex:  # noqa: BLE001 - Whoosh's parser raises assorted errors
+        raise QueryError(f"cannot parse the query: {ex}") from None
+    q = _rewrite(q, groups).normalize()
+    if q is wquery.NullQuery or isinstance(q, wquery.qcore._NullQuery):
+        raise QueryError("the query has no words to search for")
+    scoring, filt = _merge_filters(q)
+    return _Parsed(scoring, filt)
