@@ -438,7 +438,10 @@ class Syncer:
         workers = max(1, self.options.workers)
         pending: deque[tuple[ConversationThread, Future[_Fetched | None]]] = deque()
         todo = iter(threads)
-        with ThreadPoolExecutor(workers, thread_name_prefix="groupsync-fetch") as pool:
+        with (
+            ThreadPoolExecutor(workers, thread_name_prefix="groupsync-fetch") as pool,
+            self.archive.batch() as tick,
+        ):
             try:
                 for thread in todo:
                     known = None
@@ -451,8 +454,10 @@ class Syncer:
                     pending.append((thread, future))
                     while len(pending) >= workers * 2:
                         self._store_next(group_id, pending, stored)
+                        tick()
                 while pending:
                     self._store_next(group_id, pending, stored)
+                    tick()
             except BaseException:
                 for _, future in pending:
                     future.cancel()
