@@ -37,6 +37,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchlib import free_port  # noqa: E402
 from datasette.utils import tilde_encode  # noqa: E402
 
 from groupsync import search  # noqa: E402
@@ -46,11 +47,6 @@ from groupsync.datasette_plugin.server import make_datasette  # noqa: E402
 SEED = 1
 TARGET_MS = 300.0
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def groupsync(*args: str, env: dict[str, str] | None = None, **kwargs: Any) -> Any:

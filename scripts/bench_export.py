@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,39 +29,19 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import benchlib
 import httpx
+from benchlib import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 1
 GNU_TIME = "/usr/bin/time" if Path("/usr/bin/time").is_file() else None
-STAMP = "bench_export.json"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ensure_tenant(work: Path, size: dict[str, int]) -> Path:
     out = work / "tenant-{groups}g-{threads}t-{posts}p-{attachments}a".format(**size)
-    stamp = {**size, "seed": SEED}
-    if (out / STAMP).is_file() and json.loads((out / STAMP).read_text()) == stamp:
-        return out
-    shutil.rmtree(out, ignore_errors=True)
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "generate_tenant.py"),
-            *("--groups", str(size["groups"]), "--threads", str(size["threads"])),
-            *("--posts", str(size["posts"]), "--attachments", str(size["attachments"])),
-            *("--seed", str(SEED), "--out", str(out)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    (out / STAMP).write_text(json.dumps(stamp))
-    return out
+    return benchlib.ensure_tenant(out, **size, seed=SEED)
 
 
 def env_for(db: Path, work: Path, url: str = "http://127.0.0.1:9/v1.0") -> dict[str, str]:

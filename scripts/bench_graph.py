@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,28 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from benchlib import free_port, wait_until_responds
 
 from groupsync.graph import GraphClient
 from groupsync.throttle import Throttle
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_responds(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url + "/_sim/log", timeout=1.0)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise SystemExit(f"simulator did not start at {url}")
 
 
 def raw_rate(base: str, path: str, seconds: float, workers: int) -> float:

@@ -23,7 +23,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_graph import free_port, wait_until_responds  # noqa: E402
+from benchlib import free_port, wait_until_responds  # noqa: E402
 
 from groupsync.archive import Archive  # noqa: E402
 from groupsync.outbox import Draft, Outbox  # noqa: E402

@@ -34,6 +34,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from benchlib import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("term", "and", "phrase", "filtered")
 PER_KIND = 50
@@ -44,11 +46,6 @@ TOP = 20
 
 # -- the archive -----------------------------------------------------------------------
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def ensure_archive(work: Path, posts: int, groups: int, threads: int, seed: int) -> Path:

@@ -32,24 +32,24 @@ import math
 import os
 import pstats
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import benchlib
 import httpx
+from benchlib import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 1
 SMALL_POSTS = 10_000
 PAGE = 50  # the simulator's --max-top default and the sync's $top
-STAMP = "bench_sync.json"
 GNU_TIME = "/usr/bin/time" if Path("/usr/bin/time").is_file() else None
 TARGET_POSTS_PER_S = 2_000
 TARGET_RSS_MB = 300
@@ -82,23 +82,14 @@ class Size:
 
 def ensure_tenant(root: Path, size: Size) -> Path:
     """The generated tenant for ``size``, generated only if not already there."""
-    out = root / size.folder
-    stamp = {**asdict(size), "seed": SEED}
-    if (out / STAMP).is_file() and json.loads((out / STAMP).read_text()) == stamp:
-        return out
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "generate_tenant.py"),
-            *("--groups", str(size.groups), "--threads", str(size.threads)),
-            *("--posts", str(size.posts), "--attachments", str(size.attachments)),
-            *("--seed", str(SEED), "--out", str(out)),
-        ],
-        check=True,
-        capture_output=True,
+    return benchlib.ensure_tenant(
+        root / size.folder,
+        groups=size.groups,
+        threads=size.threads,
+        posts=size.posts,
+        attachments=size.attachments,
+        seed=SEED,
     )
-    (out / STAMP).write_text(json.dumps(stamp))
-    return out
 
 
 def pages(n: int) -> int:
@@ -136,11 +127,6 @@ def tenant_counts(tenant: Path) -> dict[str, int]:
 
 # -- the simulator and the sync, each in its own process ---------------------------------
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SimulatorProcess:

@@ -1,0 +1,63 @@
+"""What the benchmark scripts share: a free loopback port, waiting for the simulator, and
+generated tenants kept between runs."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+STAMP = "bench-tenant.json"
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_responds(url: str, timeout: float = 30.0) -> None:
+    """Wait for a simulator at ``url`` (without ``/v1.0``) to answer its log endpoint."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url + "/_sim/log", timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise SystemExit(f"simulator did not start at {url}")
+
+
+def ensure_tenant(
+    out: Path, *, groups: int, threads: int, posts: int, attachments: int, seed: int
+) -> Path:
+    """``scripts/generate_tenant.py`` into ``out``, unless the same tenant is already there."""
+    stamp = {
+        "groups": groups,
+        "threads": threads,
+        "posts": posts,
+        "attachments": attachments,
+        "seed": seed,
+    }
+    if (out / STAMP).is_file() and json.loads((out / STAMP).read_text()) == stamp:
+        return out
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "generate_tenant.py"),
+            *("--groups", str(groups), "--threads", str(threads)),
+            *("--posts", str(posts), "--attachments", str(attachments)),
+            *("--seed", str(seed), "--out", str(out)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (out / STAMP).write_text(json.dumps(stamp))
+    return out
