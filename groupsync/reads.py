@@ -175,8 +175,9 @@ _CONVERSATION_COLUMNS = (
 )
 
 
-def _conversation(row: tuple[Any, ...]) -> Conversation:
-    item = {
+def _conversation_fields(row: tuple[Any, ...]) -> dict[str, Any]:
+    """The six fields a conversation and a thread share, in Graph's order."""
+    return {
         "id": row[0],
         "topic": row[1],
         "hasAttachments": _flag(row[2]),
@@ -184,7 +185,10 @@ def _conversation(row: tuple[Any, ...]) -> Conversation:
         "uniqueSenders": _list(row[4]),
         "preview": row[5],
     }
-    return cast(Conversation, _removed(item, row[6]))
+
+
+def _conversation(row: tuple[Any, ...]) -> Conversation:
+    return cast(Conversation, _removed(_conversation_fields(row), row[6]))
 
 
 def iter_conversations(
@@ -229,12 +233,7 @@ _THREAD_COLUMNS = (
 
 def _thread(row: tuple[Any, ...]) -> ConversationThread:
     item = {
-        "id": row[0],
-        "topic": row[1],
-        "hasAttachments": _flag(row[2]),
-        "lastDeliveredDateTime": row[3],
-        "uniqueSenders": _list(row[4]),
-        "preview": row[5],
+        **_conversation_fields(row),
         "isLocked": _flag(row[6]),
         "toRecipients": _list(row[7]),
         "ccRecipients": _list(row[8]),
