@@ -787,6 +787,54 @@ def test_serve_in_thread_real_socket_paging(data_dir):
     assert quoted.status_code == 200
 
 
+def _read_response(f: Any) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response from a socket file: status, headers, body."""
+    status = int(f.readline().split()[1])
+    headers = {}
+    while (line := f.readline().decode("latin-1").strip()) != "":
+        name, _, value = line.partition(":")
+        headers[name.lower()] = value.strip()
+    return status, headers, f.read(int(headers.get("content-length", 0)))
+
+
+def test_connections_are_kept_alive_like_graphs(data_dir):
+    """Several requests on one connection, including a body the app never reads (a 404
+    POST), and HTTP/1.0 or ``Connection: close`` still close; a stopped simulator drops
+    the connections it was keeping."""
+    import socket
+
+    app = make_app(data_dir)
+    with serve_in_thread(app) as base_url:
+        host, port = urlsplit(base_url).hostname, urlsplit(base_url).port
+        auth = "Authorization: Bearer t\r\n"
+        kept = socket.create_connection((host, port))
+        f = kept.makefile("rb")
+        body = b'{"post": {"body": {"content": "unread"}}}'
+        kept.sendall(
+            f"POST /v1.0/nowhere HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        assert _read_response(f)[0] == 400
+        for _ in range(3):
+            get = f"GET /v1.0/groups/{GROUP}/threads HTTP/1.1\r\nHost: x\r\n{auth}\r\n"
+            kept.sendall(get.encode())
+            status, headers, payload = _read_response(f)
+            assert status == 200 and json.loads(payload)["value"]
+            assert headers.get("connection") != "close"
+        assert len(app.log.entries) == 4
+        for request in (
+            f"GET /v1.0/groups/{GROUP} HTTP/1.0\r\n{auth}\r\n",
+            f"GET /v1.0/groups/{GROUP} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n",
+        ):
+            with socket.create_connection((host, port)) as once, once.makefile("rb") as g:
+                once.sendall(request.encode())
+                assert _read_response(g)[0] == 200
+                assert g.read() == b""  # the server closed it
+    kept.settimeout(5)
+    with kept, f:
+        assert f.read() == b""  # closed by the stop, not left to serve a stopped simulator
+
+
 def test_run_server_prints_one_line_and_stops_on_ctrl_c(data_dir):
     code = ("import sys; from groupsync.simulator import run_server; "
             "run_server(sys.argv[1], port=0)")

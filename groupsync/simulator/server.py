@@ -1,7 +1,9 @@
-"""Serving the simulator over real sockets: a threaded wsgiref server, quiet per request."""
+"""Serving the simulator over real sockets: a threaded wsgiref server, quiet per request,
+speaking HTTP/1.1 with keep-alive as Graph does (a client reuses its connections)."""
 
 from __future__ import annotations
 
+import io
 import socket
 import socketserver
 import threading
@@ -9,13 +11,75 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from .app import Simulator, SimulatorOptions, make_app
 
+MAX_BODY = 256 * 1024 * 1024  # a request body larger than this closes the connection
+IDLE_TIMEOUT = 120.0  # seconds an idle kept-alive connection is held open
+
+
+class _KeepAliveServerHandler(ServerHandler):
+    http_version = "1.1"
+
 
 class _QuietHandler(WSGIRequestHandler):
-    """No stderr line per request, and the raw request URI kept for exact id segments."""
+    """HTTP/1.1 keep-alive, no stderr line per request, and the raw request URI kept for
+    exact id segments.
+
+    wsgiref answers one request per connection in HTTP/1.0; this handler loops over the
+    requests of a connection. Each request's body is read whole before the app runs, so
+    a body the app never reads cannot be taken for the next request line.
+    """
+
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT
+    # Headers and body leave in separate writes; with Nagle's algorithm on, the body of a
+    # kept-alive connection waits for the client's delayed ACK (40 ms a response).
+    disable_nagle_algorithm = True
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self._handle_one()
+        while not self.close_connection:
+            self._handle_one()
+
+    def _handle_one(self) -> None:
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+        except (TimeoutError, ConnectionError):
+            self.close_connection = True
+            return
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = self.command = ""
+            self.send_error(414)
+            self.close_connection = True
+            return
+        if not self.parse_request():  # an error was sent; parse_request closes as needed
+            return
+        body: Any = self.rfile
+        if self.headers.get("Transfer-Encoding"):
+            # Chunked request bodies are not decoded here: answer, then close.
+            self.close_connection = True
+        else:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if 0 <= length <= MAX_BODY:
+                body = io.BytesIO(self.rfile.read(length))
+            else:
+                self.close_connection = True
+        # The handler hands its stdin to the app as wsgi.input.
+        handler = _KeepAliveServerHandler(
+            body, self.wfile, self.get_stderr(), self.get_environ(), multithread=False
+        )
+        handler.request_handler = self  # backpointer for logging
+        handler.run(self.server.get_app())
+        self.wfile.flush()
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -32,6 +96,30 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(request)
+
+    def server_close(self) -> None:
+        """Close the listening socket and every kept-alive connection: a stopped simulator
+        answers nothing more, as a server that went away."""
+        super().server_close()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn, a reverse DNS lookup that can stall
         # offline; the name is only used for SERVER_NAME, so the bound host will do.
@@ -45,8 +133,9 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
 def _make_server(app: Simulator, host: str, port: int) -> _ThreadingServer:
     server_class = _ThreadingServer
     if ":" in host:
-        server_class = type("_ThreadingServer6", (_ThreadingServer,),
-                            {"address_family": socket.AF_INET6})
+        server_class = type(
+            "_ThreadingServer6", (_ThreadingServer,), {"address_family": socket.AF_INET6}
+        )
     server = server_class((host, port), _QuietHandler)
     server.set_app(app)
     return server
@@ -66,7 +155,9 @@ def serve_in_thread(app: Simulator, host: str = "127.0.0.1", port: int = 0) -> I
     """
     server = _make_server(app, host, port)
     thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        daemon=True,
         name="groupsync-simulator",
     )
     thread.start()
