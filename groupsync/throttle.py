@@ -183,15 +183,17 @@ class Throttle:
         now = self.clock.time()
         with self._lock:
             db = self._db
+            if self.rate is None:  # nothing to count: only a shared Retry-After to read
+                row = db.execute("SELECT until FROM blocks WHERE key = ?", (self.key,)).fetchone()
+                if row and row[0] > now:
+                    return None, row[0] - now, True
+                return None, 0.0, False
             db.execute("BEGIN IMMEDIATE")
             try:
                 row = db.execute("SELECT until FROM blocks WHERE key = ?", (self.key,)).fetchone()
                 if row and row[0] > now:
                     db.execute("COMMIT")
                     return None, row[0] - now, True
-                if self.rate is None:
-                    db.execute("COMMIT")
-                    return None, 0.0, False
                 limit, window = self.rate
                 horizon = now - window - _MARGIN
                 db.execute(
