@@ -169,6 +169,7 @@ class Archive:
         # thousands of times, and last_seen_at only needs the day.
         self._people_seen: dict[str, tuple[str | None, str]] = {}
         self._seq: int | None = None
+        self._depth = 0
 
     def close(self) -> None:
         self.db.close()
@@ -181,17 +182,50 @@ class Archive:
 
     @contextmanager
     def atomic(self) -> Iterator[Database]:
-        """One transaction: everything in it is committed together or not at all."""
-        outer = not self.conn.in_transaction
-        try:
-            with self.db.atomic() as db:
-                yield db
-        except BaseException:
-            self._people_seen.clear()  # what it remembered writing was rolled back
-            raise
-        finally:
-            if outer:
+        """One transaction: everything in it is committed together or not at all.
+
+        Inside a transaction it is a savepoint named by its depth: sqlite-utils names each
+        one from 16 random bytes, a getrandom call and a new statement to compile for
+        every thread of mail a sync writes.
+        """
+        conn = self.conn
+        if not conn.in_transaction:
+            conn.execute("BEGIN")
+            try:
+                yield self.db
+            except BaseException:
+                self._people_seen.clear()  # what it remembered writing was rolled back
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    self._people_seen.clear()
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            finally:
                 self._seq = None
+            return
+        self._depth += 1
+        name = f"groupsync_{self._depth}"
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield self.db
+        except BaseException:
+            self._people_seen.clear()
+            # An error can end the whole transaction (savepoints too): then there is
+            # nothing left to roll back, and trying would hide the error.
+            if conn.in_transaction:
+                conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                conn.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        else:
+            conn.execute(f"RELEASE SAVEPOINT {name}")
+        finally:
+            self._depth -= 1
 
     @contextmanager
     def batch(self, max_items: int = 16, max_seconds: float = 0.25) -> Iterator[Callable[[], None]]:
