@@ -130,6 +130,36 @@ class ThreadSignals:
         )
 
 
+_POSTS_INSERT = """
+    INSERT INTO posts (id, group_id, conversation_id, thread_id, changeKey, createdDateTime,
+        lastModifiedDateTime, receivedDateTime, hasAttachments, categories, body_contentType,
+        body_content, from_name, from_address, sender_name, sender_address, newParticipants,
+        in_reply_to_id, attachments_note, first_seen_at, updated_at, body_text, change_seq)
+"""
+_POSTS_CONFLICT = """
+    ON CONFLICT(id) DO UPDATE SET conversation_id = excluded.conversation_id,
+        thread_id = excluded.thread_id, changeKey = excluded.changeKey,
+        createdDateTime = excluded.createdDateTime,
+        lastModifiedDateTime = excluded.lastModifiedDateTime,
+        receivedDateTime = excluded.receivedDateTime,
+        hasAttachments = excluded.hasAttachments, categories = excluded.categories,
+        body_contentType = excluded.body_contentType,
+        body_content = excluded.body_content, from_name = excluded.from_name,
+        from_address = excluded.from_address, sender_name = excluded.sender_name,
+        sender_address = excluded.sender_address,
+        newParticipants = excluded.newParticipants,
+        in_reply_to_id = coalesce(excluded.in_reply_to_id, posts.in_reply_to_id),
+        attachments_note = excluded.attachments_note,
+        body_text = excluded.body_text, change_seq = excluded.change_seq,
+        version_count = posts.version_count + 1,
+        updated_at = excluded.updated_at, deleted_at = NULL
+"""
+_VERSIONS_INSERT = """
+    INSERT OR IGNORE INTO post_versions (post_id, changeKey, lastModifiedDateTime, json,
+        sha256, sync_run_id, first_seen_at)
+"""
+
+
 class Archive:
     """An archive database, created or migrated on open.
 
@@ -471,8 +501,15 @@ class Archive:
             for recipient in thread.get(field) or []:
                 self._save_person(recipient, now)
 
-    def thread_conversation(self, thread_id: str) -> str | None:
-        return self._one("SELECT conversation_id FROM threads WHERE id = ?", [thread_id])
+    def thread_conversations(self, group_id: str) -> dict[str, str]:
+        """``thread id -> conversation id`` for the group's archived threads."""
+        return dict(
+            self.conn.execute(
+                "SELECT id, conversation_id FROM threads "
+                "WHERE group_id = ? AND conversation_id IS NOT NULL",
+                (group_id,),
+            ).fetchall()
+        )
 
     def tombstone_threads(self, group_id: str, keep: set[str], now: str) -> int:
         """Threads of the group that the listing no longer shows, with their posts."""
@@ -508,104 +545,131 @@ class Archive:
         *,
         run_id: int | None = None,
         attachments_note: str | None = None,
-        prepared: tuple[str, str, str] | None = None,
-        known: dict[str, tuple[str | None, str | None]] | None = None,
     ) -> str:
-        """Store a post if its changeKey is new: ``"new"``, ``"changed"`` or ``"same"``.
+        """Store one post if its changeKey is new: ``"new"``, ``"changed"`` or ``"same"``."""
+        notes = {post["id"]: attachments_note} if attachments_note else None
+        return self.save_posts(group_id, thread_id, [post], now, run_id=run_id, notes=notes)[0]
+
+    def save_posts(
+        self,
+        group_id: str,
+        thread_id: str,
+        posts: list[dict[str, Any]],
+        now: str,
+        *,
+        run_id: int | None = None,
+        notes: dict[str, str] | None = None,
+        prepared: dict[str, tuple[str, str, str]] | None = None,
+        known: dict[str, tuple[str | None, str | None]] | None = None,
+    ) -> list[str]:
+        """Store the posts of one thread whose changeKey is new; for each post, in order,
+        ``"new"``, ``"changed"`` or ``"same"``.
 
         Every (id, changeKey) ever seen stays in ``post_versions`` with the SHA-256 of its
         canonical JSON; ``posts`` holds the latest. Attachments' bytes go to ``blobs`` once
-        per SHA-256, decoded in chunks from the base64 Graph sent. ``prepared`` is
-        ``prepare_post(post)`` done earlier, off the writing thread; ``known`` is
-        ``post_states(thread_id)`` read once for the whole thread.
-        """
-        post_id = post["id"]
-        change_key = post.get("changeKey") or ""
-        if known is not None and post_id in known:
-            stored: tuple[str | None, str | None] | None = known[post_id]
-        else:
-            stored = self.conn.execute(
-                "SELECT changeKey, deleted_at FROM posts WHERE id = ?", (post_id,)
-            ).fetchone()
-        if stored is not None and stored[0] == change_key and stored[1] is None:
-            return "same"
-        attachments = post.get("attachments")
-        text, digest, body_text = prepared or prepare_post(post)
-        from_name, from_address = _address(post.get("from"))
-        sender_name, sender_address = _address(post.get("sender"))
-        for recipient in [
-            post.get("from"),
-            post.get("sender"),
-            *(post.get("newParticipants") or []),
-        ]:
-            self._save_person(recipient, now)
-        body = post.get("body") or {}
-        in_reply_to = post.get("inReplyTo")
-        self.conn.execute(
-            """
-            INSERT INTO posts (id, group_id, conversation_id, thread_id, changeKey,
-                createdDateTime, lastModifiedDateTime, receivedDateTime, hasAttachments,
-                categories, body_contentType, body_content, from_name, from_address,
-                sender_name, sender_address, newParticipants, in_reply_to_id,
-                attachments_note, first_seen_at, updated_at, body_text, change_seq)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT(id) DO UPDATE SET conversation_id = excluded.conversation_id,
-                thread_id = excluded.thread_id, changeKey = excluded.changeKey,
-                createdDateTime = excluded.createdDateTime,
-                lastModifiedDateTime = excluded.lastModifiedDateTime,
-                receivedDateTime = excluded.receivedDateTime,
-                hasAttachments = excluded.hasAttachments, categories = excluded.categories,
-                body_contentType = excluded.body_contentType,
-                body_content = excluded.body_content, from_name = excluded.from_name,
-                from_address = excluded.from_address, sender_name = excluded.sender_name,
-                sender_address = excluded.sender_address,
-                newParticipants = excluded.newParticipants,
-                in_reply_to_id = coalesce(excluded.in_reply_to_id, posts.in_reply_to_id),
-                attachments_note = excluded.attachments_note,
-                body_text = excluded.body_text, change_seq = excluded.change_seq,
-                version_count = posts.version_count + 1,
-                updated_at = excluded.updated_at, deleted_at = NULL
-            """,
-            (
-                post_id,
-                group_id,
-                post.get("conversationId"),
-                thread_id,
-                change_key,
-                post.get("createdDateTime"),
-                post.get("lastModifiedDateTime"),
-                post.get("receivedDateTime"),
-                _bool(post.get("hasAttachments")),
-                _json(post.get("categories")),
-                body.get("contentType"),
-                body.get("content"),
-                from_name,
-                from_address,
-                sender_name,
-                sender_address,
-                _json(post.get("newParticipants")),
-                in_reply_to.get("id") if isinstance(in_reply_to, dict) else None,
-                attachments_note,
-                now,
-                now,
-                body_text,
-                self._next_change_seq(),
-            ),
-        )
-        self.conn.execute(
-            """
-            INSERT OR IGNORE INTO post_versions (post_id, changeKey, lastModifiedDateTime,
-                json, sha256, sync_run_id, first_seen_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
-            """,
-            (post_id, change_key, post.get("lastModifiedDateTime"), text, digest, run_id, now),
-        )
-        if attachments or (attachments is not None and stored is not None):
-            self._save_attachments(post_id, attachments, now, run_id)
-        return "new" if stored is None else "changed"
+        per SHA-256, decoded in chunks from the base64 Graph sent. ``notes`` maps post ids
+        to an ``attachments_note``; ``prepared`` maps them to ``prepare_post(post)`` done
+        earlier, off the writing thread; ``known`` is ``post_states(thread_id)``.
 
-    def tombstone_posts(self, thread_id: str, keep: set[str], now: str) -> int:
-        gone = set(self.post_change_keys(thread_id)) - keep
+        The rows go in as one multi-row INSERT per table, not one per post: each statement
+        lets go of Python's GIL while SQLite works, and a sync's fetch threads need it back
+        every time, so fewer, longer statements let both sides run at once.
+        """
+        if known is None:
+            known = self.post_states(thread_id)
+        outcomes: list[str] = []
+        post_rows: list[tuple[Any, ...]] = []
+        version_rows: list[tuple[Any, ...]] = []
+        attachment_lists: list[tuple[str, list[dict[str, Any]]]] = []
+        written: set[tuple[str, str]] = set()
+        for post in posts:
+            post_id = post["id"]
+            change_key = post.get("changeKey") or ""
+            stored = known.get(post_id)
+            unchanged = stored is not None and stored[0] == change_key and stored[1] is None
+            if unchanged or (post_id, change_key) in written:
+                outcomes.append("same")
+                continue
+            written.add((post_id, change_key))
+            outcomes.append("new" if stored is None else "changed")
+            text, digest, body_text = (prepared or {}).get(post_id) or prepare_post(post)
+            for recipient in [
+                post.get("from"),
+                post.get("sender"),
+                *(post.get("newParticipants") or []),
+            ]:
+                self._save_person(recipient, now)
+            from_name, from_address = _address(post.get("from"))
+            sender_name, sender_address = _address(post.get("sender"))
+            body = post.get("body") or {}
+            in_reply_to = post.get("inReplyTo")
+            post_rows.append(
+                (
+                    post_id,
+                    group_id,
+                    post.get("conversationId"),
+                    thread_id,
+                    change_key,
+                    post.get("createdDateTime"),
+                    post.get("lastModifiedDateTime"),
+                    post.get("receivedDateTime"),
+                    _bool(post.get("hasAttachments")),
+                    _json(post.get("categories")),
+                    body.get("contentType"),
+                    body.get("content"),
+                    from_name,
+                    from_address,
+                    sender_name,
+                    sender_address,
+                    _json(post.get("newParticipants")),
+                    in_reply_to.get("id") if isinstance(in_reply_to, dict) else None,
+                    (notes or {}).get(post_id),
+                    now,
+                    now,
+                    body_text,
+                    self._next_change_seq(),
+                )
+            )
+            version_rows.append(
+                (post_id, change_key, post.get("lastModifiedDateTime"), text, digest, run_id, now)
+            )
+            attachments = post.get("attachments")
+            if attachments or (attachments is not None and stored is not None):
+                attachment_lists.append((post_id, attachments))
+        self._insert_many(_POSTS_INSERT, post_rows, _POSTS_CONFLICT)
+        self._insert_many(_VERSIONS_INSERT, version_rows)
+        for post_id, attachments in attachment_lists:
+            self._save_attachments(post_id, attachments, now, run_id)
+        return outcomes
+
+    def _insert_many(self, head: str, rows: list[tuple[Any, ...]], tail: str = "") -> None:
+        """``head VALUES (...), (...), ... tail``: as many rows per statement as SQLite
+        takes parameters for."""
+        if not rows:
+            return
+        width = len(rows[0])
+        per = max(1, self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
+        for start in range(0, len(rows), per):
+            chunk = rows[start : start + per]
+            values = ", ".join([f"({', '.join('?' * width)})"] * len(chunk))
+            self.conn.execute(f"{head} VALUES {values} {tail}", [v for row in chunk for v in row])
+
+    def tombstone_posts(
+        self,
+        thread_id: str,
+        keep: set[str],
+        now: str,
+        *,
+        known: dict[str, tuple[str | None, str | None]] | None = None,
+    ) -> int:
+        """Mark the thread's live posts not in ``keep`` deleted. ``known`` is
+        ``post_states(thread_id)`` read earlier in this transaction (posts saved since
+        then are in ``keep``)."""
+        if known is None:
+            live = set(self.post_change_keys(thread_id))
+        else:
+            live = {post_id for post_id, (_, deleted) in known.items() if deleted is None}
+        gone = live - keep
         for post_id in gone:
             self.conn.execute(
                 "UPDATE posts SET deleted_at = ?, change_seq = ? WHERE id = ?",

@@ -438,6 +438,7 @@ class Syncer:
         workers = max(1, self.options.workers)
         pending: deque[tuple[ConversationThread, Future[_Fetched | None]]] = deque()
         todo = iter(threads)
+        conversations = self.archive.thread_conversations(group_id)
         with (
             ThreadPoolExecutor(workers, thread_name_prefix="groupsync-fetch") as pool,
             self.archive.batch() as tick,
@@ -447,7 +448,7 @@ class Syncer:
                     known = None
                     if full and thread["id"] in stored:
                         known = self.archive.post_change_keys(thread["id"])
-                    conversation_id = self.archive.thread_conversation(thread["id"])
+                    conversation_id = conversations.get(thread["id"])
                     future = pool.submit(
                         self._fetch_thread, group_id, thread, known, conversation_id
                     )
@@ -570,22 +571,21 @@ class Syncer:
                 post_count=len(listed),
                 possibly_truncated=truncated,
             )
-            known = archive.post_states(thread["id"]) if fetched.posts else {}
-            for post in fetched.posts:
-                before = len(post.get("attachments") or [])
-                outcome = archive.save_post(
-                    group_id,
-                    thread["id"],
-                    post,
-                    now,
-                    run_id=self.report.run_id,
-                    attachments_note=fetched.notes.get(post["id"]),
-                    prepared=fetched.prepared.get(post["id"]),
-                    known=known,
-                )
+            known = archive.post_states(thread["id"])
+            outcomes = archive.save_posts(
+                group_id,
+                thread["id"],
+                fetched.posts,
+                now,
+                run_id=self.report.run_id,
+                notes=fetched.notes,
+                prepared=fetched.prepared,
+                known=known,
+            )
+            for post, outcome in zip(fetched.posts, outcomes, strict=True):
                 if outcome == "new":
                     self.report.items_new += 1
-                    self.report.attachments_new += before
+                    self.report.attachments_new += len(post.get("attachments") or [])
                     if self._fires(group_id) and archive.save_event(
                         group_id, thread, post, fetched.conversation, now, run_id=self.report.run_id
                     ):
@@ -593,7 +593,9 @@ class Syncer:
                 elif outcome == "changed":
                     self.report.items_changed += 1
             if not truncated:
-                self.report.items_deleted += archive.tombstone_posts(thread["id"], listed, now)
+                self.report.items_deleted += archive.tombstone_posts(
+                    thread["id"], listed, now, known=known
+                )
             self.report.threads_fetched += 1
 
 
