@@ -379,3 +379,43 @@ def test_throttled_sync_keeps_the_connectors_limit_and_uses_its_budget(tmp_path)
     # The 101st call goes as soon as the 1st's minute is over: the budget is not left idle.
     assert 60.0 <= times[100] - times[0] <= 62.0
     assert times[-1] - times[0] <= 63.0
+
+
+def _post(n: int, change_key: str = "CQAAA1") -> dict:
+    return {
+        "id": f"AAMkADpost{n}", "changeKey": change_key, "conversationId": None,
+        "receivedDateTime": f"2025-06-01T10:00:0{n}Z",
+        "from": {"emailAddress": {"name": f"Sender {n}", "address": f"s{n}@contoso.test"}},
+        "body": {"contentType": "html", "content": f"<p>post <b>{n}</b></p>"},
+    }  # fmt: skip
+
+
+def test_save_posts_splits_rows_at_sqlites_parameter_limit(tmp_path):
+    """Posts go in as multi-row INSERTs; a limit of 60 parameters means two post rows (23
+    columns) per statement: every post still lands once, in order, with its version."""
+    from groupsync.archive import Archive, utc_now
+
+    now = utc_now()
+    with Archive(tmp_path / "a.db") as archive:
+        archive.conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 60)
+        with archive.atomic():
+            archive.save_group({"id": "g"}, now)
+            archive.save_thread("g", {"id": "t"}, None, now)
+            posts = [_post(n) for n in range(5)]
+            outcomes = archive.save_posts("g", "t", [*posts, posts[1]], now, run_id=None)
+        assert outcomes == ["new"] * 5 + ["same"]  # listed twice, stored once
+        rows = archive.conn.execute(
+            "select id, change_seq, body_text, version_count, from_address from posts "
+            "order by change_seq"
+        ).fetchall()
+        assert [r[0] for r in rows] == [p["id"] for p in posts]
+        assert [r[1] for r in rows] == [1, 2, 3, 4, 5]
+        assert rows[2][2:] == ("post 2", 1, "s2@contoso.test")
+        assert archive.conn.execute("select count(*) from post_versions").fetchone()[0] == 5
+        with archive.atomic():
+            edited = [_post(0), _post(3, "CQAAA2")]
+            assert archive.save_posts("g", "t", edited, now) == ["same", "changed"]
+        assert archive.conn.execute(
+            "select version_count, change_seq from posts where id = 'AAMkADpost3'"
+        ).fetchone() == (2, 6)
+        assert archive.conn.execute("select count(*) from post_versions").fetchone()[0] == 6
