@@ -577,6 +577,8 @@ class Archive:
         """
         if known is None:
             known = self.post_states(thread_id)
+        # A post archived under another thread is not in ``known``: its state, by id.
+        elsewhere = self._post_states_by_id([p["id"] for p in posts if p["id"] not in known])
         outcomes: list[str] = []
         post_rows: list[tuple[Any, ...]] = []
         version_rows: list[tuple[Any, ...]] = []
@@ -585,7 +587,7 @@ class Archive:
         for post in posts:
             post_id = post["id"]
             change_key = post.get("changeKey") or ""
-            stored = known.get(post_id)
+            stored = known.get(post_id) or elsewhere.get(post_id)
             unchanged = stored is not None and stored[0] == change_key and stored[1] is None
             if unchanged or (post_id, change_key) in written:
                 outcomes.append("same")
@@ -641,6 +643,19 @@ class Archive:
         for post_id, attachments in attachment_lists:
             self._save_attachments(post_id, attachments, now, run_id)
         return outcomes
+
+    def _post_states_by_id(self, post_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        states: dict[str, tuple[str | None, str | None]] = {}
+        per = self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        for start in range(0, len(post_ids), per):
+            chunk = post_ids[start : start + per]
+            for post_id, change_key, deleted_at in self.conn.execute(
+                "SELECT id, changeKey, deleted_at FROM posts "
+                f"WHERE id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ):
+                states[post_id] = (change_key, deleted_at)
+        return states
 
     def _insert_many(self, head: str, rows: list[tuple[Any, ...]], tail: str = "") -> None:
         """``head VALUES (...), (...), ... tail``: as many rows per statement as SQLite

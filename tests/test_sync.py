@@ -419,3 +419,23 @@ def test_save_posts_splits_rows_at_sqlites_parameter_limit(tmp_path):
             "select version_count, change_seq from posts where id = 'AAMkADpost3'"
         ).fetchone() == (2, 6)
         assert archive.conn.execute("select count(*) from post_versions").fetchone()[0] == 6
+
+
+def test_save_posts_knows_a_post_archived_under_another_thread(tmp_path):
+    """The per-thread states miss it; it is looked up by id, so an unchanged post is
+    "same" and an edited one "changed", never a second "new"."""
+    from groupsync.archive import Archive, utc_now
+
+    now = utc_now()
+    with Archive(tmp_path / "a.db") as archive, archive.atomic():
+        archive.save_group({"id": "g"}, now)
+        for thread_id in ("t1", "t2"):
+            archive.save_thread("g", {"id": thread_id}, None, now)
+        assert archive.save_posts("g", "t1", [_post(1), _post(2)], now) == ["new", "new"]
+        moved = [_post(1), _post(2, "CQAAA2"), _post(3)]
+        assert archive.save_posts("g", "t2", moved, now) == ["same", "changed", "new"]
+        assert archive.conn.execute(
+            "select id, thread_id, version_count from posts order by id"
+        ).fetchall() == [
+            ("AAMkADpost1", "t1", 1), ("AAMkADpost2", "t2", 2), ("AAMkADpost3", "t2", 1)
+        ]  # fmt: skip
