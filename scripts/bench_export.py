@@ -98,20 +98,6 @@ def ensure_archive(work: Path, tenant: Path) -> tuple[Path, float | None]:
     return db, seconds
 
 
-def poll_vmhwm(proc: subprocess.Popen, every: float = 0.02) -> int:
-    peak = 0
-    status = Path(f"/proc/{proc.pid}/status")
-    while proc.poll() is None:
-        try:
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]))
-        except (OSError, ValueError):
-            pass
-        time.sleep(every)
-    return peak
-
-
 def timed(command: list[str], env: dict[str, str], work: Path, name: str) -> dict[str, Any]:
     """Run a groupsync command: seconds, peak RSS in MB, stdout, exit code."""
     rss_file = work / f"{name}.rss"
@@ -123,7 +109,7 @@ def timed(command: list[str], env: dict[str, str], work: Path, name: str) -> dic
     with out.open("wb") as stdout, err.open("wb") as stderr:
         began = time.perf_counter()
         proc = subprocess.Popen(full, env=env, stdout=stdout, stderr=stderr)
-        peak_kb = 0 if GNU_TIME else poll_vmhwm(proc)
+        peak_kb = 0 if GNU_TIME else benchlib.poll_vmhwm(proc)
         proc.wait()
         seconds = time.perf_counter() - began
     if GNU_TIME:

@@ -203,7 +203,7 @@ def run_sync(
     with out.open("wb") as stdout, err.open("wb") as stderr:
         began = time.perf_counter()
         proc = subprocess.Popen(command, env=env, stdout=stdout, stderr=stderr)
-        peak_kb = 0 if GNU_TIME else poll_vmhwm(proc)
+        peak_kb = 0 if GNU_TIME else benchlib.poll_vmhwm(proc)
         proc.wait()
         seconds = time.perf_counter() - began
     if proc.returncode != 0:
@@ -212,22 +212,6 @@ def run_sync(
         peak_kb = int(rss_file.read_text().split()[-1])
     report = json.loads(out.read_text())
     return Run(seconds, peak_kb / 1024, report, sim.log_total())
-
-
-def poll_vmhwm(proc: subprocess.Popen, every: float = 0.02) -> int:
-    """The child's VmHWM (peak RSS of its own address space), read until it exits; a peak
-    reached in its last ``every`` seconds may be missed."""
-    peak = 0
-    status = Path(f"/proc/{proc.pid}/status")
-    while proc.poll() is None:
-        try:
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]))
-        except (OSError, ValueError):
-            pass
-        time.sleep(every)
-    return peak
 
 
 def archive_size(db: Path) -> dict[str, int]:

@@ -61,3 +61,19 @@ def ensure_tenant(
     )
     (out / STAMP).write_text(json.dumps(stamp))
     return out
+
+
+def poll_vmhwm(proc: subprocess.Popen, every: float = 0.02) -> int:
+    """The child's VmHWM (peak RSS of its own address space), read until it exits; a peak
+    reached in its last ``every`` seconds may be missed."""
+    peak = 0
+    status = Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(every)
+    return peak
