@@ -28,6 +28,7 @@ from .migrations import apply_migrations
 
 __all__ = [
     "GENESIS",
+    "MAILBOX_GROUPS",
     "Archive",
     "ThreadSignals",
     "canonical_json",
@@ -35,6 +36,11 @@ __all__ = [
     "prepare_post",
     "utc_now",
 ]
+
+# Rows of ``groups`` that have a group mailbox. New archives hold no others, but an archive
+# written before groupsync learnt that memberOf lists security groups and distribution lists
+# may; they are kept (a record) and never synced or listed. NULL: a group saved from a bare id.
+MAILBOX_GROUPS = "(groupTypes IS NULL OR groupTypes LIKE '%\"Unified\"%')"
 
 # Graph fields of a thread that move when a post is delivered to it. When they are what
 # the archive holds, the thread's posts are not listed again (except by a full reconcile,
@@ -341,8 +347,14 @@ class Archive:
         return group["id"]
 
     def group_ids(self, include_deleted: bool = False) -> list[str]:
-        where = "" if include_deleted else "WHERE deleted_at IS NULL"
+        """The archived groups that have a mailbox, in the order they were first archived."""
+        where = f"WHERE {MAILBOX_GROUPS}" + ("" if include_deleted else " AND deleted_at IS NULL")
         return [r[0] for r in self.conn.execute(f"SELECT id FROM groups {where} ORDER BY rowid")]
+
+    def group(self, group_id: str) -> dict[str, Any] | None:
+        """The archived group as Graph last described it, or None."""
+        text = self._one("SELECT json FROM groups WHERE id = ?", [group_id])
+        return None if text is None else json.loads(text)
 
     def has_group(self, group_id: str) -> bool:
         return self._one("SELECT 1 FROM groups WHERE id = ?", [group_id]) is not None
@@ -521,9 +533,33 @@ class Archive:
         }
         gone = live - keep
         for thread_id in gone:
-            self.conn.execute("UPDATE threads SET deleted_at = ? WHERE id = ?", (now, thread_id))
-            self.tombstone_posts(thread_id, set(), now)
+            self.tombstone_thread(thread_id, now)
         return len(gone)
+
+    def tombstone_thread(self, thread_id: str, now: str) -> bool:
+        """Mark one thread and its posts deleted; False if it was not live in the archive."""
+        changed = self.conn.execute(
+            "UPDATE threads SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+            (now, thread_id),
+        ).rowcount
+        if changed:
+            self.tombstone_posts(thread_id, set(), now)
+        return bool(changed)
+
+    def tombstone_empty_conversation(self, thread_id: str, now: str) -> bool:
+        """Graph deletes a conversation with its last thread; mark it so once none is live."""
+        return bool(
+            self.conn.execute(
+                """
+                UPDATE conversations SET deleted_at = :now
+                WHERE id = (SELECT conversation_id FROM threads WHERE id = :thread)
+                  AND deleted_at IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM threads t WHERE t.conversation_id = conversations.id
+                                  AND t.deleted_at IS NULL)
+                """,
+                {"now": now, "thread": thread_id},
+            ).rowcount
+        )
 
     # -- posts ----------------------------------------------------------------------------
 

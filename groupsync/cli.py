@@ -28,7 +28,7 @@ from .integrity import verify as verify_archive
 from .lock import WriterLock
 from .outbox import Draft, Outbox
 from .simulator import SimulatorOptions, run_server
-from .sync import Syncer, SyncOptions
+from .sync import POST_SELECT, Syncer, SyncOptions
 from .throttle import Throttle
 from .watch import Watcher, WatchOptions, parse_duration
 
@@ -909,7 +909,7 @@ def posts(ctx, group_id, thread_id, live, include_deleted, as_table):
     items = _read(
         ctx,
         live,
-        lambda graph: list(graph.list_posts(group_id, thread_id)),
+        lambda graph: list(graph.list_posts(group_id, thread_id, select=POST_SELECT)),
         lambda archive: list(
             reads.iter_posts(archive, group_id, thread_id, include_deleted=include_deleted)
         ),
@@ -946,7 +946,7 @@ def post(ctx, group_id, thread_id, post_id, versions, live, include_deleted, as_
     item = _read(
         ctx,
         live,
-        lambda graph: _entity(graph.get_post(group_id, thread_id, post_id)),
+        lambda graph: _entity(graph.get_post(group_id, thread_id, post_id, select=POST_SELECT)),
         lambda archive: reads.get_post(
             archive, group_id, thread_id, post_id, include_deleted=include_deleted
         ),

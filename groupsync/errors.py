@@ -5,6 +5,7 @@
     ├── AuthError              no token, msal refused, cache unreadable
     ├── ArchiveError           the local database is missing or unusable
     ├── ValidationError        a write that cannot be queued (exit 2, nothing queued)
+    ├── NoMailboxError         a security group or distribution list named for mail (exit 2)
     ├── OutboxError            an outbox item that cannot do what was asked
     └── GraphError             Microsoft Graph answered with an error
         ├── BadRequestError        400: malformed id, unsupported query option
@@ -38,6 +39,7 @@ __all__ = [
     "ForbiddenError",
     "GraphError",
     "GroupsyncError",
+    "NoMailboxError",
     "NotFoundError",
     "OutboxError",
     "ServiceUnavailableError",
@@ -70,6 +72,12 @@ class ArchiveError(GroupsyncError):
 
 class ValidationError(GroupsyncError):
     """A write that would fail at Graph: refused before anything is queued."""
+
+    exit_code = 2
+
+
+class NoMailboxError(GroupsyncError):
+    """A group that exists but has no group mailbox, so there is nothing to archive or post."""
 
     exit_code = 2
 

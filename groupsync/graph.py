@@ -28,6 +28,7 @@ from .models import (
     ConversationThread,
     Group,
     Post,
+    has_mailbox,
     parse_attachment,
     parse_conversation,
     parse_group,
@@ -334,10 +335,15 @@ class GraphClient:
         return self.get_json("me", what="the signed-in user")
 
     def list_member_of(self, user_id: str | None = None) -> Iterator[Group]:
-        """Groups the identity belongs to (``/me/memberOf``, groups only, not roles)."""
+        """The identity's groups that have a mailbox (``/me/memberOf``).
+
+        memberOf also lists directory roles, security groups and distribution lists; only
+        Microsoft 365 groups have conversations, so the others are left out here rather than
+        asked for mail and answered 404.
+        """
         path = f"users/{_segment(user_id)}/memberOf" if user_id else "me/memberOf"
         for item in self.paginate(path, what="group memberships"):
-            if item.get("@odata.type") == "#microsoft.graph.group":
+            if item.get("@odata.type") == "#microsoft.graph.group" and has_mailbox(item):
                 yield parse_group(item)
 
     def list_groups(self, top: int | None = None) -> Iterator[Group]:
@@ -346,7 +352,8 @@ class GraphClient:
         if top:
             params["$top"] = str(top)
         for item in self.paginate("groups", params, what="groups"):
-            yield parse_group(item)
+            if has_mailbox(item):
+                yield parse_group(item)
 
     def get_group(self, group_id: str) -> Group:
         return parse_group(self.get_json(f"groups/{_segment(group_id)}", what=f"group {group_id}"))

@@ -24,6 +24,8 @@ __all__ = [
     "ModelError",
     "Post",
     "Recipient",
+    "group_kind",
+    "has_mailbox",
     "parse_attachment",
     "parse_conversation",
     "parse_datetime",
@@ -61,6 +63,8 @@ Group = TypedDict(
         "mailNickname": NotRequired[str | None],
         "groupTypes": NotRequired[list[str]],
         "visibility": NotRequired[str | None],
+        "mailEnabled": NotRequired[bool | None],
+        "securityEnabled": NotRequired[bool | None],
         "createdDateTime": NotRequired[str | None],
         "@odata.type": NotRequired[str],
     },
@@ -262,6 +266,26 @@ def _check(kind: str, data: Any, checks: Mapping[str, Callable[[Any], bool]]) ->
         if key in data and not check(data[key]):
             raise ModelError(f"{kind} {data['id']}: {key} has an unexpected value {data[key]!r}")
     return data
+
+
+def has_mailbox(group: dict[str, Any]) -> bool:
+    """Only Microsoft 365 groups (``groupTypes`` holding "Unified") have conversations.
+
+    Security groups and distribution lists are groups to the directory too (``memberOf``
+    lists them), but their ``/conversations`` and ``/threads`` answer 404.
+    """
+    return "Unified" in (group.get("groupTypes") or [])
+
+
+def group_kind(group: dict[str, Any]) -> str:
+    """What a person calls the group, from the directory's flags."""
+    if has_mailbox(group):
+        return "Microsoft 365 group"
+    if group.get("mailEnabled") and group.get("securityEnabled"):
+        return "mail-enabled security group"
+    if group.get("mailEnabled"):
+        return "distribution list"
+    return "security group"
 
 
 def parse_group(data: Any) -> Group:

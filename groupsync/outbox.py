@@ -382,9 +382,15 @@ class Outbox:
         *,
         detail: str | None = None,
         next_attempt: float | None = None,
+        deleted_thread: str | None = None,
         **columns: Any,
     ) -> None:
-        """One committed transition, with its line in the item's history."""
+        """One committed transition, with its line in the item's history.
+
+        ``deleted_thread``: a delete-thread Graph applied; the archive marks the thread, its
+        posts (and a conversation left with no thread) deleted in the same transaction, so a
+        read after ``send`` does not show what is gone upstream.
+        """
         now = self.now()
         values = {"state": state, **columns}
         if next_attempt is not None:
@@ -399,6 +405,9 @@ class Outbox:
                 f"UPDATE _outbox SET {sql} WHERE id = ?", (*values.values(), item_id)
             )
             self._log(item_id, state, detail, now)
+            if deleted_thread is not None:
+                self.archive.tombstone_thread(deleted_thread, now)
+                self.archive.tombstone_empty_conversation(deleted_thread, now)
 
     # -- replay ---------------------------------------------------------------------------
 
@@ -514,6 +523,7 @@ class Outbox:
                     detail="found upstream by reconcile",
                     sent_at=self.now(),
                     result=json.dumps(found, ensure_ascii=False),
+                    deleted_thread=_deleted_thread(item),
                 )
                 report.reconciled += 1
                 report.sent += 1
@@ -546,6 +556,7 @@ class Outbox:
                     detail="thread already gone",
                     sent_at=self.now(),
                     request_id=ex.request_id,
+                    deleted_thread=_deleted_thread(item),
                 )
                 report.sent += 1
                 return
@@ -568,6 +579,7 @@ class Outbox:
             sent_at=self.now(),
             request_id=result.request_id,
             result=json.dumps(_ids(result.body), ensure_ascii=False) if result.body else None,
+            deleted_thread=_deleted_thread(item),
         )
         report.sent += 1
         report.items.append({"id": item["id"], "state": "sent"})
@@ -672,6 +684,11 @@ class Outbox:
             ):
                 fallback = {"thread": thread_id, "post": post["id"], "matched": "content"}
         return fallback
+
+
+def _deleted_thread(item: dict[str, Any]) -> str | None:
+    """The thread a delete-thread item removes, for the archive to mark at once."""
+    return item["thread_id"] if item["action"] == "delete-thread" else None
 
 
 def _ids(body: dict[str, Any]) -> dict[str, Any]:

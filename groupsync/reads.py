@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from .archive import Archive
+from .archive import MAILBOX_GROUPS, Archive
 from .errors import ArchiveError, NotFoundError
 from .html import to_text
 from .models import Attachment, Conversation, ConversationThread, Group, ItemBody, Post
@@ -137,7 +137,7 @@ def iter_groups(archive: Archive, *, include_deleted: bool = False) -> Iterator[
     The archive cannot tell which of them the identity still belongs to; it lists every
     group it holds, so that the offline answer names every group that can be read offline.
     """
-    where = "" if include_deleted else f"WHERE {_DELETED}"
+    where = f"WHERE {MAILBOX_GROUPS}" + ("" if include_deleted else f" AND {_DELETED}")
     rows = archive.conn.execute(
         f"SELECT json, deleted_at FROM groups {where} ORDER BY displayName COLLATE NOCASE, id"
     ).fetchall()

@@ -19,6 +19,7 @@ signals, so a killed sync resumes without refetching what was committed.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -28,9 +29,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .archive import Archive, ThreadSignals, prepare_post, utc_now
-from .errors import ForbiddenError, GraphError, NotFoundError
+from .errors import ForbiddenError, GroupsyncError, NoMailboxError, NotFoundError
 from .graph import GraphClient
-from .models import ConversationThread, ModelError, Post, parse_datetime
+from .models import (
+    ConversationThread,
+    ModelError,
+    Post,
+    group_kind,
+    has_mailbox,
+    parse_datetime,
+)
 
 __all__ = ["SyncOptions", "SyncReport", "SyncStopped", "Syncer", "THREAD_SELECT"]
 
@@ -46,8 +54,27 @@ THREAD_SELECT = [
     "ccRecipients",
 ]
 POST_KEYS_SELECT = ["id", "changeKey"]
+# Graph's default post properties leave out the back-references and newParticipants, which
+# the archive stores; naming every field also keeps the answer to what is stored.
+POST_SELECT = [
+    "id",
+    "changeKey",
+    "createdDateTime",
+    "lastModifiedDateTime",
+    "receivedDateTime",
+    "hasAttachments",
+    "categories",
+    "body",
+    "from",
+    "sender",
+    "newParticipants",
+    "conversationId",
+    "conversationThreadId",
+]
 TRUNCATION_SUSPECT = 100  # Graph reportedly lists at most 100 posts, without a nextLink
 NOT_READABLE = "attachments not readable with this identity"
+_CID = re.compile("cid:", re.IGNORECASE)
+NOT_LISTED = "the body shows inline images that Graph does not list for this post"
 
 
 @dataclass
@@ -195,7 +222,7 @@ class Syncer:
             report.status = "interrupted"
             report.error = "interrupted"
             raise
-        except GraphError as ex:
+        except GroupsyncError as ex:
             report.status = "failed"
             report.error = str(ex)
             raise
@@ -274,8 +301,15 @@ class Syncer:
         elif joined or (not group_ids and not self.archive.group_ids()):
             found.extend(self.graph.list_member_of())
         for group_id in group_ids:
-            if not self.archive.has_group(group_id) or self.options.full:
-                found.append(self.graph.get_group(group_id))
+            group = self.archive.group(group_id)
+            if group is None or self.options.full or "groupTypes" not in group:
+                group = self.graph.get_group(group_id)
+                found.append(group)
+            if not has_mailbox(group):
+                name = group.get("displayName") or group_id
+                raise NoMailboxError(
+                    f"{name} ({group_id}) is a {group_kind(group)}: it has no group mailbox"
+                )
         with self.archive.atomic():
             for group in found:
                 self.archive.save_group(group, now)
@@ -299,9 +333,12 @@ class Syncer:
         except (ForbiddenError, NotFoundError) as ex:
             note = f"group {group_id} cannot be read: {ex.graph_message or ex}"
             self._note(note)
+            # Only a group the archive already holds mail of can have been deleted; one that
+            # answers so on its first sync was never readable.
+            gone = full and group_id not in self._backfill
             with self.archive.atomic():
-                self.archive.note_group_access(group_id, note, started if full else None)
-                if full:
+                self.archive.note_group_access(group_id, note, started if gone else None)
+                if gone:
                     self.report.items_deleted += 1
 
     def _full_due(self, last_full_at: str | None) -> bool:
@@ -491,35 +528,46 @@ class Syncer:
         then only ids and changeKeys are listed, and bodies fetched where they differ.
         """
         thread_id = thread["id"]
-        expand = "attachments" if thread.get("hasAttachments") else None
-        top = self.options.page_size
+        # Attachments are always expanded: hasAttachments leaves inline ones out, so a post
+        # whose only attachments are pasted images says false, and so does its thread. The
+        # expand costs a post without attachments 17 bytes ("attachments":[]), where asking
+        # for the attachments of each post whose body has a cid: reference costs a request.
+        graph, top, expand = self.graph, self.options.page_size, "attachments"
         posts: list[Post]
         if known is not None:
-            keys = list(
-                self.graph.list_posts(group_id, thread_id, select=POST_KEYS_SELECT, top=top)
-            )
+            keys = list(graph.list_posts(group_id, thread_id, select=POST_KEYS_SELECT, top=top))
             listed = {p["id"] for p in keys}
             fresh = [p["id"] for p in keys if known.get(p["id"]) != p.get("changeKey")]
             if not fresh:
                 posts = []
             elif len(fresh) == 1:
-                posts = [self.graph.get_post(group_id, thread_id, fresh[0], expand="attachments")]
+                posts = [
+                    graph.get_post(group_id, thread_id, fresh[0], select=POST_SELECT, expand=expand)
+                ]
             else:
-                all_posts = self.graph.list_posts(group_id, thread_id, expand=expand, top=top)
+                all_posts = graph.list_posts(
+                    group_id, thread_id, select=POST_SELECT, expand=expand, top=top
+                )
                 wanted = set(fresh)
                 posts = [p for p in all_posts if p["id"] in wanted]
         else:
-            posts = list(self.graph.list_posts(group_id, thread_id, expand=expand, top=top))
+            posts = list(
+                graph.list_posts(group_id, thread_id, select=POST_SELECT, expand=expand, top=top)
+            )
             listed = {p["id"] for p in posts}
         notes: dict[str, str] = {}
         for post in posts:
-            if post.get("hasAttachments") and not post.get("attachments"):
-                try:
-                    post["attachments"] = list(
-                        self.graph.list_attachments(group_id, thread_id, post["id"])
-                    )
-                except ForbiddenError:
-                    notes[post["id"]] = NOT_READABLE
+            if post.get("attachments") or not (post.get("hasAttachments") or _refers_inline(post)):
+                continue
+            # An empty expand where there should be attachments: app-only identities get
+            # one (Graph documents listing post attachments as delegated only); ask directly.
+            try:
+                post["attachments"] = list(graph.list_attachments(group_id, thread_id, post["id"]))
+            except ForbiddenError:
+                notes[post["id"]] = NOT_READABLE
+                continue
+            if not post["attachments"] and _refers_inline(post):
+                notes[post["id"]] = NOT_LISTED
         conversation_id = (
             next((p.get("conversationId") for p in posts if p.get("conversationId")), None)
             or archived_conversation
@@ -597,6 +645,11 @@ class Syncer:
                     thread["id"], listed, now, known=known
                 )
             self.report.threads_fetched += 1
+
+
+def _refers_inline(post: Post) -> bool:
+    """Whether the body shows an inline image (``src="cid:..."``) that must be archived."""
+    return _CID.search((post.get("body") or {}).get("content") or "") is not None
 
 
 def _dumps(value: Any) -> str:

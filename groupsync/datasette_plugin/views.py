@@ -28,7 +28,7 @@ from datasette.utils.asgi import Base400, Forbidden, NotFound, Response
 from markupsafe import Markup
 
 from .. import search as search_engine
-from ..archive import Archive
+from ..archive import MAILBOX_GROUPS, Archive
 from ..errors import GroupsyncError
 from ..html import sanitise
 from .archives import attachment_url, find_archive, post_anchor, thread_url
@@ -441,7 +441,8 @@ def _index_path(datasette: Any, database: str, path: str) -> Path:
 async def _groups(datasette: Any, database: str) -> list[dict[str, Any]]:
     db = datasette.get_database(database)
     rows = await db.execute(
-        "select id, displayName from groups order by displayName collate nocase, id"
+        f"select id, displayName from groups where {MAILBOX_GROUPS} "
+        "order by displayName collate nocase, id"
     )
     return [{"id": r[0], "name": r[1] or r[0]} for r in rows.rows]
 
@@ -674,12 +675,12 @@ async def attachment(datasette: Any, request: Any) -> Response:
 
 # -- index and static ---------------------------------------------------------------------
 
-_INDEX_SQL = """
+_INDEX_SQL = f"""
 select g.id, g.displayName, g.visibility, g.deleted_at,
   (select count(*) from threads t where t.group_id = g.id and t.deleted_at is null),
   (select count(*) from posts p where p.group_id = g.id and p.deleted_at is null),
   (select max(t.lastDeliveredDateTime) from threads t where t.group_id = g.id)
-from groups g order by g.displayName collate nocase, g.id
+from groups g where {MAILBOX_GROUPS} order by g.displayName collate nocase, g.id
 """
 
 

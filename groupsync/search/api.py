@@ -76,7 +76,10 @@ SORTS = ("relevance", "date")
 _HIT_SQL = """
     SELECT p.change_seq, p.id, p.thread_id, p.conversation_id, p.group_id, g.displayName,
         t.topic, p.sender_name, p.sender_address, p.from_name, p.from_address,
-        p.receivedDateTime, p.hasAttachments, p.deleted_at, p.body_text
+        p.receivedDateTime,
+        p.hasAttachments OR EXISTS (SELECT 1 FROM attachments a
+            WHERE a.post_id = p.id AND a.deleted_at IS NULL),
+        p.deleted_at, p.body_text
     FROM posts p LEFT JOIN threads t ON t.id = p.thread_id
     LEFT JOIN groups g ON g.id = p.group_id
 """
