@@ -232,12 +232,16 @@ def test_errors_map_to_the_tree(clock, status, code, cls, message):
     assert info.value.code == code
 
 
-def test_member_of_keeps_groups_only(clock):
+def test_member_of_keeps_mailbox_groups_only(clock):
+    group = "#microsoft.graph.group"
     app = App(
         page(
             [
-                {"@odata.type": "#microsoft.graph.group", "id": "g1", "displayName": "A"},
+                {"@odata.type": group, "id": "g1", "displayName": "A", "groupTypes": ["Unified"]},
                 {"@odata.type": "#microsoft.graph.directoryRole", "id": "r1"},
+                {"@odata.type": group, "id": "s1", "groupTypes": [], "securityEnabled": True},
+                {"@odata.type": group, "id": "d1", "groupTypes": [], "mailEnabled": True},
+                {"@odata.type": group, "id": "y1", "groupTypes": ["DynamicMembership"]},
             ]
         )
     )

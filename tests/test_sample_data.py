@@ -39,8 +39,10 @@ def load(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def groups_of(folder: Path) -> list[Json]:
-    return load(folder / "groups.json")["value"]
+def groups_of(folder: Path, *, mailbox_only: bool = True) -> list[Json]:
+    """The groups of a tenant folder; by default those with a group mailbox."""
+    groups = load(folder / "groups.json")["value"]
+    return [g for g in groups if "Unified" in g["groupTypes"]] if mailbox_only else groups
 
 
 def conversations_of(folder: Path, group: Json) -> list[Json]:
@@ -100,6 +102,11 @@ def check_tenant_format(folder: Path) -> None:
     assert set(load(folder / "groups.json")) == {"value"}
     files = {p.name for p in (folder / "groups").iterdir()}
     assert files == {f"{group['id']}.json" for group in groups}
+    for group in groups_of(folder, mailbox_only=False):
+        if group not in groups:  # a security group or a distribution list: no mailbox
+            assert group["groupTypes"] == [] and group["visibility"] is None
+            assert group["mailEnabled"] or group["securityEnabled"]
+            assert set(group["@sim.members"]) <= user_ids
     for group in groups:
         assert GUID.match(group["id"])
         assert group["groupTypes"] == ["Unified"]
@@ -131,7 +138,8 @@ def check_tenant_format(folder: Path) -> None:
         }
         assert is_recipient(post["sender"])
         assert all(map(is_recipient, post.get("newParticipants", [])))
-        assert post.get("hasAttachments", bool(post["attachments"])) == bool(post["attachments"])
+        counted = any(not a["isInline"] for a in post["attachments"])  # inline ones never count
+        assert post.get("hasAttachments", counted) == counted
         for extension in post.get("extensions", []):
             assert extension["@odata.type"] == "#microsoft.graph.openTypeExtension"
             assert extension["extensionName"] and extension["id"]
@@ -276,6 +284,23 @@ def test_sample_inline_image_is_referenced_by_cid() -> None:
             assert f'src="cid:{attachment["contentId"]}"' in post["body"]["content"]
             found.append(attachment["contentId"])
     assert "logo@contoso" in found
+
+
+def test_sample_has_inline_only_posts_and_groups_without_mailbox() -> None:
+    """What the archive once lost: posts whose only attachments are inline (hasAttachments
+    false), in a group "me" belongs to; and memberOf groups that have no mailbox."""
+    tenant = load(SAMPLE / "tenant.json")
+    inline_only = [
+        (group["id"], post["id"])
+        for group, _, _, post in iter_posts(SAMPLE)
+        if post["attachments"] and all(a["isInline"] for a in post["attachments"])
+        and tenant["me"] in group["@sim.members"]
+    ]
+    assert inline_only
+    others = [g for g in groups_of(SAMPLE, mailbox_only=False) if g["groupTypes"] == []]
+    kinds = {(g["mailEnabled"], g["securityEnabled"]) for g in others}
+    assert kinds == {(False, True), (True, False)}  # a security group, a distribution list
+    assert all(tenant["me"] in g["@sim.members"] for g in others)
 
 
 def png_chunks(data: bytes) -> list[bytes]:

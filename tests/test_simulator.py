@@ -198,8 +198,11 @@ def test_load_derives_summary_fields(client):
     assert thread["uniqueSenders"] == ["Léa Fontaine", "Jonas Müller"]
     assert thread["hasAttachments"] is True
     post = client.get(P1).json()
+    assert "conversationThreadId" not in post and "conversationId" not in post
+    post = client.get(P1, params={"$select": "conversationThreadId,conversationId"}).json()
     assert post["conversationThreadId"] == xid("thread", 0)
     assert post["conversationId"] == xid("conv", 1)
+    post = client.get(P1).json()
     assert post["@odata.etag"] == f'W/"{post["changeKey"]}"'
     assert post["hasAttachments"] is True
     logo = client.get(f"{P1}/attachments/{xid('att', 2)}").json()
@@ -600,7 +603,12 @@ def test_upstream_helpers(client, sim):
     listed = client.get(f"{url}/posts/{post['id']}/attachments").json()["value"]
     assert listed[0]["id"] == att["id"] and listed[0]["contentId"] == "x@1"
     served = client.get(f"{url}/posts/{post['id']}").json()
-    assert served["changeKey"] != post["changeKey"] and served["hasAttachments"] is True
+    # An inline attachment alone does not make hasAttachments true (Graph's message docs).
+    assert served["changeKey"] != post["changeKey"] and served["hasAttachments"] is False
+    assert client.get(url).json()["hasAttachments"] is False
+    sim.add_attachment(GROUP, thread["id"], post["id"], "y.txt", "text/plain", b"y")
+    served = client.get(f"{url}/posts/{post['id']}").json()
+    assert served["hasAttachments"] is True and client.get(url).json()["hasAttachments"] is True
     sim.delete_thread(GROUP, thread["id"])
     assert client.get(url).status_code == 404
     with pytest.raises(KeyError):

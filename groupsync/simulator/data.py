@@ -303,6 +303,17 @@ def normalise_conversations(
     return result
 
 
+def has_attachments(post: JSON) -> bool:
+    """Exchange's ``hasAttachments``: inline attachments do not count.
+
+    Graph documents it on the message resource ("This property doesn't include inline
+    attachments, so if a message contains only inline attachments, this property is false");
+    posts live in the same store, so a post whose only attachments are pasted images or a
+    signature logo says false, and so do its thread and conversation.
+    """
+    return any(not a.get("isInline") for a in post.get("attachments") or [])
+
+
 def recompute_thread(thread: JSON, conversation_id: str) -> None:
     """Derive the thread's summary fields and each post's back-references from its posts."""
     posts = sorted(thread["posts"], key=lambda p: parse_dt(p.get("receivedDateTime")))
@@ -312,7 +323,7 @@ def recompute_thread(thread: JSON, conversation_id: str) -> None:
         post["conversationId"] = conversation_id
         post["conversationThreadId"] = thread["id"]
         post["@odata.etag"] = f'W/"{post["changeKey"]}"'
-        post["hasAttachments"] = bool(post.get("attachments"))
+        post["hasAttachments"] = has_attachments(post)
         name = ((post.get("sender") or {}).get("emailAddress") or {}).get("name")
         if name and name not in senders:
             senders.append(name)

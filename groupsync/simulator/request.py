@@ -93,14 +93,27 @@ def mailbox_group(sim: Simulator, req: Request, gid: str, *, write: bool = False
     """A group whose conversations the caller may read (or, with ``write``, post to).
 
     Members read and write; non-members read Public groups only; applications read any.
+    Only Microsoft 365 groups (``groupTypes`` with "Unified") have a group mailbox: security
+    groups and distribution lists answer 404 on every conversation and thread path.
     """
     group = directory_group(sim, gid)
+    if "Unified" not in (group.get("groupTypes") or []):
+        raise no_mailbox()
     user = req.identity.user
     if user is None or sim.state.is_member(gid, user["id"]):
         return group
     if write or str(group.get("visibility", "")).lower() == "private":
         raise access_denied()
     return group
+
+
+def no_mailbox() -> SimHTTPError:
+    """The Outlook service's 404 for a directory group that has no mailbox.
+
+    Graph documents the 404 (graph-api.md, /me/memberOf) but not its body; this is the
+    error Outlook REST gives for a mailbox it cannot find (code UNCONFIRMED for groups).
+    """
+    return SimHTTPError(404, "ResourceNotFound", "Resource could not be discovered.")
 
 
 def deny_app_only(req: Request) -> None:

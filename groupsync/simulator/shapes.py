@@ -14,12 +14,16 @@ CONVERSATION_FIELDS = (
 )
 THREAD_FIELDS = (*CONVERSATION_FIELDS, "isLocked")
 THREAD_SELECTABLE = {*THREAD_FIELDS, "toRecipients", "ccRecipients"}
+# A post's default properties are those of Graph's list-posts example (docs-contrib
+# api/conversationthread-list-posts.md); the back-references and newParticipants come only
+# when $select names them, the stricter reading of a resource page that lists them but an
+# example that never shows them.
 POST_FIELDS = (
     "@odata.etag", "id", "createdDateTime", "lastModifiedDateTime", "changeKey", "categories",
-    "receivedDateTime", "hasAttachments", "body", "from", "sender", "conversationThreadId",
-    "conversationId", "newParticipants",
+    "receivedDateTime", "hasAttachments", "body", "from", "sender",
 )
-POST_SELECTABLE = set(POST_FIELDS) - {"@odata.etag"}
+POST_SELECT_ONLY = ("conversationThreadId", "conversationId", "newParticipants")
+POST_SELECTABLE = (set(POST_FIELDS) - {"@odata.etag"}) | set(POST_SELECT_ONLY)
 POST_RELATIONSHIPS = {"attachments", "extensions", "inReplyTo"}
 _POST_HIDDEN = {"attachments", "extensions", "inReplyTo"}
 ATTACHMENT_BASE = ("@odata.type", "id", "lastModifiedDateTime", "name", "contentType", "size",
@@ -88,9 +92,12 @@ def serve_post(
     (an empty list rather than an error).
     """
     out = {k: copy.deepcopy(post.get(k)) for k in POST_FIELDS}
+    if select is not None:
+        out.update({k: copy.deepcopy(post.get(k)) for k in POST_SELECT_ONLY})
     extra = {
         k: copy.deepcopy(v) for k, v in post.items()
-        if k not in out and k not in _POST_HIDDEN and not k.startswith("@sim.")
+        if k not in out and k not in _POST_HIDDEN and k not in POST_SELECT_ONLY
+        and not k.startswith("@sim.")
     }
     out.update(extra)
     out = project(out, select, ("@odata.etag",))
