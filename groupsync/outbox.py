@@ -406,8 +406,9 @@ class Outbox:
             )
             self._log(item_id, state, detail, now)
             if deleted_thread is not None:
-                self.archive.tombstone_thread(deleted_thread, now)
-                self.archive.tombstone_empty_conversation(deleted_thread, now)
+                gone_at = columns.get("sent_at") or now
+                self.archive.tombstone_thread(deleted_thread, gone_at)
+                self.archive.tombstone_empty_conversation(deleted_thread, gone_at)
 
     # -- replay ---------------------------------------------------------------------------
 

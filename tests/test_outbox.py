@@ -424,3 +424,43 @@ def test_sigkill_during_send_never_loses_or_doubles(tmp_path, archive_copy):
         counts, ids = _replies_arrived(app, db, ENGINEERING)
         assert all(counts[i] == 1 for i in ids), (point, counts)
         assert one(db, "select count(*) from _outbox where state != 'sent'") == [(0,)]
+
+
+def test_own_writes_show_in_the_archive_without_a_full_sync(tmp_path):
+    """A sent delete-thread marks the archive in the outcome's transaction; a sent reply and
+    a new thread arrive with the next incremental sync, as real posts, not pending ones."""
+    app = make_app(SAMPLE_DATA)
+    db = synced(tmp_path, app)
+    thread, _ = open_thread(db, ENGINEERING)
+    victim = one(
+        db,
+        "select id from threads where group_id = ? and isLocked = 0 "
+        "and id != ? order by lastDeliveredDateTime desc limit 1",
+        (ENGINEERING, thread),
+    )[0][0]
+    victim_posts = one(db, "select count(*) from posts where thread_id = ?", (victim,))[0][0]
+    gs(db, "delete-thread", ENGINEERING, victim, "--yes")
+    gs(db, "reply", ENGINEERING, thread, "--text", "own reply 7f3a")
+    gs(db, "new-thread", ENGINEERING, "--topic", "Own thread 7f3a", "--text", "own thread 7f3a")
+    with serve_in_thread(app) as url:
+        report = json.loads(gs(db, "send", "--reconcile-delay", "0", url=url).stdout)
+        assert report["sent"] == 3
+        # The delete, before any sync: thread and every post marked, sent_at the same moment.
+        sent_at = one(db, "select sent_at from _outbox where action = 'delete-thread'")[0][0]
+        assert one(db, "select deleted_at from threads where id = ?", (victim,)) == [(sent_at,)]
+        assert one(
+            db, "select count(*) from posts where thread_id = ? and deleted_at = ?",
+            (victim, sent_at),
+        ) == [(victim_posts,)]
+        threads = json.loads(gs(db, "threads", ENGINEERING).stdout)["value"]
+        assert victim not in {t["id"] for t in threads}
+        sync_report = json.loads(gs(db, "sync", "--json", url=url).stdout)
+    assert sync_report["mode"] == "incremental" and sync_report["items_new"] == 2
+    archived = one(
+        db, "select thread_id, body_text from posts where body_text like '%own % 7f3a%' "
+        "and deleted_at is null order by receivedDateTime"
+    )
+    assert [text.strip() for _, text in archived] == ["own reply 7f3a", "own thread 7f3a"]
+    assert archived[0][0] == thread
+    posts = json.loads(gs(db, "posts", ENGINEERING, thread).stdout)["value"]
+    assert not [p for p in posts if "@groupsync.outbox" in p]  # no longer pending

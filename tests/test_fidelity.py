@@ -1,0 +1,216 @@
+"""What Graph really returns reaches the archive: inline-only images, mailbox groups only.
+
+Each test sets up the case our first archive got wrong against a simulator that follows
+Microsoft's documentation (hasAttachments leaves inline attachments out; memberOf lists
+security groups and distribution lists, whose mailbox paths answer 404).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from groupsync.archive import Archive
+from groupsync.simulator import make_app, serve_in_thread
+from groupsync.sync import NOT_READABLE, Syncer, SyncOptions
+
+from .conftest import (
+    DISTRIBUTION_LIST,
+    JOINED,
+    MARKETING,
+    PARIS,
+    SAMPLE_DATA,
+    SECURITY_GROUP,
+    graph_for,
+)
+
+FILE = "#microsoft.graph.fileAttachment"
+SHOT = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201a2f1e8a90000000049454e44ae426082"
+)
+
+
+def run_sync(app: Any, path: Path, token: str = "t", **kwargs: Any) -> Any:
+    with graph_for(app, token) as graph, Archive(path) as archive:
+        return Syncer(archive, graph, options=SyncOptions()).run(**kwargs)
+
+
+def inline_only_posts(app: Any, group_id: str) -> list[tuple[dict, dict]]:
+    """(thread, post) of the simulator whose attachments are all inline."""
+    return [
+        (thread, post)
+        for thread in app.state.threads(group_id)
+        for post in thread["posts"]
+        if post["attachments"] and all(a["isInline"] for a in post["attachments"])
+    ]
+
+
+def archived_sha256(path: Path, post_id: str) -> dict[str, str]:
+    with Archive(path, readonly=True) as archive:
+        return dict(
+            archive.conn.execute(
+                "SELECT id, sha256 FROM attachments WHERE post_id = ? AND deleted_at IS NULL",
+                (post_id,),
+            ).fetchall()
+        )
+
+
+def expected_sha256(post: dict) -> dict[str, str]:
+    return {
+        a["id"]: hashlib.sha256(base64.b64decode(a["contentBytes"])).hexdigest()
+        for a in post["attachments"]
+    }
+
+
+def test_inline_only_images_reach_the_archive_first_and_incremental(tmp_path):
+    app = make_app(SAMPLE_DATA)
+    path = tmp_path / "a.db"
+    found = inline_only_posts(app, MARKETING)
+    assert found and all(not t["hasAttachments"] for t, _ in found)  # what fooled us before
+    run_sync(app, path, group_ids=[MARKETING])
+    for _, post in found:
+        assert archived_sha256(path, post["id"]) == expected_sha256(post)
+
+    # A pasted screenshot, its post's only attachment, in an old thread: PARIS's first
+    # sync (full), then another one found by an incremental sync.
+    thread = sorted(app.state.threads(PARIS), key=lambda t: t["lastDeliveredDateTime"])[0]
+    first = add_screenshot(app, thread["id"], SHOT)
+    run_sync(app, path, group_ids=[PARIS])
+    app.log.reset()
+    second = add_screenshot(app, thread["id"], SHOT[::-1])
+    report = run_sync(app, path, group_ids=[PARIS])
+    assert report.mode == "incremental" and report.items_new == 1
+    assert app.state.thread(PARIS, thread["id"])[1]["hasAttachments"] is False
+    for post in (first, second):
+        assert archived_sha256(path, post["id"]) == expected_sha256(post)
+    # The expand carried the bytes: no request for attachments of their own.
+    assert app.log.count("/groups/{id}/threads/{id}/posts/{id}/attachments") == 0
+
+
+def add_screenshot(app: Any, thread_id: str, data: bytes) -> dict:
+    """A reply whose only attachment is an inline image its body shows; the stored post."""
+    body = '<html><body><p>Screenshot:</p><img src="cid:shot.png@01DB0000"></body></html>'
+    attachment = {
+        "@odata.type": FILE,
+        "name": "shot.png",
+        "contentType": "image/png",
+        "contentBytes": base64.b64encode(data).decode(),
+        "isInline": True,
+        "contentId": "shot.png@01DB0000",
+    }
+    served = app.add_post(
+        PARIS, thread_id, {"body": {"contentType": "html", "content": body},
+                           "attachments": [attachment]}
+    )
+    return app.state.post(PARIS, thread_id, served["id"])[2]
+
+
+def test_inline_only_post_read_app_only_is_noted_not_lost(tmp_path):
+    """App-only identities get an empty expand: the post says why its image is missing."""
+    app = make_app(SAMPLE_DATA)
+    path = tmp_path / "a.db"
+    run_sync(app, path, token="app-only-token", group_ids=[MARKETING])
+    with Archive(path, readonly=True) as archive:
+        notes = dict(
+            archive.conn.execute("SELECT id, attachments_note FROM posts WHERE group_id = ?",
+                                 (MARKETING,)).fetchall()
+        )
+    for _, post in inline_only_posts(app, MARKETING):
+        assert notes[post["id"]] == NOT_READABLE
+
+
+def gs(url: str, db: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GROUPSYNC_GRAPH_URL": url, "GROUPSYNC_ACCESS_TOKEN": "t",
+           "GROUPSYNC_DB": str(db), "GROUPSYNC_RATE": "0"}
+    return subprocess.run([sys.executable, "-m", "groupsync", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.e2e
+def test_groups_without_a_mailbox_are_never_asked_for_mail(tmp_path):
+    app = make_app(SAMPLE_DATA)
+    db = tmp_path / "a.db"
+    with serve_in_thread(app) as url:
+        listed = gs(url, db, "groups")
+        assert listed.returncode == 0, listed.stderr
+        ids = [g["id"] for g in json.loads(listed.stdout)["value"]]
+        assert sorted(ids) == sorted(JOINED)
+        first = gs(url, db, "sync", "--joined", "--json")
+        assert first.returncode == 0, first.stderr
+        app.log.reset()
+        second = gs(url, db, "sync", "--joined", "--json")
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout)
+    assert sorted(report["groups"]) == sorted(JOINED)
+    assert json.loads(first.stdout)["items_deleted"] == report["items_deleted"] == 0
+    # memberOf once, then exactly one thread page per mailbox group; never a 404.
+    assert app.log.per_endpoint() == {"GET /me/memberOf": 1, "GET /groups/{id}/threads": 3}
+    assert all(status == 200 for *_, status in app.log.entries)
+    with Archive(db, readonly=True) as archive:
+        assert not archive.has_group(SECURITY_GROUP) and not archive.has_group(DISTRIBUTION_LIST)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "group_id,kind", [(SECURITY_GROUP, "security group"), (DISTRIBUTION_LIST, "distribution list")]
+)
+def test_group_without_a_mailbox_by_id_is_one_clear_line(tmp_path, group_id, kind):
+    app = make_app(SAMPLE_DATA)
+    db = tmp_path / "a.db"
+    with serve_in_thread(app) as url:
+        result = gs(url, db, "sync", "--group", group_id)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {app.state.group(group_id)['displayName']} ({group_id}) is a {kind}: "
+        "it has no group mailbox"
+    ]
+    assert app.log.count("/groups/{id}/threads") == app.log.count("/groups/{id}/conversations") == 0
+    with Archive(db, readonly=True) as archive:
+        assert not archive.has_group(group_id)
+
+
+class MailboxNotYet:
+    """A WSGI wrapper: one group's mailbox answers 404 until ``ready`` (a new group whose
+    mailbox Exchange has not provisioned yet; Graph documents replication delays)."""
+
+    def __init__(self, app: Any, group_id: str) -> None:
+        self.app, self.group_id, self.ready = app, group_id, False
+
+    def __call__(self, environ: dict, start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if not self.ready and f"/groups/{self.group_id}/" in path:
+            body = json.dumps({"error": {"code": "ResourceNotFound",
+                                         "message": "Resource could not be discovered."}})
+            start_response("404 Not Found", [("Content-Type", "application/json")])
+            return [body.encode()]
+        return self.app(environ, start_response)
+
+
+def test_a_group_that_answers_404_on_its_first_sync_is_not_deleted(tmp_path):
+    app = make_app(SAMPLE_DATA)
+    wrapped = MailboxNotYet(app, PARIS)
+    path = tmp_path / "a.db"
+    report = run_sync(wrapped, path, group_ids=[PARIS])
+    assert report.items_deleted == 0 and report.status == "complete"
+    with Archive(path, readonly=True) as archive:
+        deleted, note = archive.conn.execute(
+            "SELECT deleted_at, access_note FROM groups WHERE id = ?", (PARIS,)
+        ).fetchone()
+    assert deleted is None and "cannot be read" in note
+    wrapped.ready = True
+    report = run_sync(wrapped, path, group_ids=[PARIS])
+    assert report.items_new > 0 and report.items_deleted == 0
+    # Once archived, the same answer on a full reconcile is a deletion, as before.
+    wrapped.ready = False
+    with graph_for(wrapped) as graph, Archive(path) as archive:
+        report = Syncer(archive, graph, options=SyncOptions(full=True)).run([PARIS])
+    assert report.items_deleted == 1
