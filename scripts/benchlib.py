@@ -3,6 +3,7 @@ generated tenants kept between runs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import subprocess
@@ -38,8 +39,11 @@ def wait_until_responds(url: str, timeout: float = 30.0) -> None:
 def ensure_tenant(
     out: Path, *, groups: int, threads: int, posts: int, attachments: int, seed: int
 ) -> Path:
-    """``scripts/generate_tenant.py`` into ``out``, unless the same tenant is already there."""
+    """``scripts/generate_tenant.py`` into ``out``, unless the same tenant, made by the same
+    generator, is already there."""
+    generator = ROOT / "scripts" / "generate_tenant.py"
     stamp = {
+        "generator": hashlib.sha256(generator.read_bytes()).hexdigest(),
         "groups": groups,
         "threads": threads,
         "posts": posts,
@@ -51,7 +55,7 @@ def ensure_tenant(
     subprocess.run(
         [
             sys.executable,
-            str(ROOT / "scripts" / "generate_tenant.py"),
+            str(generator),
             *("--groups", str(groups), "--threads", str(threads)),
             *("--posts", str(posts), "--attachments", str(attachments)),
             *("--seed", str(seed), "--out", str(out)),

@@ -547,6 +547,24 @@ def make_attachment(
     }
 
 
+def pasted_inline(att: dict[str, Any]) -> bool:
+    """Half the PNG files (chosen by id, so the rest of the tenant stays as it was) are pasted
+    into the body instead: inline, shown by a cid: reference, not counted by hasAttachments."""
+    return att.get("contentType") == "image/png" and hashlib.sha256(
+        att["id"].encode()
+    ).digest()[0] % 2 == 0
+
+
+def paste_inline(body: str, attachments: list[dict[str, Any]]) -> str:
+    """Mark the attachments inline and show each in the body, as Outlook pastes images."""
+    images = []
+    for n, att in enumerate(attachments, 1):
+        content_id = f"image{n:03d}.png@{hashlib.sha256(att['id'].encode()).hexdigest()[:16]}"
+        att.update(isInline=True, contentId=content_id, name=f"image{n:03d}.png")
+        images.append(f'<div><img src="cid:{content_id}" alt="image{n:03d}.png"></div>')
+    return body.replace("</body></html>", "".join(images) + "</body></html>", 1)
+
+
 def iter_conversations(
     rng: random.Random,
     group: Group,
@@ -594,6 +612,10 @@ def iter_conversations(
                 for n in range(next(attachments_per_post))
             ]
             counters.attachments += len(atts)
+            body = body_html(rng, words, sender, quote)
+            inline = [a for a in atts if pasted_inline(a)]
+            if inline:
+                body = paste_inline(body, inline)
             post: dict[str, Any] = {
                 "@odata.etag": f'W/"{key}"',
                 "id": post_id(mailbox, post_label),
@@ -602,8 +624,8 @@ def iter_conversations(
                 "lastModifiedDateTime": received,
                 "receivedDateTime": received,
                 "categories": ["Blue category"] if rng.random() < 0.03 else [],
-                "hasAttachments": bool(atts),
-                "body": {"contentType": "html", "content": body_html(rng, words, sender, quote)},
+                "hasAttachments": any(not a["isInline"] for a in atts),
+                "body": {"contentType": "html", "content": body},
                 "from": group_rcpt,
                 "sender": sender.as_recipient(),
                 "newParticipants": [],
