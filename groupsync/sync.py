@@ -137,6 +137,7 @@ class _Fetched:
     conversation_id: str | None
     notes: dict[str, str]
     prepared: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    repair: set[str] = field(default_factory=set)
 
 
 def _later(a: str | None, b: str | None) -> str | None:
@@ -187,6 +188,7 @@ class Syncer:
         self._group_modes: dict[str, str] = {}
         self._backfill: set[str] = set()
         self._conversations_seen: set[str] = set()
+        self._repaired = 0
         self._lock = threading.Lock()
 
     # -- entry point ----------------------------------------------------------------------
@@ -213,6 +215,11 @@ class Syncer:
                 self._check_stop()
                 self._emit(stage="group", group=group_id, index=index, total=len(groups))
                 self._sync_group(group_id)
+            if self._repaired:
+                self._note(
+                    f"{self._repaired} archived post(s) lacked their attachments (inline "
+                    "images a sync before groupsync took them all left out): fetched again"
+                )
             modes = set(self._group_modes.values())
             report.mode = modes.pop() if len(modes) == 1 else ("mixed" if modes else report.mode)
             report.status = "complete" if not report.error else "failed"
@@ -476,6 +483,7 @@ class Syncer:
         pending: deque[tuple[ConversationThread, Future[_Fetched | None]]] = deque()
         todo = iter(threads)
         conversations = self.archive.thread_conversations(group_id)
+        incomplete = self.archive.incomplete_posts(group_id) if full else {}
         with (
             ThreadPoolExecutor(workers, thread_name_prefix="groupsync-fetch") as pool,
             self.archive.batch() as tick,
@@ -487,7 +495,12 @@ class Syncer:
                         known = self.archive.post_change_keys(thread["id"])
                     conversation_id = conversations.get(thread["id"])
                     future = pool.submit(
-                        self._fetch_thread, group_id, thread, known, conversation_id
+                        self._fetch_thread,
+                        group_id,
+                        thread,
+                        known,
+                        conversation_id,
+                        incomplete.get(thread["id"], set()),
                     )
                     pending.append((thread, future))
                     while len(pending) >= workers * 2:
@@ -521,11 +534,13 @@ class Syncer:
         thread: ConversationThread,
         known: dict[str, str | None] | None,
         archived_conversation: str | None,
+        repair: set[str],
     ) -> _Fetched | None:
         """List a thread's posts (runs in a worker thread; touches no database).
 
         ``known`` (full reconcile of an archived thread) holds the archived changeKeys:
-        then only ids and changeKeys are listed, and bodies fetched where they differ.
+        then only ids and changeKeys are listed, and bodies fetched where they differ or
+        where ``repair`` says the archive lacks the post's attachments.
         """
         thread_id = thread["id"]
         # Attachments are always expanded: hasAttachments leaves inline ones out, so a post
@@ -537,7 +552,11 @@ class Syncer:
         if known is not None:
             keys = list(graph.list_posts(group_id, thread_id, select=POST_KEYS_SELECT, top=top))
             listed = {p["id"] for p in keys}
-            fresh = [p["id"] for p in keys if known.get(p["id"]) != p.get("changeKey")]
+            fresh = [
+                p["id"]
+                for p in keys
+                if known.get(p["id"]) != p.get("changeKey") or p["id"] in repair
+            ]
             if not fresh:
                 posts = []
             elif len(fresh) == 1:
@@ -581,7 +600,9 @@ class Syncer:
         # The CPU side of storing (JSON, hash, HTML to text) here, beside the network wait,
         # so the writing thread only writes.
         prepared = {p["id"]: prepare_post(p) for p in posts}
-        return _Fetched(thread, posts, listed, conversation, conversation_id, notes, prepared)
+        return _Fetched(
+            thread, posts, listed, conversation, conversation_id, notes, prepared, repair
+        )
 
     def _fires(self, group_id: str) -> bool:
         return self.options.fire_on_backfill or group_id not in self._backfill
@@ -629,6 +650,7 @@ class Syncer:
                 notes=fetched.notes,
                 prepared=fetched.prepared,
                 known=known,
+                repair=fetched.repair,
             )
             for post, outcome in zip(fetched.posts, outcomes, strict=True):
                 if outcome == "new":
@@ -640,6 +662,9 @@ class Syncer:
                         self.report.events += 1
                 elif outcome == "changed":
                     self.report.items_changed += 1
+                elif outcome == "repaired":
+                    self.report.attachments_new += len(post.get("attachments") or [])
+                    self._repaired += 1
             if not truncated:
                 self.report.items_deleted += archive.tombstone_posts(
                     thread["id"], listed, now, known=known
