@@ -434,10 +434,11 @@ def test_locked_thread_refuses_replies(client):
     assert_graph_error(client.post(f"{t2}/reply", json=post), 403, "ErrorAccessDenied")
     reply_post = client.post(f"{t2}/posts/{xid('post', 2, 0)}/reply", json=post)
     assert_graph_error(reply_post, 403, "ErrorAccessDenied")
-    assert client.patch(t2, json={"isLocked": False}).status_code == 204
+    assert client.patch(t2, json={"isLocked": False}).status_code == 200
     assert client.post(f"{t2}/reply", json=post).status_code == 202
     locked = client.patch(T1, json={"isLocked": True})
-    assert (locked.status_code, locked.content) == (204, b"")
+    assert (locked.status_code, locked.json()) == (200, {})
+    assert locked.headers["Content-Type"].startswith("application/json")
     assert client.get(T1).json()["isLocked"] is True
     assert_graph_error(client.patch(T1, json={"topic": "new"}), 400, "ErrorInvalidRequest")
 
