@@ -539,6 +539,36 @@ def test_replies_and_forward_have_no_body_and_update_derived_fields(client, sim)
                        "ErrorInvalidRequest")
 
 
+@pytest.mark.parametrize("name", ["post", "Post", "POST"])
+def test_reply_parameter_name_in_any_case(client, name):
+    body = {name: {"body": {"contentType": "text", "content": f"as {name}"}}}
+    assert client.post(f"{T1}/reply", json=body).status_code == 202
+    first = xid("post", 1, 0)
+    assert client.post(f"{T1}/posts/{first}/reply", json=body).status_code == 200
+    contents = [p["body"]["content"] for p in client.get(f"{T1}/posts").json()["value"]]
+    assert sum(f"as {name}" in c for c in contents) == 2
+
+
+def test_forward_parameter_names_as_metadata_spells_them(client, sim):
+    first = xid("post", 1, 0)
+    forward = client.post(f"{T1}/posts/{first}/forward", json={
+        "Comment": "FYI", "ToRecipients": [rec("Ext", "ext@example.com")]})
+    assert (forward.status_code, forward.content) == (200, b"")
+    assert sim.sent_mail[-1]["comment"] == "FYI"
+    assert sim.sent_mail[-1]["recipients"] == [rec("Ext", "ext@example.com")]
+
+
+def test_action_parameter_given_twice_is_400(client):
+    post = {"body": {"contentType": "text", "content": "twice"}}
+    assert_graph_error(client.post(f"{T1}/reply", json={"post": post, "Post": post}), 400,
+                       "ErrorInvalidRequest")
+    first = xid("post", 1, 0)
+    both = {"toRecipients": [rec("A", "a@example.com")],
+            "ToRecipients": [rec("B", "b@example.com")]}
+    assert_graph_error(client.post(f"{T1}/posts/{first}/forward", json=both), 400,
+                       "ErrorInvalidRequest")
+
+
 def test_deletes_and_last_thread_takes_conversation(client):
     conv_url = f"/groups/{GROUP}/conversations/{xid('conv', 1)}"
     deleted = client.delete(T0)
