@@ -794,6 +794,13 @@ def test_directory_endpoints(client):
     cast = client.get("/me/memberOf/microsoft.graph.group").json()["value"]
     assert {g["id"] for g in cast} == {GROUP, ROLE.replace("5", "6")}
     assert not any(k.startswith("@sim") for g in cast for k in g)
+    for path in ("/me/memberOf/graph.group", f"/users/{ME}/memberOf/graph.group",
+                 f"/users/{ME}/memberOf/Microsoft.Graph.Group"):
+        aliased = client.get(path)
+        assert aliased.status_code == 200, path
+        assert aliased.json()["value"] == cast
+        assert aliased.json()["@odata.context"].endswith("#groups")
+    assert_graph_error(client.get("/me/memberOf/graph.user"), 400, "BadRequest")
     unified = client.get("/groups", params={"$filter": "groupTypes/any(c:c eq 'Unified')"})
     assert {g["id"] for g in unified.json()["value"]} == {GROUP, PRIVATE, PUBLIC}
     assert_graph_error(client.get("/groups", params={"$filter": "displayName eq 'x'"}), 400,
