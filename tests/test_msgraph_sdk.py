@@ -510,3 +510,23 @@ async def test_lock_thread_then_replies_are_refused(graph, sim, wire):
     with pytest.raises(ODataError) as refused:
         await builder.reply.post(ThreadReplyBody(post=Post(body=html("<p>late</p>"))))
     assert refused.value.response_status_code == 403
+
+
+# -- throttling ------------------------------------------------------------------------------
+
+
+async def test_sdk_retry_handler_honours_the_simulators_retry_after(graph, sim, wire):
+    # Graph answers 429 with Retry-After (docs: concepts/throttling); the SDK's default
+    # RetryHandler waits that long and retries, so its caller only ever sees the 200s.
+    # At (2 calls, 1 s) the simulator's Retry-After is 1 s; without the header the SDK would
+    # back off for 3 s or more, so the gap shows the header was read.
+    gid = my_mailbox_groups(sim)[0]["id"]
+    sim.options.rate = (2, 1.0)
+    groups = [await graph.groups.by_group_id(gid).get() for _ in range(4)]
+    assert all(isinstance(g, Group) and g.id == gid for g in groups)
+    assert [status for *_, status in wire.seen] == [200] * 4
+    entries = sim.log.entries
+    throttled = [i for i, entry in enumerate(entries) if entry[3] == 429]
+    assert throttled and len(entries) == 4 + len(throttled)
+    for i in throttled:
+        assert 0.95 <= entries[i + 1][0] - entries[i][0] < 2.5
