@@ -437,10 +437,11 @@ def test_locked_thread_refuses_replies(client):
     assert_graph_error(client.post(f"{t2}/reply", json=post), 403, "ErrorAccessDenied")
     reply_post = client.post(f"{t2}/posts/{xid('post', 2, 0)}/reply", json=post)
     assert_graph_error(reply_post, 403, "ErrorAccessDenied")
-    assert client.patch(t2, json={"isLocked": False}).status_code == 204
+    assert client.patch(t2, json={"isLocked": False}).status_code == 200
     assert client.post(f"{t2}/reply", json=post).status_code == 202
     locked = client.patch(T1, json={"isLocked": True})
-    assert (locked.status_code, locked.content) == (204, b"")
+    assert (locked.status_code, locked.json()) == (200, {})
+    assert locked.headers["Content-Type"].startswith("application/json")
     assert client.get(T1).json()["isLocked"] is True
     assert_graph_error(client.patch(T1, json={"topic": "new"}), 400, "ErrorInvalidRequest")
 
@@ -538,6 +539,36 @@ def test_replies_and_forward_have_no_body_and_update_derived_fields(client, sim)
     assert sim.sent_mail[-1]["post_id"] == first and sim.sent_mail[-1]["comment"] == "FYI"
     assert sim.sent_mail[-1]["recipients"] == [rec("Ext", "ext@example.com")]
     assert_graph_error(client.post(f"{T1}/posts/{first}/forward", json={"comment": "x"}), 400,
+                       "ErrorInvalidRequest")
+
+
+@pytest.mark.parametrize("name", ["post", "Post", "POST"])
+def test_reply_parameter_name_in_any_case(client, name):
+    body = {name: {"body": {"contentType": "text", "content": f"as {name}"}}}
+    assert client.post(f"{T1}/reply", json=body).status_code == 202
+    first = xid("post", 1, 0)
+    assert client.post(f"{T1}/posts/{first}/reply", json=body).status_code == 200
+    contents = [p["body"]["content"] for p in client.get(f"{T1}/posts").json()["value"]]
+    assert sum(f"as {name}" in c for c in contents) == 2
+
+
+def test_forward_parameter_names_as_metadata_spells_them(client, sim):
+    first = xid("post", 1, 0)
+    forward = client.post(f"{T1}/posts/{first}/forward", json={
+        "Comment": "FYI", "ToRecipients": [rec("Ext", "ext@example.com")]})
+    assert (forward.status_code, forward.content) == (200, b"")
+    assert sim.sent_mail[-1]["comment"] == "FYI"
+    assert sim.sent_mail[-1]["recipients"] == [rec("Ext", "ext@example.com")]
+
+
+def test_action_parameter_given_twice_is_400(client):
+    post = {"body": {"contentType": "text", "content": "twice"}}
+    assert_graph_error(client.post(f"{T1}/reply", json={"post": post, "Post": post}), 400,
+                       "ErrorInvalidRequest")
+    first = xid("post", 1, 0)
+    both = {"toRecipients": [rec("A", "a@example.com")],
+            "ToRecipients": [rec("B", "b@example.com")]}
+    assert_graph_error(client.post(f"{T1}/posts/{first}/forward", json=both), 400,
                        "ErrorInvalidRequest")
 
 
@@ -771,6 +802,13 @@ def test_directory_endpoints(client):
     cast = client.get("/me/memberOf/microsoft.graph.group").json()["value"]
     assert {g["id"] for g in cast} == {GROUP, ROLE.replace("5", "6")}
     assert not any(k.startswith("@sim") for g in cast for k in g)
+    for path in ("/me/memberOf/graph.group", f"/users/{ME}/memberOf/graph.group",
+                 f"/users/{ME}/memberOf/Microsoft.Graph.Group"):
+        aliased = client.get(path)
+        assert aliased.status_code == 200, path
+        assert aliased.json()["value"] == cast
+        assert aliased.json()["@odata.context"].endswith("#groups")
+    assert_graph_error(client.get("/me/memberOf/graph.user"), 400, "BadRequest")
     unified = client.get("/groups", params={"$filter": "groupTypes/any(c:c eq 'Unified')"})
     assert {g["id"] for g in unified.json()["value"]} == {GROUP, PRIVATE, PUBLIC}
     assert_graph_error(client.get("/groups", params={"$filter": "displayName eq 'x'"}), 400,

@@ -180,12 +180,16 @@ def get_thread(sim: Simulator, req: Request, params: list[str]) -> Response:
 
 
 def update_thread(sim: Simulator, req: Request, params: list[str]) -> Response:
-    """``PATCH .../threads/{id}``: only ``isLocked`` is writable."""
+    """``PATCH .../threads/{id}``: only ``isLocked`` is writable.
+
+    Answers ``200 OK`` with an empty JSON object, as documented
+    (learn.microsoft.com/graph/api/conversationthread-update, "Response").
+    """
     gid, cid, tid = params
     _, thread = find_thread(sim, req, gid, cid, tid, write=True)
     sim.state.set_locked(thread, payloads.patch_thread(req.json()))
     sim.wrote(gid)
-    return empty_response(204)
+    return json_response(200, {})
 
 
 def delete_thread(sim: Simulator, req: Request, params: list[str]) -> Response:

@@ -17,6 +17,7 @@ from .data import (
 )
 from .responses import SimHTTPError, bad_request
 
+_MISSING = object()
 MAX_ATTACHMENT_BYTES = 3 * 1024 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
 BAD_JSON = (
@@ -177,17 +178,36 @@ def create_thread(body: JSON, topic_required: bool) -> tuple[str | None, list[JS
     return _topic(body, topic_required), _posts(body.get("posts"), "posts")
 
 
+def action_parameter(body: JSON, name: str) -> Any:
+    """The value of an action parameter, whatever the case of its name (``_MISSING`` if absent).
+
+    Graph's ``$metadata`` spells the parameters of ``reply`` and ``forward`` ``Post``,
+    ``Comment`` and ``ToRecipients``, and Microsoft's SDKs (msgraph-sdk's
+    ``ReplyPostRequestBody``, ``ForwardPostRequestBody``) send them so, while the documented
+    requests (learn.microsoft.com/graph/api/conversationthread-reply, post-reply,
+    post-forward) write ``post``, ``comment``, ``toRecipients``. Both are Microsoft's own
+    clients of the same service, so the names are matched case-insensitively. A name given
+    twice in different cases is ambiguous and refused.
+    """
+    found = [key for key in body if isinstance(key, str) and key.lower() == name.lower()]
+    _require(len(found) <= 1, f"The parameter '{name}' was given more than once.")
+    return body[found[0]] if found else _MISSING
+
+
 def reply(body: JSON) -> JSON:
-    """``{"post": post}``."""
-    _require("post" in body, "The request needs a 'post'.")
-    return post(body["post"])
+    """``{"post": post}`` (parameter name in any case)."""
+    value = action_parameter(body, "post")
+    _require(value is not _MISSING, "The request needs a 'post'.")
+    return post(value)
 
 
 def forward(body: JSON) -> tuple[str | None, list[JSON]]:
-    """``{"comment", "toRecipients": [recipient]}``."""
-    comment = body.get("comment")
+    """``{"comment", "toRecipients": [recipient]}`` (parameter names in any case)."""
+    comment = action_parameter(body, "comment")
+    comment = None if comment is _MISSING else comment
     _require(comment is None or isinstance(comment, str), "'comment' must be a string.")
-    to = recipients(body.get("toRecipients"), "toRecipients")
+    to = action_parameter(body, "toRecipients")
+    to = recipients(None if to is _MISSING else to, "toRecipients")
     _require(bool(to), "'toRecipients' must name at least one recipient.")
     return comment, to
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Simulator", Request, list[Any]], Response]
 ANY = "*"
+NAMESPACE = "microsoft.graph"
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Route:
                 if not got:
                     return None
                 params.append(got)
-            elif want.lower() != got.lower():
+            elif want.lower() != _unalias(got).lower():
                 return None
         return params
 
@@ -54,6 +55,19 @@ class Route:
         if len(self.pattern) >= 4 and self.pattern[2] == "threads" and not self.in_conversation:
             return [matched[0], None, *matched[1:]]
         return list(matched)
+
+
+def _unalias(segment: str) -> str:
+    """A type-cast segment with Graph's namespace alias spelled out.
+
+    Graph's ``$metadata`` declares ``<Schema Namespace="microsoft.graph" Alias="graph">``, and
+    in OData a schema's alias may stand for its namespace in any qualified name (OData CSDL,
+    schema ``Alias``), so ``memberOf/graph.group`` is ``memberOf/microsoft.graph.group``.
+    msgraph-sdk sends the alias form; the documentation (user-list-memberof) the full one.
+    """
+    if segment[:6].lower() == "graph.":
+        return NAMESPACE + segment[5:]
+    return segment
 
 
 _THREAD_SUBTREE: list[tuple[tuple[str, ...], dict[str, Handler]]] = [
