@@ -1010,3 +1010,31 @@ async def test_search_echoes_the_query_escaped(ds):
         assert_inert(results)
     assert len(page.find_all("img")) == 0
     assert "window.__pwned" not in "".join(s.get_text() for s in page.find_all("script"))
+
+
+@pytest.mark.asyncio
+async def test_groups_without_a_mailbox_in_an_older_archive_are_not_listed(sample, tmp_path):
+    """An archive written before groupsync left memberOf's security groups out may hold one;
+    groupsync's pages list Microsoft 365 groups only."""
+    import shutil
+
+    path = tmp_path / "older.db"
+    shutil.copy(sample["path"], path)
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO groups (id, displayName, groupTypes, json, first_seen_at, last_seen_at)"
+            " VALUES ('5f0c8a4e-2d7b-4c1e-9a63-0b8e4d2f7a15', 'IT Admins Security', '[]', '{}',"
+            " '2025-01-01T00:00:00Z', '2025-01-01T00:00:00Z')"
+        )
+    from groupsync import reads
+
+    with Archive(path, readonly=True) as archive:
+        names = [g.get("displayName") for g in reads.iter_groups(archive, include_deleted=True)]
+        assert "IT Admins Security" not in names and "Marketing" in names
+        assert "5f0c8a4e-2d7b-4c1e-9a63-0b8e4d2f7a15" not in archive.group_ids()
+    older = make_datasette(path, immutable=True)
+    for page in ["/-/groupsync/", "/-/groupsync/search"]:
+        response = await older.client.get(page)
+        assert response.status_code == 200
+        assert "IT Admins Security" not in response.text
+        assert "Marketing" in response.text
