@@ -24,6 +24,7 @@ from .errors import GroupsyncError, TransportError, ValidationError
 from .events import EVENT_STATES, ShellHook, event_payload, iter_events
 from .export import FORMATS, ExportOptions, parse_bound
 from .export import export as export_archive
+from .export_check import check_export
 from .integrity import loose_permissions
 from .integrity import verify as verify_archive
 from .lock import WriterLock
@@ -1271,16 +1272,21 @@ def terminal_safe(text: str) -> str:
     type=click.Path(file_okay=False),
     help="Search index to check [default: the database path + .whoosh, if there].",
 )
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Check this export's files against its manifest.json instead.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
-def verify_command(ctx, anchor, index_path, as_json):
+def verify_command(ctx, anchor, index_path, export_dir, as_json):
     """Recompute every hash and the runs' digest chain; check SQLite, FTS5 and the search
     index for damage; audit what a sync may have missed.
 
     Prints each problem and each finding on its own line. Exit 1 if anything is damaged
     or changed, else 4 if the audit found something missing, else 0.
     """
-
     settings = settings_from(ctx)
     db = Path(settings.db)
     exposed = loose_permissions(db)
@@ -1290,6 +1296,32 @@ def verify_command(ctx, anchor, index_path, as_json):
             terminal_safe(f"Warning: group or others may read or write {files}: chmod 600 them"),
             err=True,
         )
+    if export_dir is not None:
+        if anchor is not None:
+            raise click.UsageError("--anchor and --export do not go together")
+        if db.exists():
+            with Archive(db, readonly=True) as archive:
+                checked = check_export(export_dir, archive)
+        else:
+            checked = check_export(export_dir)
+        if as_json:
+            click.echo(json.dumps(checked.as_dict(), indent=2))
+        else:
+            for problem in checked.problems:
+                click.echo(terminal_safe(str(problem)))
+            for note in checked.notes:
+                click.echo(terminal_safe(f"Note: {note}"), err=True)
+            click.echo(
+                terminal_safe(
+                    f"Checked {checked.files} files ({checked.bytes:,} bytes) of {export_dir} "
+                    "against its manifest: "
+                    + ("OK" if checked.ok else f"{len(checked.problems)} difference(s)")
+                ),
+                err=True,
+            )
+        if not checked.ok:
+            raise click.exceptions.Exit(1)
+        return
     with Archive(db, readonly=True) as archive:
         report = verify_archive(
             archive, anchor=anchor, index_path=search_index_path(settings, index_path)

@@ -1,5 +1,6 @@
 """``verify``: clean after syncs; a flipped byte, a missing blob or a deleted run is named;
-damage to SQLite's pages, FTS5 or the search index too; the audit finds what a sync missed."""
+damage to SQLite's pages, FTS5 or the search index too; the audit finds what a sync missed;
+an export is checked against its manifest."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from groupsync.simulator import make_app
 from groupsync.sync import NOT_READABLE, Syncer
 
 from .conftest import SAMPLE_DATA
-from .test_export import MARKETING, graph_for, sync_into
+from .test_export import MARKETING, graph_for, run_export, sync_into
 
 
 @pytest.fixture(scope="module")
@@ -489,3 +490,89 @@ def test_permissions_warning(db):
     assert result.exit_code == 0
     (warning,) = [x for x in result.stderr.splitlines() if x.startswith("Warning")]
     assert f"{db} (0640)" in warning and "chmod 600" in warning
+
+
+# -- an export against its manifest -------------------------------------------------------
+
+
+@pytest.fixture
+def exported(db, tmp_path) -> Path:
+    out = tmp_path / "export"
+    run_export(db, out, "eml")
+    return out
+
+
+def verify_export(db: Path, out: Path, *args: str):
+    return CliRunner().invoke(
+        cli, ["verify", "--export", str(out), *args], env={"GROUPSYNC_DB": str(db)}
+    )
+
+
+def test_a_clean_export_passes(db, exported):
+    result = verify_export(db, exported)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and "against its manifest: OK" in result.stderr
+    data = json.loads(verify_export(db, exported, "--json").stdout)
+    assert data["ok"] and data["files"] == len(list(exported.rglob("*.eml"))) >= 87
+
+
+def test_a_changed_byte_in_an_export_is_named(db, exported):
+    manifest = json.loads((exported / "manifest.json").read_text())
+    victim = manifest["files"][3]["path"]
+    data = bytearray((exported / victim).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (exported / victim).write_bytes(bytes(data))
+    result = verify_export(db, exported)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        f"changed-file: {victim}: {len(data)} bytes hashing to "
+        f"{hashlib.sha256(data).hexdigest()}; the manifest says {len(data)} bytes, "
+        f"{manifest['files'][3]['sha256']}"
+    ]
+
+
+def test_a_deleted_and_an_extra_file_are_named(db, exported):
+    manifest = json.loads((exported / "manifest.json").read_text())
+    victim = manifest["files"][0]["path"]
+    (exported / victim).unlink()
+    result = verify_export(db, exported)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [f"missing-file: {victim}: is missing"]
+    (exported / victim).write_bytes(b"")  # back, but empty
+    (exported / "notes\x1b[2J.txt").write_text("added later")
+    result = verify_export(db, exported)
+    assert result.exit_code == 1
+    first, extra = result.stdout.splitlines()
+    assert first.startswith(f"changed-file: {victim}: 0 bytes hashing to ")
+    assert extra == "extra-file: notes\\x1b[2J.txt: is not in the manifest"
+
+
+def test_an_export_checked_without_its_archive_ignores_unknown_manifest_keys(db, exported):
+    manifest = json.loads((exported / "manifest.json").read_text())
+    manifest["failures"] = [{"post_id": "AAMk...", "error": "bytes not readable"}]
+    (exported / "manifest.json").write_text(json.dumps(manifest))
+    result = verify_export(db.parent / "none.db", exported)
+    assert result.exit_code == 0, result.output
+    assert "chain head was not looked for" in result.stderr
+    # with the archive at hand, the edited manifest no longer hashes as recorded
+    result = verify_export(db, exported)
+    assert result.exit_code == 1
+    assert result.stdout.startswith("changed-manifest: manifest.json: hashes to ")
+
+
+def test_an_export_whose_chain_head_was_rewritten_away_is_named(db, exported):
+    execute(db, "delete from post_versions where sync_run_id = 2")
+    execute(db, "delete from posts where version_count = 1 and body_content like '%Late%'")
+    execute(db, "update sync_runs set digest = null")
+    with Archive(db) as archive, archive.atomic():
+        archive.seal_runs(utc_now())
+    result = verify_export(db, exported)
+    assert result.exit_code == 1
+    assert result.stdout.startswith("anchor: manifest.json: its chain head ")
+
+
+def test_an_export_without_a_manifest_is_one_line(db, tmp_path):
+    result = verify_export(db, tmp_path)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1].startswith("Error: cannot read ")
+    assert "Traceback" not in result.output
