@@ -417,6 +417,16 @@ def test_a_damaged_index_page_fails_verify_in_one_line(db):
     assert "Traceback" not in result.output and "skipped" in result.stderr
 
 
+def test_a_damaged_header_is_one_line(db):
+    with open(db, "r+b") as f:
+        f.write(b"not SQLite" * 10)
+    result = CliRunner().invoke(cli, ["verify"], env={"GROUPSYNC_DB": str(db)})
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: {db} is not a usable archive: file is not a database"
+    )
+
+
 def test_a_damaged_fts_segment_is_named(db):
     rowid, block = execute(db, "select id, block from posts_fts_data where id > 10 order by id")[1]
     execute(db, "update posts_fts_data set block = ? where id = ?", (block[: len(block) // 2],
