@@ -112,7 +112,8 @@ def verify(
     except sqlite3.DatabaseError as ex:
         damage = [(str(ex),)]
     if damage != [("ok",)]:
-        more = f" (and {len(damage) - 1} more)" if len(damage) > 1 else ""
+        more = f" (and {len(damage) - 1}{'+' if len(damage) >= 100 else ''} more)"
+        more = more if len(damage) > 1 else ""
         report.problems.append(
             Problem(
                 "damaged-database",
