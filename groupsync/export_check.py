@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -82,7 +83,13 @@ def check_export(out: str | Path, archive: Archive | None = None) -> ExportCheck
     if archive is None:
         report.notes.append("no archive: the manifest's chain head was not looked for")
     else:
-        _check_archive(archive, manifest, hashlib.sha256(data).hexdigest(), report)
+        try:
+            _check_archive(archive, manifest, hashlib.sha256(data).hexdigest(), report)
+        except sqlite3.OperationalError:
+            report.notes.append(
+                "the archive predates the digest chain and export records: run "
+                "`groupsync sync` once to upgrade it; the chain head was not looked for"
+            )
     return report
 
 

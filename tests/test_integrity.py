@@ -586,3 +586,13 @@ def test_an_export_without_a_manifest_is_one_line(db, tmp_path):
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1].startswith("Error: cannot read ")
     assert "Traceback" not in result.output
+
+
+def test_an_export_checked_with_an_archive_from_before_the_chain(db, exported, tmp_path):
+    legacy = tmp_path / "legacy.db"
+    old = Database(legacy)
+    MIGRATIONS.apply(old, stop_before="004_integrity_events_exports")
+    old.close()
+    result = verify_export(legacy, exported)
+    assert result.exit_code == 0, result.output
+    assert "predates the digest chain" in result.stderr and "Traceback" not in result.output
