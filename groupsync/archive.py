@@ -199,10 +199,14 @@ class Archive:
                 apply_migrations(self.db)
             except sqlite3.DatabaseError as ex:
                 raise ArchiveError(f"{self.path} is not a usable archive: {ex}") from None
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute("PRAGMA busy_timeout=30000")
-        # 64 MiB of page cache: the sync's lookups by long Exchange ids stay in memory.
-        self.db.execute("PRAGMA cache_size=-65536")
+        try:
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA busy_timeout=30000")
+            # 64 MiB of page cache: the sync's lookups by long Exchange ids stay in memory.
+            self.db.execute("PRAGMA cache_size=-65536")
+        except sqlite3.DatabaseError as ex:  # read-only opens get here with a damaged header
+            self.db.close()
+            raise ArchiveError(f"{self.path} is not a usable archive: {ex}") from None
         self.conn = self.db.conn
         if not readonly:
             self._tune_fts()

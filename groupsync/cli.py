@@ -24,6 +24,8 @@ from .errors import GroupsyncError, TransportError, ValidationError
 from .events import EVENT_STATES, ShellHook, event_payload, iter_events
 from .export import FORMATS, ExportOptions, parse_bound
 from .export import export as export_archive
+from .export_check import check_export
+from .integrity import loose_permissions
 from .integrity import verify as verify_archive
 from .lock import WriterLock
 from .outbox import Draft, Outbox
@@ -1251,38 +1253,104 @@ def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, quer
         )
 
 
+AUDIT_EXIT = 4  # verify: nothing damaged, but the audit found what a sync missed
+
+
+def terminal_safe(text: str) -> str:
+    """Text from mail, escaped for a terminal: control, format (bidi) and other invisible
+    characters as ``\\x1b``/``\\u202e``, so a body cannot move the cursor or reorder a line."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+
+
 @cli.command(name="verify")
 @click.option("--anchor", metavar="DIGEST", help="A chain digest noted earlier: must be in it.")
+@click.option(
+    "--index",
+    "index_path",
+    type=click.Path(file_okay=False),
+    help="Search index to check [default: the database path + .whoosh, if there].",
+)
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Check this export's files against its manifest.json instead.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
-def verify_command(ctx, anchor, as_json):
-    """Recompute every post version, post and blob hash and the runs' digest chain.
+def verify_command(ctx, anchor, index_path, export_dir, as_json):
+    """Recompute every hash and the runs' digest chain; check SQLite, FTS5 and the search
+    index for damage; audit what a sync may have missed.
 
-    Prints each mismatch on its own line and exits 1 if there is any.
+    Prints each problem and each finding on its own line. Exit 1 if anything is damaged
+    or changed, else 4 if the audit found something missing, else 0.
     """
     settings = settings_from(ctx)
-    with Archive(settings.db, readonly=True) as archive:
-        report = verify_archive(archive, anchor=anchor)
+    db = Path(settings.db)
+    exposed = loose_permissions(db)
+    if exposed:
+        files = ", ".join(f"{path} ({mode:04o})" for path, mode in exposed)
+        click.echo(
+            terminal_safe(f"Warning: group or others may read or write {files}: chmod 600 them"),
+            err=True,
+        )
+    if export_dir is not None:
+        if anchor is not None:
+            raise click.UsageError("--anchor and --export do not go together")
+        if db.exists():
+            with Archive(db, readonly=True) as archive:
+                checked = check_export(export_dir, archive)
+        else:
+            checked = check_export(export_dir)
+        if as_json:
+            click.echo(json.dumps(checked.as_dict(), indent=2))
+        else:
+            for problem in checked.problems:
+                click.echo(terminal_safe(str(problem)))
+            for note in checked.notes:
+                click.echo(terminal_safe(f"Note: {note}"), err=True)
+            click.echo(
+                terminal_safe(
+                    f"Checked {checked.files} files ({checked.bytes:,} bytes) of {export_dir} "
+                    "against its manifest: "
+                    + ("OK" if checked.ok else f"{len(checked.problems)} difference(s)")
+                ),
+                err=True,
+            )
+        if not checked.ok:
+            raise click.exceptions.Exit(1)
+        return
+    with Archive(db, readonly=True) as archive:
+        report = verify_archive(
+            archive, anchor=anchor, index_path=search_index_path(settings, index_path)
+        )
     if as_json:
-        echo_json(report.as_dict())
+        # ASCII JSON: scripts read the same values, a terminal shows no raw mail text.
+        click.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        for problem in report.problems:
-            click.echo(str(problem))
+        for line in [*map(str, report.problems), *map(str, report.findings)]:
+            click.echo(terminal_safe(line))
         for note in report.notes:
-            click.echo(f"Note: {note}", err=True)
+            click.echo(terminal_safe(f"Note: {note}"), err=True)
         checked = report.checked
         head = report.chain_head
         chain = f"chain head run {head['run_id']} {head['digest']}" if head else "no sealed run"
+        found = len(report.findings)
         click.echo(
             f"Checked {checked.get('post_versions', 0)} post versions, "
             f"{checked.get('posts', 0)} posts, {checked.get('blobs', 0)} blobs "
             f"({checked.get('blob_bytes', 0):,} bytes), {checked.get('sync_runs', 0)} sync "
             f"runs; {chain}: "
-            + ("OK" if report.ok else f"{len(report.problems)} problem(s)"),
+            + ("OK" if report.ok else f"{len(report.problems)} problem(s)")
+            + (f"; {found} finding(s) of what a sync missed" if found else ""),
             err=True,
         )
     if not report.ok:
         raise click.exceptions.Exit(1)
+    if not report.complete:
+        raise click.exceptions.Exit(AUDIT_EXIT)
 
 
 # -- full-text search (groupsync.search) ---------------------------------------------------

@@ -22,7 +22,7 @@ from urllib.parse import unquote
 import nh3
 from selectolax.lexbor import LexborHTMLParser
 
-__all__ = ["sanitise", "to_text"]
+__all__ = ["content_ids", "same_content_id", "sanitise", "to_text"]
 
 _SKIP = frozenset({"script", "style", "head", "title", "noscript", "template", "svg", "math"})
 _BLOCK = frozenset(
@@ -300,3 +300,32 @@ def sanitise(
     rewriter.feed(cleaned)
     rewriter.close()
     return "".join(rewriter.out)
+
+
+_CSS_CID = re.compile(r"""url\(\s*['"]?\s*(cid:[^'")\s]+)""", re.I)
+
+
+def content_ids(html: str | None) -> list[str]:
+    """Every ``cid:`` reference in an HTML body, in order, each once, as written but
+    %-decoded and without ``<>``: in any attribute (``src``, ``background``, ...) or in a
+    ``url()`` of an inline style, the scheme in any case. The inline parts it needs."""
+    if not html or "cid:" not in html.lower():
+        return []
+    found: dict[str, str] = {}
+    for node in LexborHTMLParser(html).root.traverse(include_text=False):
+        for value in node.attributes.values():
+            if not value:
+                continue
+            stripped = value.strip()
+            urls = [stripped] if stripped[:4].lower() == "cid:" else _CSS_CID.findall(value)
+            for url in urls:
+                cid = _content_id(url)
+                if cid:
+                    found.setdefault(cid.lower(), cid)
+    return list(found.values())
+
+
+def same_content_id(value: str | None) -> str:
+    """A Content-ID as mail clients compare them: without ``<>`` and case, so a body's
+    ``cid:Logo@X`` finds the part ``<logo@x>``."""
+    return (value or "").strip().strip("<>").strip().lower()

@@ -12,20 +12,32 @@ What is recorded at write time, and checked here:
   digest (``GENESIS`` for the first), so rewriting, adding or deleting any of them, or a
   run, breaks the chain from there on. Noting the head digest somewhere else (an export's
   manifest carries it) and passing it as ``anchor`` later proves history up to it intact.
+
+And damage below the rows: SQLite's own ``PRAGMA integrity_check`` (pages, indexes)
+first, since nothing read from a damaged file can be trusted (the other checks are then
+skipped); FTS5's integrity check of each full-text table against its content table; and
+the Whoosh index, when there is one, against the posts. Then the completeness audit
+(``audit``): what a sync may have missed, reported apart, as findings.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import sqlite3
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .archive import GENESIS, Archive, chain_digest
+from .audit import Finding, audit
 from .errors import ArchiveError
 
-__all__ = ["Problem", "VerifyReport", "verify"]
+__all__ = ["Problem", "VerifyReport", "loose_permissions", "verify"]
 
 # posts column -> where the same value sits in the version's Graph JSON
 _POST_FIELDS = {
@@ -42,8 +54,8 @@ _POST_FIELDS = {
 @dataclass
 class Problem:
     """One mismatch: ``kind`` (changed-row, changed-blob, missing-blob, missing-run,
-    orphan-rows, broken-chain, unsealed-run, anchor), ``where`` names the row, ``detail``
-    says what is wrong."""
+    orphan-rows, broken-chain, unsealed-run, anchor, damaged-database, damaged-fts,
+    damaged-index), ``where`` names the row, ``detail`` says what is wrong."""
 
     kind: str
     where: str
@@ -55,7 +67,10 @@ class Problem:
 
 @dataclass
 class VerifyReport:
+    """``problems``: what is damaged or was changed; ``findings``: what a sync missed."""
+
     problems: list[Problem] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     checked: dict[str, int] = field(default_factory=dict)
     chain_head: dict[str, Any] | None = None
@@ -64,8 +79,12 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def complete(self) -> bool:
+        return not self.findings
+
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "ok": self.ok, "complete": self.complete}
 
 
 def _dig(data: Any, path: tuple[str, ...]) -> Any:
@@ -80,15 +99,36 @@ def verify(
     archive: Archive,
     *,
     anchor: str | None = None,
+    index_path: str | Path | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> VerifyReport:
-    """Check everything; each mismatch is one ``Problem``. Reads only."""
+    """Check everything; each mismatch is one ``Problem``, each gap one ``Finding``.
+
+    Reads only. ``index_path``: the search index to check, if it exists.
+    """
+    report = VerifyReport()
+    try:
+        damage = archive.conn.execute("PRAGMA integrity_check(100)").fetchall()
+    except sqlite3.DatabaseError as ex:
+        damage = [(str(ex),)]
+    if damage != [("ok",)]:
+        more = f" (and {len(damage) - 1}{'+' if len(damage) >= 100 else ''} more)"
+        more = more if len(damage) > 1 else ""
+        report.problems.append(
+            Problem(
+                "damaged-database",
+                archive.path,
+                f"SQLite's integrity check: {damage[0][0]}{more}; restore it from a backup",
+            )
+        )
+        report.notes.append("the other checks were skipped: nothing read from it can be trusted")
+        return report
+    _emit(progress, "database", report)
     columns = {r[1] for r in archive.conn.execute("PRAGMA table_info(sync_runs)")}
     if "digest" not in columns:
         raise ArchiveError(
             f"{archive.path} predates the digest chain: run `groupsync sync` once to upgrade it"
         )
-    report = VerifyReport()
     bad = _check_versions(archive, report)
     _emit(progress, "post_versions", report)
     _check_posts(archive, report, bad)
@@ -97,6 +137,13 @@ def verify(
     _emit(progress, "blobs", report)
     _check_chain(archive, report, anchor)
     _emit(progress, "sync_runs", report)
+    _check_fts(archive, report)
+    _emit(progress, "fts", report)
+    if index_path is not None and Path(index_path).exists():
+        _check_index(archive, Path(index_path), report)
+        _emit(progress, "index", report)
+    report.findings = audit(archive, report.checked)
+    _emit(progress, "audit", report)
     return report
 
 
@@ -296,3 +343,136 @@ def _check_chain(archive: Archive, report: VerifyReport, anchor: str | None) -> 
                 "or it is another archive's",
             )
         )
+
+
+_FTS5 = re.compile(r"^CREATE VIRTUAL TABLE\s+(\S+)\s+USING\s+FTS5\s*\(", re.I)
+_CONTENT = re.compile(r"""\bcontent\s*=\s*(?:"([^"]+)"|'([^']+)'|\[([^\]]+)\]|(\w+))""", re.I)
+
+
+def _check_fts(archive: Archive, report: VerifyReport) -> None:
+    """FTS5's ``integrity-check``, against the content table too, on a read-only connection.
+
+    The check is an INSERT, which a read-only connection refuses even though it writes
+    nothing. So it runs on a copy: the same FTS5 table created in this connection's private
+    ``temp`` schema, its shadow tables filled from the archive's, its content table a temp
+    view of the archive's. The copy must be complete before FTS5 first reads it (FTS5 keeps
+    the index structure it read for as long as no other connection writes).
+    """
+    if archive.path == ":memory:":
+        return
+    tables = archive.conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL%'"
+    ).fetchall()
+    uri = f"file:{Path(archive.path).resolve()}?mode=ro"
+    count = 0
+    for name, sql in tables:
+        match = _FTS5.match(sql or "")
+        content = _CONTENT.search(sql or "")
+        if match is None:
+            continue
+        count += 1
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            _fts_copy(conn, name, sql, match, content)
+            conn.execute(f"INSERT INTO temp.{_quote(name)} ({_quote(name)}, rank) "
+                         "VALUES ('integrity-check', 1)")  # fmt: skip
+        except sqlite3.DatabaseError as ex:
+            report.problems.append(
+                Problem(
+                    "damaged-fts",
+                    f"{name} (full-text index of {_content_name(content) or name})",
+                    f"FTS5's integrity check: {ex}; rebuild it with "
+                    f"INSERT INTO {name}({name}) VALUES('rebuild')",
+                )
+            )
+        finally:
+            conn.close()
+    report.checked["fts_tables"] = count
+
+
+def _fts_copy(
+    conn: sqlite3.Connection,
+    name: str,
+    sql: str,
+    match: re.Match[str],
+    content: re.Match[str] | None,
+) -> None:
+    source = _content_name(content)
+    if source is not None:
+        columns = [r[1] for r in conn.execute(f"PRAGMA main.table_info({_quote(name)})")]
+        names = ", ".join(_quote(c) for c in columns)
+        conn.execute(
+            f"CREATE TEMP VIEW {_quote(source)} AS "
+            f"SELECT rowid AS rowid, {names} FROM main.{_quote(source)}"
+        )
+    conn.execute(f"CREATE VIRTUAL TABLE temp.{_quote(name)} USING FTS5 (" + sql[match.end():])
+    for shadow in ("data", "idx", "docsize", "config", "content"):
+        table = _quote(f"{name}_{shadow}")
+        if conn.execute(
+            "SELECT 1 FROM main.sqlite_master WHERE name = ?", (f"{name}_{shadow}",)
+        ).fetchone():
+            conn.execute(f"DELETE FROM temp.{table}")
+            conn.execute(f"INSERT INTO temp.{table} SELECT * FROM main.{table}")
+
+
+def _content_name(content: re.Match[str] | None) -> str | None:
+    return next((g for g in content.groups() if g), None) if content else None
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _check_index(archive: Archive, index_path: Path, report: VerifyReport) -> None:
+    """The search index against the posts: only what an update would not heal is damage."""
+    from .search import check_index  # Whoosh is loaded only when there is an index
+
+    check = check_index(archive, index_path)
+    report.checked["index_documents"] = check.documents
+    if not check.exists:
+        report.problems.append(
+            Problem(
+                "damaged-index",
+                str(index_path),
+                "not a search index (no state file or no Whoosh table of contents); "
+                "run groupsync index --rebuild",
+            )
+        )
+    elif check.damaged:
+        if check.error is not None:
+            detail = f"cannot be read: {check.error}"
+        else:
+            counts = [
+                f"{len(ids)} {name}"
+                for name, ids in (("missing", check.missing), ("stale", check.stale),
+                                  ("extra", check.extra), ("duplicated", check.duplicates))
+                if ids
+            ]  # fmt: skip
+            detail = (
+                f"{check.documents} documents for {check.posts} posts"
+                + (f" ({', '.join(counts)})" if counts else "")
+                + f"; index at change {check.index_seq}, archive at {check.archive_seq}"
+            )
+        report.problems.append(
+            Problem("damaged-index", str(index_path), f"{detail}; run groupsync index --rebuild")
+        )
+    elif check.pending:
+        report.notes.append(
+            f"the search index is {len(check.pending)} post(s) behind the archive; "
+            "the next sync or groupsync index catches up"
+        )
+
+
+def loose_permissions(db_path: str | Path) -> list[tuple[str, int]]:
+    """The archive's files (database, -wal, -shm) that group or others may read or write:
+    ``(path, mode)`` each. Mail is private; so is its archive."""
+    found = []
+    for suffix in ("", "-wal", "-shm"):
+        path = f"{db_path}{suffix}"
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            continue
+        if mode & 0o066:
+            found.append((path, mode))
+    return found

@@ -64,6 +64,10 @@ class CheckReport:
     stale: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    # of the missing, stale and extra: posts changed after the index's change_seq, which
+    # the next update indexes (a sync killed between its commit and the index's)
+    pending: list[str] = field(default_factory=list)
+    error: str | None = None  # the index could not be read
 
     @property
     def behind(self) -> int:
@@ -71,7 +75,21 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        return self.exists and not (self.missing or self.stale or self.extra or self.duplicates)
+        return (
+            self.exists
+            and self.error is None
+            and not (self.missing or self.stale or self.extra or self.duplicates)
+        )
+
+    @property
+    def damaged(self) -> bool:
+        """Differences an update would not heal: the index must be rebuilt."""
+        lagging = len(self.missing) + len(self.stale) + len(self.extra) - len(self.pending)
+        return self.exists and (
+            self.error is not None
+            or bool(lagging or self.duplicates)
+            or self.index_seq > self.archive_seq
+        )
 
     def as_dict(self, sample: int | None = 20) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -546,41 +564,59 @@ def check_index(archive: Archive, index_path: str | Path) -> CheckReport:
     state = _read_state(index_path)
     report = CheckReport(
         str(index_path),
-        exists=state is not None and windex.exists_in(str(index_path)),
+        exists=state is not None,
         index_seq=state.change_seq if state else 0,
         archive_seq=archive.change_seq(),
     )
     keep = state.keep_deleted if state else False
     indexed: dict[bytes, list[tuple[int, bool]]] = {}
     if report.exists:
-        ix = windex.open_dir(str(index_path))
         try:
-            with ix.reader() as reader:
-                for leaf, _offset in _leaves(reader):
-                    keys = _load_bytes_column(leaf, "key", 8)
-                    seqs = _load_column(leaf, "seq", "I")
-                    flags = _load_column(leaf, "flags", "B")
-                    deleted = leaf.deleted_docs_set if leaf.has_deletions() else ()
-                    for d in range(leaf.doc_count_all()):
-                        if d not in deleted:
-                            key = keys[d * 8 : d * 8 + 8]
-                            entry = (seqs[d], bool(flags[d] & FLAG_DELETED))
-                            indexed.setdefault(key, []).append(entry)
-                            report.documents += 1
-        finally:
-            ix.close()
+            report.exists = windex.exists_in(str(index_path))
+            if report.exists:
+                _read_documents(index_path, indexed, report)
+        except Exception as ex:  # a damaged index fails in Whoosh's own ways
+            report.error = f"{type(ex).__name__}: {ex}"
+            return report
     rows = archive.conn.execute("SELECT id, change_seq, deleted_at IS NOT NULL FROM posts")
     for post_id, seq, deleted in rows:
         report.posts += 1
         found = indexed.pop(_key(post_id), None)
         if found and len(found) > 1:
             report.duplicates.append(post_id)
+        differs = None
         if deleted and not keep:
             if found:
-                report.extra.append(post_id)
+                differs = report.extra
         elif not found:
-            report.missing.append(post_id)
+            differs = report.missing
         elif found[0] != (seq, bool(deleted)):
-            report.stale.append(post_id)
+            differs = report.stale
+        if differs is not None:
+            differs.append(post_id)
+            if (seq or 0) > report.index_seq:
+                report.pending.append(post_id)
     report.extra.extend(key.hex() for key in indexed)
     return report
+
+
+def _read_documents(
+    index_path: Path, indexed: dict[bytes, list[tuple[int, bool]]], report: CheckReport
+) -> None:
+    """Every live document's key, seq and deleted flag, from the index's columns."""
+    ix = windex.open_dir(str(index_path))
+    try:
+        with ix.reader() as reader:
+            for leaf, _offset in _leaves(reader):
+                keys = _load_bytes_column(leaf, "key", 8)
+                seqs = _load_column(leaf, "seq", "I")
+                flags = _load_column(leaf, "flags", "B")
+                deleted = leaf.deleted_docs_set if leaf.has_deletions() else ()
+                for d in range(leaf.doc_count_all()):
+                    if d not in deleted:
+                        key = keys[d * 8 : d * 8 + 8]
+                        entry = (seqs[d], bool(flags[d] & FLAG_DELETED))
+                        indexed.setdefault(key, []).append(entry)
+                        report.documents += 1
+    finally:
+        ix.close()
