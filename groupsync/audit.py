@@ -6,11 +6,13 @@ Graph itself said, as recorded beside the mail:
 
 * ``missing-inline``: a live post's body refers to ``cid:X`` and no archived attachment of
   that post has the Content-ID ``X`` (compared as mail clients do: no ``<>``, any case).
-  A reply quotes the images of the post it answers under their old ``cid:``, without
-  carrying them: a reference that another post of the same conversation holds is that
-  quoted image, not a gap.
 * ``missing-attachment``: Graph said ``hasAttachments`` and the post has no archived
-  attachment, and no note says its attachments were not readable.
+  attachment.
+
+A post whose ``attachments_note`` says why its attachments could not be had (not readable
+with this identity, or not listed by Graph at all, as for a reply that quotes the images of
+the post it answers) is not a finding: the sync asked and recorded the answer. Everything
+else found here is what ``sync --full`` fetches again (``Archive.incomplete_posts``).
 * ``post-count``: a live thread's live posts are not as many as Graph listed the last time
   the thread's posts were (``threads.post_count``), unless that listing may have been cut
   short (``possibly_truncated``).
@@ -23,7 +25,6 @@ from typing import Any
 
 from .archive import Archive
 from .html import content_ids, same_content_id
-from .sync import NOT_READABLE
 
 __all__ = ["Finding", "audit"]
 
@@ -67,27 +68,17 @@ def _inline_images(archive: Archive, checked: dict[str, int] | None) -> list[Fin
     refs = 0
     findings = []
     rows = conn.execute(
-        "SELECT id, group_id, thread_id, coalesce(conversation_id, thread_id), body_content "
+        "SELECT id, group_id, thread_id, body_content, attachments_note "
         "FROM posts WHERE deleted_at IS NULL AND body_content LIKE '%cid:%' "
         "AND coalesce(body_contentType, 'html') = 'html' ORDER BY receivedDateTime, id"
     ).fetchall()
-    for post_id, group_id, thread_id, conversation, body in rows:
+    for post_id, group_id, thread_id, body, note in rows:
         wanted = content_ids(body)
-        if not wanted:
-            continue
         refs += len(wanted)
+        if not wanted or note is not None:
+            continue
         own = _content_ids_of(archive, "a.post_id = ?", post_id)
         missing = [c for c in wanted if same_content_id(c) not in own]
-        if missing:
-            quoted = _content_ids_of(
-                archive,
-                "p.id != ? AND coalesce(p.conversation_id, p.thread_id) = ? "
-                "AND p.group_id = ?",
-                post_id,
-                conversation,
-                group_id,
-            )
-            missing = [c for c in missing if same_content_id(c) not in quoted]
         findings.extend(
             Finding("missing-inline", group_id, thread_id, post_id, {"cid": cid},
                     _full_sync(group_id))
@@ -110,10 +101,8 @@ def _content_ids_of(archive: Archive, where: str, *params: Any) -> set[str]:
 def _attachments(archive: Archive) -> list[Finding]:
     rows = archive.conn.execute(
         "SELECT p.id, p.group_id, p.thread_id FROM posts AS p "
-        "WHERE p.deleted_at IS NULL AND p.hasAttachments = 1 "
-        "AND coalesce(p.attachments_note, '') != ? "
-        "AND NOT EXISTS (SELECT 1 FROM attachments AS a WHERE a.post_id = p.id)",
-        (NOT_READABLE,),
+        "WHERE p.deleted_at IS NULL AND p.hasAttachments = 1 AND p.attachments_note IS NULL "
+        "AND NOT EXISTS (SELECT 1 FROM attachments AS a WHERE a.post_id = p.id)"
     )
     return [
         Finding("missing-attachment", group_id, thread_id, post_id, {}, _full_sync(group_id))

@@ -74,7 +74,7 @@ POST_SELECT = [
 TRUNCATION_SUSPECT = 100  # Graph reportedly lists at most 100 posts, without a nextLink
 NOT_READABLE = "attachments not readable with this identity"
 _CID = re.compile("cid:", re.IGNORECASE)
-NOT_LISTED = "the body shows inline images that Graph does not list for this post"
+NOT_LISTED = "Graph lists no attachments for this post, though it flags or shows some"
 
 
 @dataclass
@@ -585,7 +585,7 @@ class Syncer:
             except ForbiddenError:
                 notes[post["id"]] = NOT_READABLE
                 continue
-            if not post["attachments"] and _refers_inline(post):
+            if not post["attachments"]:
                 notes[post["id"]] = NOT_LISTED
         conversation_id = (
             next((p.get("conversationId") for p in posts if p.get("conversationId")), None)
