@@ -606,7 +606,8 @@ class Archive:
         """Store the posts of one thread whose changeKey is new; for each post, in order,
         ``"new"``, ``"changed"``, ``"same"`` or ``"repaired"``.
 
-        ``repair`` names archived posts whose attachments are missing (``incomplete_posts``):
+        ``repair`` names archived posts whose attachments are missing (the audit's
+        ``incomplete_posts``):
         with the same changeKey their version is not stored again, but the attachments (and
         the note on why some could not be had) are.
 
@@ -696,27 +697,6 @@ class Archive:
         for post_id, attachments in attachment_lists:
             self._save_attachments(post_id, attachments, now, run_id)
         return outcomes
-
-    def incomplete_posts(self, group_id: str) -> dict[str, set[str]]:
-        """Live posts, by thread, that should have attachments and have none archived.
-
-        Graph said ``hasAttachments``, or the body shows ``cid:`` images, yet no attachment
-        is archived and no note says why: what a sync before inline images were always
-        expanded left behind. A full reconcile fetches these again whatever their changeKey.
-        """
-        rows = self.conn.execute(
-            """
-            SELECT thread_id, id FROM posts p
-            WHERE group_id = :group AND deleted_at IS NULL AND attachments_note IS NULL
-              AND NOT EXISTS (SELECT 1 FROM attachments a WHERE a.post_id = p.id)
-              AND (hasAttachments = 1 OR body_content LIKE '%cid:%')
-            """,
-            {"group": group_id},
-        )
-        found: dict[str, set[str]] = {}
-        for thread_id, post_id in rows:
-            found.setdefault(thread_id, set()).add(post_id)
-        return found
 
     def _post_states_by_id(self, post_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
         states: dict[str, tuple[str | None, str | None]] = {}

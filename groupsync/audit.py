@@ -12,7 +12,7 @@ Graph itself said, as recorded beside the mail:
 A post whose ``attachments_note`` says why its attachments could not be had (not readable
 with this identity, or not listed by Graph at all, as for a reply that quotes the images of
 the post it answers) is not a finding: the sync asked and recorded the answer. Everything
-else found here is what ``sync --full`` fetches again (``Archive.incomplete_posts``).
+else found here is what ``sync --full`` fetches again (``incomplete_posts``).
 * ``post-count``: a live thread's live posts are not as many as Graph listed the last time
   the thread's posts were (``threads.post_count``), unless that listing may have been cut
   short (``possibly_truncated``).
@@ -26,7 +26,7 @@ from typing import Any
 from .archive import Archive
 from .html import content_ids, same_content_id
 
-__all__ = ["Finding", "audit"]
+__all__ = ["Finding", "audit", "incomplete_posts"]
 
 
 @dataclass
@@ -57,20 +57,40 @@ def _full_sync(group_id: str) -> str:
 
 def audit(archive: Archive, checked: dict[str, int] | None = None) -> list[Finding]:
     """Every finding, in group, thread, post order; counts what it looked at in ``checked``."""
-    findings = _inline_images(archive, checked) + _attachments(archive) + _post_counts(archive)
+    findings = (
+        _inline_images(archive, checked, None) + _attachments(archive, None)
+        + _post_counts(archive)
+    )
     order = {"post-count": 0, "missing-attachment": 1, "missing-inline": 2}
     findings.sort(key=lambda f: (f.group_id, f.thread_id, f.post_id or "", order[f.kind]))
     return findings
 
 
-def _inline_images(archive: Archive, checked: dict[str, int] | None) -> list[Finding]:
+def incomplete_posts(archive: Archive, group_id: str) -> dict[str, set[str]]:
+    """The group's posts, by thread, that the audit names for a missing attachment: what a
+    full reconcile fetches again whatever their changeKey, so that its fix line holds."""
+    found: dict[str, set[str]] = {}
+    for finding in _inline_images(archive, None, group_id) + _attachments(archive, group_id):
+        found.setdefault(finding.thread_id, set()).add(str(finding.post_id))
+    return found
+
+
+def _in_group(group_id: str | None, column: str = "group_id") -> tuple[str, tuple[str, ...]]:
+    return ("", ()) if group_id is None else (f"AND {column} = ?", (group_id,))
+
+
+def _inline_images(
+    archive: Archive, checked: dict[str, int] | None, group_id: str | None
+) -> list[Finding]:
     conn = archive.conn
     refs = 0
     findings = []
+    where, params = _in_group(group_id)
     rows = conn.execute(
         "SELECT id, group_id, thread_id, body_content, attachments_note "
-        "FROM posts WHERE deleted_at IS NULL AND body_content LIKE '%cid:%' "
-        "AND coalesce(body_contentType, 'html') = 'html' ORDER BY receivedDateTime, id"
+        f"FROM posts WHERE deleted_at IS NULL AND body_content LIKE '%cid:%' {where} "
+        "AND coalesce(body_contentType, 'html') = 'html' ORDER BY receivedDateTime, id",
+        params,
     ).fetchall()
     for post_id, group_id, thread_id, body, note in rows:
         wanted = content_ids(body)
@@ -98,11 +118,13 @@ def _content_ids_of(archive: Archive, where: str, *params: Any) -> set[str]:
     return {same_content_id(r[0]) for r in rows}
 
 
-def _attachments(archive: Archive) -> list[Finding]:
+def _attachments(archive: Archive, group_id: str | None) -> list[Finding]:
+    where, params = _in_group(group_id, "p.group_id")
     rows = archive.conn.execute(
         "SELECT p.id, p.group_id, p.thread_id FROM posts AS p "
         "WHERE p.deleted_at IS NULL AND p.hasAttachments = 1 AND p.attachments_note IS NULL "
-        "AND NOT EXISTS (SELECT 1 FROM attachments AS a WHERE a.post_id = p.id)"
+        f"AND NOT EXISTS (SELECT 1 FROM attachments AS a WHERE a.post_id = p.id) {where}",
+        params,
     )
     return [
         Finding("missing-attachment", group_id, thread_id, post_id, {}, _full_sync(group_id))

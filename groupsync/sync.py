@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .archive import Archive, ThreadSignals, prepare_post, utc_now
+from .audit import incomplete_posts
 from .errors import ForbiddenError, GroupsyncError, NoMailboxError, NotFoundError
 from .graph import GraphClient
 from .models import (
@@ -483,7 +484,7 @@ class Syncer:
         pending: deque[tuple[ConversationThread, Future[_Fetched | None]]] = deque()
         todo = iter(threads)
         conversations = self.archive.thread_conversations(group_id)
-        incomplete = self.archive.incomplete_posts(group_id) if full else {}
+        incomplete = incomplete_posts(self.archive, group_id) if full else {}
         with (
             ThreadPoolExecutor(workers, thread_name_prefix="groupsync-fetch") as pool,
             self.archive.batch() as tick,

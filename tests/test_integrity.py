@@ -10,6 +10,7 @@ import os
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -22,7 +23,7 @@ from groupsync.cli import cli
 from groupsync.integrity import verify
 from groupsync.migrations import MIGRATIONS
 from groupsync.simulator import make_app
-from groupsync.sync import NOT_READABLE, Syncer
+from groupsync.sync import NOT_READABLE, Syncer, SyncOptions
 
 from .conftest import SAMPLE_DATA
 from .test_export import MARKETING, graph_for, run_export, sync_into
@@ -287,6 +288,12 @@ def audited(tmp_path_factory) -> tuple[Path, str, str]:
     """The sample tenant plus a post with an inline image (its cid %-encoded, in capitals,
     its Content-ID in another case and in <>) and a file: ``(db, thread id, post id)``."""
     db = tmp_path_factory.mktemp("audit") / "a.db"
+    _, thread_id, post_id = audited_tenant(db)
+    return db, thread_id, post_id
+
+
+def audited_tenant(db: Path) -> tuple[Any, str, str]:
+    """The simulator behind ``audited``, synced into ``db``: ``(app, thread id, post id)``."""
     app = make_app(SAMPLE_DATA)
     thread = app.state.threads(MARKETING)[0]
     post = app.add_post(MARKETING, thread["id"], {"body": {"contentType": "html",
@@ -296,7 +303,7 @@ def audited(tmp_path_factory) -> tuple[Path, str, str]:
                        content_id="<chart.png@01d26cd8.6c05f070>")  # fmt: skip
     app.add_attachment(MARKETING, thread["id"], post["id"], "data.csv", "text/csv", b"a,b\n1,2\n")
     sync_into(db, app)
-    return db, thread["id"], post["id"]
+    return app, thread["id"], post["id"]
 
 
 @pytest.fixture
@@ -315,6 +322,21 @@ def test_audit_is_silent_on_the_synced_sample(adb):
     assert report.findings == [] and report.notes == []
     assert report.checked["inline_references"] == 3
     assert report.checked["fts_tables"] == 2
+
+
+def test_what_the_audit_finds_one_full_sync_repairs(tmp_path):
+    """The fix line holds: a lost inline image of a post that keeps its other attachment,
+    and a post that lost every attachment, both come back from one sync --full."""
+    db = tmp_path / "a.db"
+    app, _, post_id = audited_tenant(db)
+    execute(db, "delete from attachments where name = 'chart.png'")
+    lost = execute(db, "select post_id from attachments where post_id != ? limit 1", (post_id,))
+    execute(db, "delete from attachments where post_id = ?", (lost[0][0],))
+    assert {f.kind for f in check(db).findings} == {"missing-inline", "missing-attachment"}
+    with graph_for(app) as graph, Archive(db) as archive:
+        Syncer(archive, graph, options=SyncOptions(full=True)).run()
+    report = check(db)
+    assert report.ok and report.findings == [], report.findings
 
 
 def test_a_missing_inline_image_is_found(adb, audited):
