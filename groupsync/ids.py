@@ -64,9 +64,17 @@ def _problem(value: str) -> str | None:
 
 def printable(text: str, limit: int = 80) -> str:
     """``text`` quoted for one line of a terminal or a page: control and format characters
-    (bidi overrides too) as escapes, backslashes doubled, at most ``limit`` characters."""
-    shown = "".join(map(_shown, text[:limit]))
-    return f"'{shown}{'…' if len(text) > limit else ''}'"
+    (bidi overrides too) as escapes, backslashes doubled, cut after ``limit`` characters of
+    output (escapes count at their printed length)."""
+    shown: list[str] = []
+    used = 0
+    for char in text:
+        piece = _shown(char)
+        if used + len(piece) > limit:
+            return f"'{''.join(shown)}…'"
+        shown.append(piece)
+        used += len(piece)
+    return f"'{''.join(shown)}'"
 
 
 def _shown(char: str) -> str:
