@@ -670,6 +670,7 @@ def identity_label(token) -> str | None:
     "--group",
     "group_ids",
     multiple=True,
+    metavar="GROUP",
     callback=_resolve_group_param,
     help=f"{GROUP_HELP}; repeat for several.",
 )
@@ -1115,6 +1116,7 @@ def _log_line(entry: dict[str, Any]) -> str:
     "--group",
     "group_ids",
     multiple=True,
+    metavar="GROUP",
     callback=_resolve_group_param,
     help=f"{GROUP_HELP}; repeat for several.",
 )
@@ -1240,6 +1242,7 @@ EVENT_COLUMNS = ["id", "state", "attempts", "created_at", "group_id", "post_id",
 @click.option(
     "--group",
     "group_id",
+    metavar="GROUP",
     callback=_resolve_group_param,
     help=f"Only this group's events. {GROUP_HELP}.",
 )
@@ -1279,6 +1282,7 @@ def events_command(ctx, since, state, group_id, jsonl, as_table):
     "--group",
     "group_ids",
     multiple=True,
+    metavar="GROUP",
     callback=_resolve_group_param,
     help=f"Only this group; repeat for several. {GROUP_HELP}.",
 )
@@ -1445,7 +1449,9 @@ def _bold_snippet(hit, width: int = 110) -> str:
 @click.argument("query")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--offset", default=0, type=click.IntRange(0), help="Skip this many hits.")
-@click.option("--group", help=f"Only this group, like group: in the query. {GROUP_HELP}.")
+@click.option(
+    "--group", metavar="GROUP", help=f"Only this group, like group: in the query. {GROUP_HELP}."
+)
 @click.option(
     "--sort", type=click.Choice(["relevance", "date"]), default="relevance", show_default=True
 )
