@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
+from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from .events import EVENT_STATES, ShellHook, event_payload, iter_events
 from .export import FORMATS, ExportOptions, parse_bound
 from .export import export as export_archive
 from .export_check import check_export
+from .groupref import resolve_group
+from .ids import check_id
 from .integrity import loose_permissions
 from .integrity import verify as verify_archive
 from .lock import WriterLock
@@ -106,6 +109,35 @@ def _log_to_stderr(verbose: bool):
 
 
 table_option = click.option("--table", "as_table", is_flag=True, help="A table for people.")
+
+GROUP_HELP = "A group: id, nickname, address or display name"
+
+
+def _resolve_group_param(ctx, param, value):
+    """A GROUP argument or --group option (one or several) as group ids, resolved from the
+    archive before anything else runs: nothing is sent or written for a bad one."""
+    if value is None or value == ():
+        return value
+    settings = settings_from(ctx)
+    exists = Path(settings.db).exists()
+    with Archive(settings.db, readonly=True) if exists else nullcontext() as archive:
+        ids = tuple(
+            check_id(resolve_group(archive, v), "group id")
+            for v in (value if isinstance(value, tuple) else (value,))
+        )
+    return ids if isinstance(value, tuple) else ids[0]
+
+
+def _check_id_param(ctx, param, value):
+    """A conversation, thread or post id checked before any request or archive write."""
+    return None if value is None else check_id(value, param.name.replace("_", " "))
+
+
+group_argument = click.argument("group_id", metavar="GROUP", callback=_resolve_group_param)
+
+
+def id_argument(name: str):
+    return click.argument(name, callback=_check_id_param)
 
 
 @click.group(cls=GroupsyncGroup)
@@ -285,13 +317,14 @@ def groups(ctx, all_groups, offline, include_deleted, as_table):
 
 
 @cli.command()
-@click.argument("group_id")
+@group_argument
 @offline_option
 @include_deleted_option
 @table_option
 @click.pass_context
 def group(ctx, group_id, offline, include_deleted, as_table):
-    """One group by id, e.g. a public group you are not a member of."""
+    """One group (id, nickname, address or display name); by id also a public group you
+    are not a member of and have not archived."""
     if include_deleted and not offline:
         raise click.UsageError("--include-deleted reads the archive: add --offline")
     settings = settings_from(ctx)
@@ -397,7 +430,7 @@ def _item_summary(item):
 
 
 @cli.command(name="new-conversation")
-@click.argument("group_id")
+@group_argument
 @click.option("--topic", required=True, help="The conversation's subject.")
 @message_options
 @click.pass_context
@@ -408,8 +441,13 @@ def new_conversation(ctx, group_id, topic, content, content_file, text, attach, 
 
 
 @cli.command(name="new-thread")
-@click.argument("group_id")
-@click.option("--conversation", "conversation_id", help="Add the thread to this conversation.")
+@group_argument
+@click.option(
+    "--conversation",
+    "conversation_id",
+    callback=_check_id_param,
+    help="Add the thread to this conversation.",
+)
 @click.option("--topic", required=True, help="The thread's subject.")
 @message_options
 @click.pass_context
@@ -422,9 +460,14 @@ def new_thread(
 
 
 @cli.command()
-@click.argument("group_id")
-@click.argument("thread_id")
-@click.option("--post", "post_id", help="Reply to this post rather than to the thread.")
+@group_argument
+@id_argument("thread_id")
+@click.option(
+    "--post",
+    "post_id",
+    callback=_check_id_param,
+    help="Reply to this post rather than to the thread.",
+)
 @message_options
 @click.pass_context
 def reply(ctx, group_id, thread_id, post_id, content, content_file, text, attach, to, category):
@@ -435,9 +478,9 @@ def reply(ctx, group_id, thread_id, post_id, content, content_file, text, attach
 
 
 @cli.command()
-@click.argument("group_id")
-@click.argument("thread_id")
-@click.argument("post_id")
+@group_argument
+@id_argument("thread_id")
+@id_argument("post_id")
 @click.option("--to", multiple=True, required=True, help="A recipient; repeat for several.")
 @click.option("--comment", help="A note above the forwarded post.")
 @click.pass_context
@@ -448,8 +491,8 @@ def forward(ctx, group_id, thread_id, post_id, to, comment):
 
 
 @cli.command(name="delete-thread")
-@click.argument("group_id")
-@click.argument("thread_id")
+@group_argument
+@id_argument("thread_id")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def delete_thread(ctx, group_id, thread_id, yes):
@@ -625,7 +668,14 @@ def identity_label(token) -> str | None:
 
 
 @cli.command()
-@click.option("--group", "group_ids", multiple=True, help="A group id; repeat for several.")
+@click.option(
+    "--group",
+    "group_ids",
+    multiple=True,
+    metavar="GROUP",
+    callback=_resolve_group_param,
+    help=f"{GROUP_HELP}; repeat for several.",
+)
 @click.option("--joined", is_flag=True, help="Every group the identity is a member of.")
 @click.option("--all", "all_groups", is_flag=True, help="Every Microsoft 365 group.")
 @click.option("--full", is_flag=True, help="Full reconcile: every post's changeKey, tombstones.")
@@ -808,7 +858,7 @@ def _echo_json_stream(items: Iterable[dict[str, Any]]) -> None:
 
 
 @cli.command()
-@click.argument("group_id")
+@group_argument
 @live_option
 @include_deleted_option
 @table_option
@@ -828,8 +878,8 @@ def conversations(ctx, group_id, live, include_deleted, as_table):
 
 
 @cli.command()
-@click.argument("group_id")
-@click.argument("conversation_id")
+@group_argument
+@id_argument("conversation_id")
 @live_option
 @include_deleted_option
 @table_option
@@ -849,8 +899,13 @@ def conversation(ctx, group_id, conversation_id, live, include_deleted, as_table
 
 
 @cli.command()
-@click.argument("group_id")
-@click.option("--conversation", "conversation_id", help="Only the threads of this conversation.")
+@group_argument
+@click.option(
+    "--conversation",
+    "conversation_id",
+    callback=_check_id_param,
+    help="Only the threads of this conversation.",
+)
 @live_option
 @include_deleted_option
 @table_option
@@ -876,8 +931,8 @@ def threads(ctx, group_id, conversation_id, live, include_deleted, as_table):
 
 
 @cli.command()
-@click.argument("group_id")
-@click.argument("thread_id")
+@group_argument
+@id_argument("thread_id")
 @live_option
 @include_deleted_option
 @table_option
@@ -899,8 +954,8 @@ def thread(ctx, group_id, thread_id, live, include_deleted, as_table):
 
 
 @cli.command()
-@click.argument("group_id")
-@click.argument("thread_id")
+@group_argument
+@id_argument("thread_id")
 @live_option
 @include_deleted_option
 @table_option
@@ -920,9 +975,9 @@ def posts(ctx, group_id, thread_id, live, include_deleted, as_table):
 
 
 @cli.command()
-@click.argument("group_id")
-@click.argument("thread_id")
-@click.argument("post_id")
+@group_argument
+@id_argument("thread_id")
+@id_argument("post_id")
 @click.option("--versions", is_flag=True, help="Every version archived, oldest first.")
 @live_option
 @include_deleted_option
@@ -957,9 +1012,9 @@ def post(ctx, group_id, thread_id, post_id, versions, live, include_deleted, as_
 
 
 @cli.command()
-@click.argument("group_id")
-@click.argument("thread_id")
-@click.argument("post_id")
+@group_argument
+@id_argument("thread_id")
+@id_argument("post_id")
 @click.option(
     "--save",
     "save_dir",
@@ -1059,7 +1114,14 @@ def _log_line(entry: dict[str, Any]) -> str:
 
 
 @cli.command()
-@click.option("--group", "group_ids", multiple=True, help="A group id; repeat for several.")
+@click.option(
+    "--group",
+    "group_ids",
+    multiple=True,
+    metavar="GROUP",
+    callback=_resolve_group_param,
+    help=f"{GROUP_HELP}; repeat for several.",
+)
 @click.option("--joined", is_flag=True, help="Every group the identity is a member of.")
 @click.option("--all", "all_groups", is_flag=True, help="Every Microsoft 365 group.")
 @click.option(
@@ -1179,7 +1241,13 @@ EVENT_COLUMNS = ["id", "state", "attempts", "created_at", "group_id", "post_id",
 @cli.command(name="events")
 @click.option("--since", help="Recorded at or after this date or time (UTC), e.g. 2024-05-01.")
 @click.option("--state", type=click.Choice(EVENT_STATES), help="Only events in this state.")
-@click.option("--group", "group_id", help="Only this group's events.")
+@click.option(
+    "--group",
+    "group_id",
+    metavar="GROUP",
+    callback=_resolve_group_param,
+    help=f"Only this group's events. {GROUP_HELP}.",
+)
 @click.option("--jsonl", is_flag=True, help="One event per line, exactly as a hook gets it.")
 @table_option
 @click.pass_context
@@ -1212,7 +1280,14 @@ def events_command(ctx, since, state, group_id, jsonl, as_table):
     type=click.Path(file_okay=False),
     help="A new (or empty) folder for the files and manifest.json.",
 )
-@click.option("--group", "group_ids", multiple=True, help="Only this group; repeat for several.")
+@click.option(
+    "--group",
+    "group_ids",
+    multiple=True,
+    metavar="GROUP",
+    callback=_resolve_group_param,
+    help=f"Only this group; repeat for several. {GROUP_HELP}.",
+)
 @click.option("--since", help="Posts received on or after this date or time (UTC).")
 @click.option("--until", help="Posts received up to this date (the whole day) or time (UTC).")
 @click.option("--include-deleted", is_flag=True, help="Also posts deleted upstream (marked).")
@@ -1442,7 +1517,9 @@ def _bold_snippet(hit, width: int = 110) -> str:
 @click.argument("query")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--offset", default=0, type=click.IntRange(0), help="Skip this many hits.")
-@click.option("--group", help="Only this group (a name or an id), like group: in the query.")
+@click.option(
+    "--group", metavar="GROUP", help=f"Only this group, like group: in the query. {GROUP_HELP}."
+)
 @click.option(
     "--sort", type=click.Choice(["relevance", "date"]), default="relevance", show_default=True
 )

@@ -6,6 +6,9 @@
     ├── ArchiveError           the local database is missing or unusable
     ├── ValidationError        a write that cannot be queued (exit 2, nothing queued)
     ├── NoMailboxError         a security group or distribution list named for mail (exit 2)
+    ├── InvalidIdError         an id no Graph id looks like: refused before any request (exit 2)
+    ├── GroupRefError          a GROUP that names no archived group (exit 2)
+    │   └── AmbiguousGroupError    ... or several of them; lists the candidates (exit 2)
     ├── OutboxError            an outbox item that cannot do what was asked
     └── GraphError             Microsoft Graph answered with an error
         ├── BadRequestError        400: malformed id, unsupported query option
@@ -32,13 +35,16 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 __all__ = [
+    "AmbiguousGroupError",
     "ArchiveError",
     "AuthError",
     "BadRequestError",
     "ConfigError",
     "ForbiddenError",
     "GraphError",
+    "GroupRefError",
     "GroupsyncError",
+    "InvalidIdError",
     "NoMailboxError",
     "NotFoundError",
     "OutboxError",
@@ -80,6 +86,28 @@ class NoMailboxError(GroupsyncError):
     """A group that exists but has no group mailbox, so there is nothing to archive or post."""
 
     exit_code = 2
+
+
+class InvalidIdError(GroupsyncError):
+    """An id that cannot be Graph's (a path step, ``/``, a control character): refused
+    before it reaches a URL or the archive."""
+
+    exit_code = 2
+
+
+class GroupRefError(GroupsyncError):
+    """A group named by text (id, nickname, address, display name) that no archived group
+    answers to, and that is no GUID either."""
+
+    exit_code = 2
+
+
+class AmbiguousGroupError(GroupRefError):
+    """A group name that fits several archived groups; ``candidates`` holds their ids."""
+
+    def __init__(self, message: str, candidates: list[str]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
 
 
 class OutboxError(GroupsyncError):

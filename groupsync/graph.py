@@ -22,6 +22,7 @@ from .errors import (
     TransportError,
     UnauthorizedError,
 )
+from .ids import check_id
 from .models import (
     Attachment,
     Conversation,
@@ -85,10 +86,9 @@ class BearerAuth(httpx.Auth):
 
 
 def _segment(value: str) -> str:
-    """An id as one path segment: Exchange ids may hold ``/``, ``+`` and ``=``."""
-    if not isinstance(value, str) or not value:
-        raise GraphError("an id must be a non-empty string")
-    return quote(value, safe="")
+    """An id as one path segment (``+`` and ``=`` escaped). An id that could step out of
+    it (``/``, ``..``, ``?``, a control character) is refused, never sent."""
+    return quote(check_id(value), safe="")
 
 
 class GraphClient:

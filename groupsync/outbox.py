@@ -43,6 +43,7 @@ from .errors import (
 )
 from .graph import GraphClient
 from .html import to_text
+from .ids import check_id
 from .models import parse_datetime
 from .throttle import Throttle
 
@@ -154,6 +155,11 @@ class Outbox:
         """Check everything Graph would refuse, then queue; nothing is queued on error."""
         if action not in ACTIONS:
             raise ValidationError(f"unknown action {action!r}")
+        given = {"group": group_id, "conversation": conversation_id, "thread": thread_id,
+                 "post": post_id}  # fmt: skip
+        for what, value in given.items():
+            if value is not None:
+                check_id(value, f"{what} id")
         if self.app_only and action in DELEGATED_ONLY:
             raise ValidationError(
                 f"{action} needs a signed-in user: Graph does not allow it with application "

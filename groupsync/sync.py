@@ -32,6 +32,7 @@ from .archive import Archive, ThreadSignals, prepare_post, utc_now
 from .audit import incomplete_posts
 from .errors import ForbiddenError, GroupsyncError, NoMailboxError, NotFoundError
 from .graph import GraphClient
+from .ids import check_id
 from .models import (
     ConversationThread,
     ModelError,
@@ -203,10 +204,11 @@ class Syncer:
     ) -> SyncReport:
         """Sync the named groups, the joined ones, or all; with none, the archived groups
         (or the joined ones when the archive is empty)."""
+        group_ids = [check_id(g, "group id") for g in group_ids]  # before the run is recorded
         start = self._counters()
         report = self.report
         report.mode = "full" if self.options.full else "incremental"
-        run_id = self.archive.start_run(report.mode, list(group_ids), self.identity, self.now())
+        run_id = self.archive.start_run(report.mode, group_ids, self.identity, self.now())
         report.run_id = run_id
         try:
             groups = self._resolve_groups(list(group_ids), joined, all_groups)

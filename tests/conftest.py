@@ -75,3 +75,80 @@ def graph_for(app: Any, token: str = "t", **options: Any) -> Any:
         transport=httpx.WSGITransport(app=app),
         **options,
     )
+# -- groups named the ways a tenant names them (groupsync.groupref) ------------------------
+
+NAMED = {
+    "engineering": "6f1e0c1a-0000-4000-8000-000000000001",
+    "engineering_ops": "6f1e0c1a-0000-4000-8000-000000000002",
+    "paris": "6f1e0c1a-0000-4000-8000-000000000003",
+    "design": "6f1e0c1a-0000-4000-8000-000000000004",
+    "design_upper": "6f1e0c1a-0000-4000-8000-000000000005",
+    "hostile": "6f1e0c1a-0000-4000-8000-000000000006",
+    "evil_twin": "6f1e0c1a-0000-4000-8000-000000000007",
+    "marketing": "6f1e0c1a-0000-4000-8000-000000000008",
+    "marketing_old": "6f1e0c1a-0000-4000-8000-000000000009",
+    "engineering_old": "6f1e0c1a-0000-4000-8000-00000000000a",
+    "id_spelled": "6f1e0c1a-0000-4000-8000-00000000000b",
+}
+HOSTILE_NAME = "\x1b[2J\u202eEvil <b>\x07"
+NAMED_GROUPS = [
+    # (key, displayName, mail, mailNickname, deleted upstream)
+    ("engineering", "Engineering", "engineering@contoso.com", "engineering", False),
+    ("engineering_ops", "Engineering Ops", "eng-ops@contoso.com", "eng-ops", False),
+    ("paris", "Équipe Paris", "equipe-paris@contoso.com", "equipe-paris", False),
+    ("design", "Design", "design@contoso.com", "design", False),
+    ("design_upper", "DESIGN", "design-2@contoso.com", "design-2", False),
+    ("hostile", HOSTILE_NAME, "evil@contoso.com", "evil", False),
+    ("evil_twin", "Evil twin", "evil-twin@contoso.com", "evil-twin", False),
+    ("marketing", "Marketing", "marketing@contoso.com", "marketing", False),
+    ("marketing_old", "Marketing Archive", "marketing-old@contoso.com", "marketing-old", True),
+    ("engineering_old", "Engineering", "engineering-2019@contoso.com", "engineering-2019", True),
+    # a display name that spells another group's id: the id wins
+    ("id_spelled", NAMED["paris"], "spelled@contoso.com", "spelled", False),
+]
+
+
+def save_named_groups(archive: Any) -> None:
+    """NAMED_GROUPS into ``archive``, the deleted ones tombstoned as a full sync would."""
+    now = "2025-01-01T00:00:00Z"
+    with archive.atomic():
+        for key, name, mail, nickname, deleted in NAMED_GROUPS:
+            group = {"id": NAMED[key], "displayName": name, "mail": mail, "mailNickname": nickname}
+            archive.save_group(group, now)
+            if deleted:
+                archive.note_group_access(NAMED[key], "deleted upstream", now)
+
+
+@pytest.fixture(scope="module")
+def named_groups():
+    """An in-memory archive of groups whose names collide, fold, prefix one another and
+    misbehave (control characters, a bidi override, markup), some deleted upstream."""
+    from groupsync.archive import Archive
+
+    with Archive(":memory:") as archive:
+        save_named_groups(archive)
+        yield archive
+
+
+# One id of each kind the CLI and GraphClient refuse before any request.
+BAD_IDS = {
+    "empty": "",
+    "dot": ".",
+    "dotdot": "..",
+    "backslash": "a\\b",
+    "question": "a?b",
+    "hash": "a#b",
+    "encoded-slash": "a%2Fb",
+    "encoded-backslash": "a%5cb",
+    "encoded-question": "a%3Fb",
+    "encoded-hash": "a%23b",
+    "encoded-dots": "%2E%2E",
+    "nul": "a\x00b",
+    "escape": "a\x1b[2Jb",
+    "newline": "a\nb",
+    "del": "a\x7fb",
+    "c1": "a\x85b",
+    "bidi-override": "a\u202eb",
+    "bidi-isolate": "a\u2066b",
+    "too-long": "A" * 1025,  # groupsync.ids.MAX_ID_LENGTH + 1
+}

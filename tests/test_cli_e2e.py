@@ -146,16 +146,18 @@ def test_503s_and_504s_are_retried(tmp_path, tenant):
 
 
 @pytest.mark.parametrize(
-    "group_id,message",
+    "group_id,code,message",
     [
-        ("00000000-0000-4000-8000-000000000000", "not found, or you cannot access it"),
-        ("not-a-guid", "malformed"),
+        ("00000000-0000-4000-8000-000000000000", 1, "not found, or you cannot access it"),
+        ("not-a-guid", 2, "no archived group matches 'not-a-guid'"),
     ],
 )
-def test_unknown_group_is_one_line_and_non_zero(tmp_path, group_id, message):
-    with serve_in_thread(make_app(SAMPLE_DATA)) as url:
+def test_unknown_group_is_one_line_and_non_zero(tmp_path, group_id, code, message):
+    app = make_app(SAMPLE_DATA)
+    with serve_in_thread(app) as url:
         result = run(url, tmp_path, "group", group_id)
-    assert result.returncode == 1
+    assert result.returncode == code
+    assert app.log.count() == (1 if code == 1 else 0)  # a name no archive knows: not sent
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr

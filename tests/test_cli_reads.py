@@ -186,11 +186,11 @@ def test_errors_are_one_line_and_groups_fall_back_to_the_archive(world, ids, tmp
 @pytest.mark.parametrize(
     "args,flag",
     [
-        (["posts", "g", "t", "--live", "--include-deleted"], "--include-deleted"),
-        (["post", "g", "t", "p", "--live", "--versions"], "--versions"),
-        (["attachments", "g", "t", "p", "--live", "--save", "out"], "--save"),
+        (["posts", MARKETING, "t", "--live", "--include-deleted"], "--include-deleted"),
+        (["post", MARKETING, "t", "p", "--live", "--versions"], "--versions"),
+        (["attachments", MARKETING, "t", "p", "--live", "--save", "out"], "--save"),
         (["groups", "--include-deleted"], "--offline"),
-        (["group", "g", "--include-deleted"], "--offline"),
+        (["group", MARKETING, "--include-deleted"], "--offline"),
     ],
 )
 def test_archive_only_options_refuse_live(args, flag, tmp_path):

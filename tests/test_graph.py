@@ -11,6 +11,7 @@ from groupsync.errors import (
     BadRequestError,
     ForbiddenError,
     GraphError,
+    InvalidIdError,
     NotFoundError,
     ServiceUnavailableError,
     ThrottledError,
@@ -98,10 +99,24 @@ def test_refuses_a_next_link_to_another_host(clock):
 
 
 def test_ids_are_escaped_as_one_path_segment(clock):
-    app = App(httpx.Response(200, json={"id": "a/b+c=="}))
+    """Real Exchange ids hold ``+`` and ``/`` (reported by Graph users): one segment each."""
+    app = App(httpx.Response(200, json={"id": "a-b_c+d/e=="}))
     with client(app, clock) as graph:
-        graph.get_thread(GROUP, "a/b+c==")
-    assert app.requests[0].url.raw_path.endswith(b"/threads/a%2Fb%2Bc%3D%3D")
+        graph.get_thread(GROUP, "a-b_c+d/e==")
+    assert app.requests[0].url.raw_path.endswith(b"/threads/a-b_c%2Bd%2Fe%3D%3D")
+
+
+@pytest.mark.parametrize(
+    "bad", ["", ".", "..", "a\\b", "a?b", "a#b", "a%2Fb", "a%2e%2E", "a\x1b[2Jb",
+            "a\x85b", "a\x7fb", "a\u202eb"],
+)
+def test_ids_that_could_leave_their_segment_are_never_sent(clock, bad):
+    app = App(httpx.Response(200, json={"id": "x"}))
+    with client(app, clock) as graph, pytest.raises(InvalidIdError, match="not a valid id"):
+        graph.get_post(GROUP, "t-1", bad)
+    with client(app, clock) as graph, pytest.raises(InvalidIdError):
+        list(graph.list_threads(bad))
+    assert app.requests == []
 
 
 def test_429_waits_retry_after_then_succeeds(clock):

@@ -37,6 +37,8 @@ from groupsync.html import sanitise
 from groupsync.simulator import make_app
 from groupsync.sync import Syncer, SyncOptions
 
+from .conftest import save_named_groups
+
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = "36a8fb87-f96d-447b-8a27-33dd4dc585be"
 MARKETING = "83231e12-1380-4fe3-b849-b614bcff5d6c"
@@ -989,6 +991,35 @@ async def test_search_rejects_bad_filters(ds, args, message):
     response, page = await search_page(ds, **args)
     assert response.status_code == 400
     assert message in page.select_one(".groupsync-error").get_text()
+
+
+@pytest.mark.asyncio
+async def test_an_ambiguous_group_in_the_query_lists_the_candidates(ds):
+    response, page = await search_page(ds, q="group:e invoice")
+    assert response.status_code == 400
+    error = page.select_one(".groupsync-error")
+    head, *lines = error.get_text().strip().split("\n")
+    assert head.startswith("'e' fits 2 archived groups")
+    assert [line.split("  ")[1:3] for line in lines] == [
+        [f"'{ENGINEERING}'", "'Engineering'"],
+        ["'639ffed1-1c46-44c0-b07f-d0f918950bdf'", "'Équipe Paris'"],
+    ]
+    assert page.select(".groupsync-hit") == []
+
+
+@pytest.mark.asyncio
+async def test_hostile_group_names_in_the_error_are_escaped(tmp_path):
+    path = tmp_path / "named.db"
+    with Archive(path) as archive:
+        save_named_groups(archive)
+    ds = make_datasette(path)
+    response, page = await search_page(ds, q="group:ev budget")
+    assert response.status_code == 400
+    error = page.select_one(".groupsync-error")
+    assert_inert(error)
+    assert error.find("b") is None and "<b>" not in response.text
+    assert "'\\x1b[2J\\u202eEvil <b>\\x07'" in error.get_text()
+    assert not {"\x1b", "\u202e", "\x07"} & set(str(error))
 
 
 @pytest.mark.asyncio

@@ -313,7 +313,7 @@ def test_limit_offset_and_sort(sample):
         ("after:2025-13-01", "not a date"),
         ("after:yesterday", "wants a date"),
         ("has:pdf", "has:attachment"),
-        ("group:nowhere", "no group matches"),
+        ("group:nowhere", "no archived group matches"),
         ("from:", "needs a value"),
         ("budget AND", "needs a term"),
         ("*", "wildcard"),

@@ -114,6 +114,7 @@ def search(
         catch_up = not getattr(archive, "readonly", False)
     resolver = _Resolver(archive)
     parsed = parse_query(query, resolver)
+    narrow = None if group is None else DocFilter(groups=resolver(group))
     state = _read_state(index_path)
     archive_seq = archive.change_seq()
     notes: list[str] = []
@@ -129,9 +130,8 @@ def search(
         notes.append(f"index is {behind} changes behind; run groupsync index")
 
     filt = parsed.filter
-    if group is not None:
-        extra = DocFilter(groups=resolver(group))
-        filt = extra if filt is None else filt.intersect(extra)
+    if narrow is not None:
+        filt = narrow if filt is None else filt.intersect(narrow)
     if not include_deleted:
         hide = DocFilter(not_flags=FLAG_DELETED)
         filt = hide if filt is None else filt.intersect(hide)

@@ -12,8 +12,8 @@ from whoosh import qparser
 from whoosh import query as wquery
 
 from ..archive import Archive
-from ..errors import GroupsyncError
-from .analysis import terms_of
+from ..errors import GroupRefError, GroupsyncError
+from ..groupref import resolve_group
 from .filters import DocFilter
 from .schema import ALIASES, DEFAULT_FIELDS, FIELD_BOOSTS, FLAG_ATTACHMENT, SCHEMA
 
@@ -83,29 +83,18 @@ def _day(value: str, what: str) -> int:
 
 
 class _Resolver:
-    """Group names and ids of an archive, for ``group:`` and ``--group``."""
+    """``group:`` and ``--group`` values to group ids by the CLI's rule
+    (:func:`groupsync.groupref.resolve_group`): a name that fits several groups is an
+    error listing them, never their union."""
 
     def __init__(self, archive: Archive) -> None:
-        self.groups = archive.conn.execute(
-            "SELECT id, displayName, mailNickname, mail FROM groups"
-        ).fetchall()
+        self.archive = archive
 
     def __call__(self, value: str) -> frozenset[str]:
-        wanted = " ".join(terms_of(value))
-        exact = set()
-        partial = set()
-        for group_id, name, nickname, mail in self.groups:
-            if value == group_id:
-                return frozenset([group_id])
-            names = [" ".join(terms_of(v)) for v in (name, nickname, mail) if v]
-            if wanted and wanted in names:
-                exact.add(group_id)
-            elif wanted and any(n.startswith(wanted) for n in names):
-                partial.add(group_id)
-        found = exact or partial
-        if not found:
-            raise QueryError(f"no group matches {value!r}")
-        return frozenset(found)
+        try:
+            return frozenset([resolve_group(self.archive, value)])
+        except GroupRefError as ex:
+            raise QueryError(str(ex)) from None
 
 
 def _term_text(q: wquery.Query) -> str | None:
