@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -999,6 +1000,16 @@ async def test_malformed_query_is_explained_not_a_traceback(ds):
     assert response.status_code == 400
     assert page.select_one(".groupsync-error").get_text().strip()
     assert "Traceback" not in response.text
+
+
+@pytest.mark.asyncio
+async def test_a_huge_query_gets_an_error_message_at_once(ds):
+    started = time.monotonic()
+    response, page = await search_page(ds, q="budget " * 500)
+    assert time.monotonic() - started < 2
+    assert response.status_code == 400
+    error = page.select_one(".groupsync-error").get_text()
+    assert "3,499 characters long; at most 1,000 are allowed" in error
 
 
 @pytest.mark.asyncio
