@@ -358,6 +358,18 @@ def test_hostile_queries_are_refused_in_milliseconds(sample, query, message):
         assert time.process_time() - started < 0.5
 
 
+def test_a_query_that_would_score_too_many_postings_is_refused(sample, monkeypatch):
+    from groupsync.search import evaluator
+
+    assert find(sample, "latency").total == 6  # a few postings: well within any budget
+    monkeypatch.setattr(evaluator, "MAX_POSTINGS", 40)
+    assert find(sample, "latency").total == 6
+    with pytest.raises(search.QueryError, match="would take too long"):
+        find(sample, "the OR budget OR roadmap OR latency")
+    with pytest.raises(search.QueryError, match="would take too long"):
+        find(sample, '"the budget" OR "the roadmap"')
+
+
 def test_bad_sort_and_limit(sample):
     with pytest.raises(search.QueryError):
         find(sample, "budget", sort="size")
