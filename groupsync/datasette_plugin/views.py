@@ -10,9 +10,7 @@ script but Datasette's own.
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
-import hashlib
 import json
 import re
 import sqlite3
@@ -32,6 +30,7 @@ from ..archive import Archive
 from ..errors import GroupsyncError
 from ..html import sanitise
 from .archives import attachment_url, find_archive, post_anchor, thread_url
+from .security import content_security_policy, page_headers
 
 __all__ = [
     "attachment",
@@ -51,40 +50,11 @@ _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MARK = re.compile(r"<(?!/?mark>)")
 _STATIC = {"groupsync.css": "text/css; charset=utf-8"}
 
-# Datasette's base.html closes open menus with one inline script; it is allowed by hash.
-_SCRIPT_HASHES: list[str] = []
-
-
-def set_script_hashes(template_source: str) -> None:
-    """Allow the inline scripts of a trusted Datasette template (``_close_open_menus``)."""
-    _SCRIPT_HASHES.clear()
-    for script in re.findall(r"<script>(.*?)</script>", template_source, re.S):
-        digest = hashlib.sha256(script.encode("utf-8")).digest()
-        _SCRIPT_HASHES.append("'sha256-" + base64.b64encode(digest).decode("ascii") + "'")
-
-
-def content_security_policy() -> str:
-    scripts = " ".join(["'self'", *_SCRIPT_HASHES])
-    return (
-        f"default-src 'none'; script-src {scripts}; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    )
-
-
-def _page_headers() -> dict[str, str]:
-    return {
-        "Content-Security-Policy": content_security_policy(),
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-        "X-Frame-Options": "DENY",
-    }
-
-
 async def _page(
     datasette: Any, request: Any, template: str, context: dict[str, Any], status: int = 200
 ) -> Response:
     html = await datasette.render_template(template, context, request=request)
-    return Response.html(html, status=status, headers=_page_headers())
+    return Response.html(html, status=status, headers=page_headers())
 
 
 View = Callable[[Any, Any], Awaitable[Response]]
