@@ -22,7 +22,13 @@ from urllib.parse import unquote
 import nh3
 from selectolax.lexbor import LexborHTMLParser
 
-__all__ = ["sanitise", "to_text"]
+__all__ = ["BIDI_CONTROLS", "neutralise_bidi", "sanitise", "to_text"]
+
+# Unicode's explicit bidirectional formatting characters (ALM, LRM, RLM, LRE, RLE, PDF, LRO,
+# RLO, LRI, RLI, FSI, PDI), as a regex character class. In a file name they reorder what is
+# shown: "invoice\u202egpj.exe" displays as "invoiceexe.jpg".
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
 
 _SKIP = frozenset({"script", "style", "head", "title", "noscript", "template", "svg", "math"})
 _BLOCK = frozenset(
@@ -35,6 +41,15 @@ _BLOCK = frozenset(
 )  # fmt: skip
 _CELL = frozenset({"td", "th"})
 _SKIP_LIST = sorted(_SKIP)
+
+
+def neutralise_bidi(text: str, replacement: str | None = None) -> str:
+    """``text`` with each bidi control replaced: by ``replacement``, or by default by its
+    code point in brackets (``invoice[U+202E]gpj.exe``), so a name reads in the order it is
+    stored and shows that someone tried."""
+    if replacement is None:
+        return _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
+    return _BIDI.sub(replacement, text)
 
 
 def _tag_starts(tags: frozenset[str]) -> re.Pattern[str]:

@@ -597,6 +597,36 @@ async def test_svg_attachment_is_downloaded_never_shown(ds, sample):
 
 
 @pytest.mark.asyncio
+async def test_bidi_overrides_in_file_names_are_neutralised(sample, tmp_path, db_name):
+    copy = tmp_path / f"{db_name}.db"
+    shutil.copy(sample["path"], copy)
+    group_id, thread_id, post_id = sample["svg_post"]
+    spoof = "invoice\u202egpj.exe"  # shows as "invoiceexe.jpg"
+    conn = sqlite3.connect(copy)
+    with conn:
+        conn.execute("update attachments set name = ? where post_id = ? and name = 'diagram.svg'",
+                     (spoof, post_id))  # fmt: skip
+        (att_id, sha256) = conn.execute(
+            "select id, sha256 from attachments where name = ?", (spoof,)
+        ).fetchone()
+    conn.close()
+    spoofed = make_datasette(copy)
+    shown = "invoice[U+202E]gpj.exe"
+    thread_page = await spoofed.client.get(thread_path(group_id, thread_id))
+    table_page = await spoofed.client.get(f"/{db_name}/attachments?post_id={quote(post_id)}")
+    row_page = await spoofed.client.get(
+        f"/{db_name}/attachments/{tilde_encode(post_id)},{tilde_encode(att_id)}"
+    )
+    for response in (thread_page, table_page, row_page):
+        assert response.status_code == 200
+        assert "\u202e" not in response.text and shown in soup(response.text).get_text()
+    download = await spoofed.client.get(f"/-/groupsync/attachment/{sha256}?post={quote(post_id)}")
+    disposition = download.headers["content-disposition"]
+    assert 'filename="invoice_gpj.exe"' in disposition
+    assert "filename*=UTF-8''invoice_gpj.exe" in disposition
+
+
+@pytest.mark.asyncio
 async def test_in_reply_to_links_to_the_answered_post(sample, tmp_path):
     copy = tmp_path / "replies.db"
     shutil.copy(sample["path"], copy)

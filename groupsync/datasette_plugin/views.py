@@ -28,7 +28,7 @@ from markupsafe import Markup
 from .. import search as search_engine
 from ..archive import Archive
 from ..errors import GroupsyncError
-from ..html import sanitise
+from ..html import neutralise_bidi, sanitise
 from .archives import attachment_url, find_archive, post_anchor, thread_url
 from .security import content_security_policy, page_headers
 
@@ -205,7 +205,7 @@ def _attachment(datasette: Any, row: tuple[Any, ...]) -> dict[str, Any]:
     return {
         "id": att_id,
         "kind": kind,
-        "name": name or "(no name)",
+        "name": neutralise_bidi(name) if name else "(no name)",
         "content_type": content_type,
         "size": size if size is not None else have,
         "size_text": human_size(size if size is not None else have),
@@ -568,7 +568,9 @@ def _read_chunk(conn: sqlite3.Connection, rowid: int, offset: int, size: int) ->
 
 
 def content_disposition(kind: str, name: str) -> str:
-    """RFC 6266: an ASCII ``filename`` for old clients, the real name in ``filename*``."""
+    """RFC 6266: an ASCII ``filename`` for old clients, the real name in ``filename*``
+    (bidi controls, which would disguise its extension, made ``_``)."""
+    name = neutralise_bidi(name, "_")
     ascii_name = re.sub(r"[^A-Za-z0-9._ ()-]", "_", name).strip() or "attachment"
     return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
