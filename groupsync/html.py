@@ -43,6 +43,21 @@ _CELL = frozenset({"td", "th"})
 _SKIP_LIST = sorted(_SKIP)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _scalars(text: str) -> str:
+    """``text`` with lone surrogates (which JSON's ``\\ud800`` escapes let into a body, and
+    which no UTF-8 parser accepts) replaced by U+FFFD."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
 def neutralise_bidi(text: str, replacement: str | None = None) -> str:
     """``text`` with each bidi control replaced: by ``replacement``, or by default by its
     code point in brackets (``invoice[U+202E]gpj.exe``), so a name reads in the order it is
@@ -74,6 +89,7 @@ def to_text(html: str | None, content_type: str = "html") -> str:
     """
     if not html:
         return ""
+    html = _scalars(html)
     if content_type != "html":
         return _tidy(html)
     tree = LexborHTMLParser(_CELL_BEFORE.sub(" <", _LINE_BEFORE.sub("\n<", html)))
@@ -289,6 +305,7 @@ def sanitise(
     """
     if not html:
         return ""
+    html = _scalars(html)
     if content_type != "html":
         return f'<div style="white-space:pre-wrap">{html_lib.escape(html, quote=False)}</div>'
     own: set[str] = set()

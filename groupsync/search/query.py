@@ -56,7 +56,14 @@ _DATE = re.compile(r"^(\d{4})(?:[-/](\d{1,2})(?:[-/](\d{1,2}))?)?$")
 
 
 def _check_limits(text: str) -> None:
-    """Refuse, before any parsing, a query bigger than the documented limits."""
+    """Refuse, before any parsing, a query bigger than the documented limits, or one that is
+    no Unicode text (bytes that were not UTF-8 on a command line arrive as lone surrogates,
+    which the index cannot encode)."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise QueryError("the query is not valid UTF-8 text") from None
     if len(text) > MAX_QUERY_CHARS:
         raise QueryError(
             f"the query is {len(text):,} characters long; at most {MAX_QUERY_CHARS:,} are allowed"
