@@ -342,6 +342,24 @@ def test_a_hook_that_prints_a_megabyte_is_stored_shortened_outside_the_archive(t
     assert item["hook_output"] == kept
 
 
+def test_hook_output_an_earlier_version_kept_in_the_archive_is_scrubbed(tmp_path):
+    db, outputs = failed_hook_archive(tmp_path, "exit 3")
+    outputs.close()
+    with sqlite3.connect(db) as conn:  # as groupsync before 005 left it
+        conn.execute("update events set last_error = "
+                     "'the hook exited with status 3: token=abc: s3cret' where state = 'failed'")
+        conn.execute("update events set last_error = 'the hook did not finish within 60 s' "
+                     "where id = (select min(id) from events where state = 'pending')")
+        conn.execute("delete from _sqlite_migrations where name = ?",
+                     ("005_events_without_hook_output",))  # fmt: skip
+    conn.close()
+    with Archive(db):
+        pass
+    assert sorted(rows(db, "select last_error from events where last_error is not null")) == [
+        ("the hook did not finish within 60 s",), ("the hook exited with status 3",)
+    ]
+
+
 def test_hook_environment_is_an_allow_list_without_secrets(monkeypatch):
     for name in SECRET_ENV_VARS:
         monkeypatch.setenv(name, "s3cret-" + name)
