@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
+import os
 import signal
 import sys
 import threading
@@ -22,7 +24,15 @@ from .archive import Archive
 from .config import load_settings, parse_rate
 from .connect import connect, throttle_key
 from .errors import GroupsyncError, TransportError, ValidationError
-from .events import EVENT_STATES, ShellHook, event_payload, iter_events
+from .events import (
+    EVENT_STATES,
+    HookOutputLog,
+    ShellHook,
+    event_payload,
+    hook_environment,
+    hook_output_path,
+    iter_events,
+)
 from .export import FORMATS, ExportOptions, parse_bound
 from .export import export as export_archive
 from .export_check import check_export
@@ -1145,6 +1155,13 @@ def _log_line(entry: dict[str, Any]) -> str:
     help="Run CMD (a shell command) once per new post, with the event JSON on stdin.",
 )
 @click.option(
+    "--hook-env",
+    "hook_env",
+    metavar="NAME",
+    multiple=True,
+    help="Also pass this environment variable on to --on-new (repeatable; never a secret).",
+)
+@click.option(
     "--hook-timeout",
     default=60.0,
     show_default=True,
@@ -1166,8 +1183,8 @@ def _log_line(entry: dict[str, Any]) -> str:
 @click.option("--once", is_flag=True, help="One iteration, then exit.")
 @click.pass_context
 def watch(
-    ctx, group_ids, joined, all_groups, interval, full_every, send, on_new, hook_timeout, jsonl,
-    fire_on_backfill, max_backoff, log_json, once,
+    ctx, group_ids, joined, all_groups, interval, full_every, send, on_new, hook_env,
+    hook_timeout, jsonl, fire_on_backfill, max_backoff, log_json, once,
 ):
     """Sync every --interval, fire events for new posts, and keep going through outages.
 
@@ -1177,6 +1194,12 @@ def watch(
     if joined and all_groups:
         raise click.UsageError("--joined and --all do not go together")
     settings = settings_from(ctx)
+    hook = None
+    if on_new:
+        environ = hook_environment(
+            os.environ, keep=hook_env, extra={"GROUPSYNC_DB": os.path.abspath(settings.db)}
+        )
+        hook = ShellHook(on_new, hook_timeout, environ)
     token = auth.token_provider(settings)
     stop = threading.Event()
 
@@ -1211,7 +1234,11 @@ def watch(
             WriterLock(settings.db, "groupsync watch"),
             Archive(settings.db) as archive,
             _client(ctx, settings, token) as graph,
+            contextlib.ExitStack() as stack,
         ):
+            outputs = None
+            if hook is not None:
+                outputs = stack.enter_context(HookOutputLog(hook_output_path(settings.db)))
             if send:
                 key = "send|" + throttle_key(settings)
                 cap = Throttle((30, 60.0), settings.db + ".throttle", key=key)
@@ -1221,7 +1248,8 @@ def watch(
                 graph,
                 options=options,
                 identity=identity,
-                hook=ShellHook(on_new, hook_timeout) if on_new else None,
+                hook=hook,
+                hook_outputs=outputs,
                 on_event=print_event if jsonl else None,
                 outbox=Outbox(archive, identity=identity) if send else None,
                 sending_cap=cap,
@@ -1256,7 +1284,11 @@ def events_command(ctx, since, state, group_id, jsonl, as_table):
     if jsonl and as_table:
         raise click.UsageError("--jsonl and --table do not go together")
     settings = settings_from(ctx)
-    with Archive(settings.db, readonly=True) as archive:
+    outputs_path = hook_output_path(settings.db)
+    with Archive(settings.db, readonly=True) as archive, contextlib.ExitStack() as stack:
+        outputs = None
+        if os.path.exists(outputs_path):
+            outputs = stack.enter_context(HookOutputLog(outputs_path, readonly=True))
         rows = iter_events(
             archive, since=parse_bound(since), state=state, group_id=group_id
         )
@@ -1267,7 +1299,11 @@ def events_command(ctx, since, state, group_id, jsonl, as_table):
             echo_table(list(rows), EVENT_COLUMNS)
         else:
             _echo_json_stream(
-                {**{k: v for k, v in row.items() if k != "json"}, "event": event_payload(row)}
+                {
+                    **{k: v for k, v in row.items() if k != "json"},
+                    "event": event_payload(row),
+                    "hook_output": outputs.get(row["id"]) if outputs else None,
+                }
                 for row in rows
             )
 

@@ -72,6 +72,9 @@ class Settings:
 _ENV = {f.name: "GROUPSYNC_" + f.name.upper() for f in dataclasses.fields(Settings)}
 _ENV.pop("sources")
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "sources"}
+# The environment variables that carry a secret setting: what `config show` masks, never
+# handed on to a hook.
+SECRET_ENV_VARS = frozenset(_ENV[name] for name in SECRET_FIELDS)
 
 
 def parse_rate(value: Any) -> tuple[int, float] | None:

@@ -22,7 +22,20 @@ from urllib.parse import unquote
 import nh3
 from selectolax.lexbor import LexborHTMLParser
 
-__all__ = ["content_ids", "same_content_id", "sanitise", "to_text"]
+__all__ = [
+    "BIDI_CONTROLS",
+    "content_ids",
+    "neutralise_bidi",
+    "same_content_id",
+    "sanitise",
+    "to_text",
+]
+
+# Unicode's explicit bidirectional formatting characters (ALM, LRM, RLM, LRE, RLE, PDF, LRO,
+# RLO, LRI, RLI, FSI, PDI), as a regex character class. In a file name they reorder what is
+# shown: "invoice\u202egpj.exe" displays as "invoiceexe.jpg".
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
 
 _SKIP = frozenset({"script", "style", "head", "title", "noscript", "template", "svg", "math"})
 _BLOCK = frozenset(
@@ -35,6 +48,30 @@ _BLOCK = frozenset(
 )  # fmt: skip
 _CELL = frozenset({"td", "th"})
 _SKIP_LIST = sorted(_SKIP)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _scalars(text: str) -> str:
+    """``text`` with lone surrogates (which JSON's ``\\ud800`` escapes let into a body, and
+    which no UTF-8 parser accepts) replaced by U+FFFD."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+def neutralise_bidi(text: str, replacement: str | None = None) -> str:
+    """``text`` with each bidi control replaced: by ``replacement``, or by default by its
+    code point in brackets (``invoice[U+202E]gpj.exe``), so a name reads in the order it is
+    stored and shows that someone tried."""
+    if replacement is None:
+        return _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
+    return _BIDI.sub(replacement, text)
 
 
 def _tag_starts(tags: frozenset[str]) -> re.Pattern[str]:
@@ -59,6 +96,7 @@ def to_text(html: str | None, content_type: str = "html") -> str:
     """
     if not html:
         return ""
+    html = _scalars(html)
     if content_type != "html":
         return _tidy(html)
     tree = LexborHTMLParser(_CELL_BEFORE.sub(" <", _LINE_BEFORE.sub("\n<", html)))
@@ -274,6 +312,7 @@ def sanitise(
     """
     if not html:
         return ""
+    html = _scalars(html)
     if content_type != "html":
         return f'<div style="white-space:pre-wrap">{html_lib.escape(html, quote=False)}</div>'
     own: set[str] = set()

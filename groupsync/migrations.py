@@ -331,6 +331,16 @@ def m004_integrity_events_exports(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="005_events_without_hook_output")
+def m005_events_without_hook_output(db: Database) -> None:
+    """Earlier versions kept the tail of a failed hook's stderr in ``events.last_error``,
+    which Datasette serves; a hook may print a secret. Keep groupsync's own words only."""
+    db.execute(
+        "UPDATE events SET last_error = substr(last_error, 1, instr(last_error, ': ') - 1) "
+        "WHERE last_error LIKE 'the hook exited with status %: %'"
+    )
+
+
 SCHEMA_VERSION = len(MIGRATIONS._migrations)
 
 

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, cast
 
 from .archive import MAILBOX_GROUPS, Archive
 from .errors import ArchiveError, NotFoundError
-from .html import to_text
+from .html import BIDI_CONTROLS, to_text
 from .models import Attachment, Conversation, ConversationThread, Group, ItemBody, Post
 
 __all__ = [
@@ -592,16 +592,18 @@ class SavedAttachment:
         return {k: v for k, v in asdict(self).items() if v is not None or k == "name"}
 
 
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"|?*]')
+_UNSAFE = re.compile(f'[\\x00-\\x1f\\x7f<>:"|?*{BIDI_CONTROLS}]')
 
 
 def safe_file_name(name: str | None, fallback: str = "attachment") -> str:
     """A name that stays inside the folder it is written to, on any common file system.
 
     Path separators split the name and ``.``/``..`` parts are dropped, so
-    ``../../evil.txt`` becomes ``evil.txt`` and ``a/b.txt`` becomes ``a_b.txt``; control and
-    Windows-reserved characters become ``_``; leading dots (hidden files) and trailing dots
-    and spaces go; long names are cut to ``MAX_NAME_BYTES`` keeping the extension.
+    ``../../evil.txt`` becomes ``evil.txt`` and ``a/b.txt`` becomes ``a_b.txt``; control,
+    bidi-control (``invoice\u202egpj.exe``, which shows as ``invoiceexe.jpg``, is saved as
+    ``invoice_gpj.exe``) and Windows-reserved characters become ``_``; leading dots (hidden
+    files) and trailing dots and spaces go; long names are cut to ``MAX_NAME_BYTES`` keeping
+    the extension.
     """
     parts = [p for p in re.split(r"[/\\]+", name or "") if p.strip() not in ("", ".", "..")]
     text = _UNSAFE.sub("_", "_".join(parts))

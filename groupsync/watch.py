@@ -23,7 +23,14 @@ from typing import Any
 
 from .archive import Archive, utc_now
 from .errors import AuthError, GraphError
-from .events import Hook, deliver_pending, event_payload, iter_events, latest_event_id
+from .events import (
+    Hook,
+    HookOutputLog,
+    deliver_pending,
+    event_payload,
+    iter_events,
+    latest_event_id,
+)
 from .graph import GraphClient
 from .outbox import Outbox
 from .sync import Syncer, SyncOptions
@@ -86,7 +93,8 @@ class WatchReport:
 class Watcher:
     """The loop. Parameters: ``archive`` (read-write, its writer lock held by the caller),
     ``graph``, ``options``, ``identity`` (for the audit), ``hook`` (called once per event;
-    raises ``HookError`` when it did not take it), ``on_event`` (each event recorded while
+    raises ``HookError`` when it did not take it), ``hook_outputs`` (keeps what the hook
+    printed, outside the archive), ``on_event`` (each event recorded while
     watching, e.g. printed as JSON lines), ``outbox`` and ``sending_cap`` (for ``send``),
     ``log`` (one dict per thing worth saying), ``stop`` (set it to end the loop), and for
     tests ``clock`` (monotonic seconds), ``wait`` (sleeps up to N seconds, returns early
@@ -101,6 +109,7 @@ class Watcher:
         options: WatchOptions | None = None,
         identity: str | None = None,
         hook: Hook | None = None,
+        hook_outputs: HookOutputLog | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         outbox: Outbox | None = None,
         sending_cap: Throttle | None = None,
@@ -115,6 +124,7 @@ class Watcher:
         self.options = options or WatchOptions()
         self.identity = identity
         self.hook = hook
+        self.hook_outputs = hook_outputs
         self.on_event = on_event
         self.outbox = outbox
         self.sending_cap = sending_cap
@@ -193,7 +203,7 @@ class Watcher:
         if self.hook is not None and not self.stop.is_set():
             delivery = deliver_pending(
                 self.archive, self.hook, now=self.now, log=self._log_hook,
-                should_stop=self.stop.is_set,
+                should_stop=self.stop.is_set, outputs=self.hook_outputs,
             )
             self.report.delivered += delivery.delivered
         return ok

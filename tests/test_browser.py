@@ -91,7 +91,8 @@ def archive(tmp_path_factory) -> dict[str, Any]:
         Syncer(db, graph).run([PUBLIC], joined=True)
         search.update_index(db, search.index_path_for(path))
     search.close_indexes()
-    return {"path": path, "hostile": hostile["id"], "newsletter": newsletter["id"]}
+    return {"path": path, "hostile": hostile["id"], "newsletter": newsletter["id"],
+            "post": hostile["posts"][0]["id"]}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -239,4 +240,35 @@ def test_search_page_finds_and_links_to_threads(server, archive, watched, tmp_pa
     assert page.locator("h1").inner_text() == HOSTILE_TOPIC
     assert page.url.split("#")[0] == thread_url(server, archive["hostile"])
     assert page.locator(f"article#{page.url.split('#')[1]}").count() == 1
+    watched.assert_nothing_ran_or_left()
+
+
+def test_datasette_pages_work_under_the_policy(server, archive, watched):
+    """Datasette's own pages get the policy too: their inline scripts run (allowed by hash),
+    CodeMirror starts, and the console reports no violation."""
+    page = watched.page
+    db = archive["path"].stem
+    post_id = archive["post"]
+    pages = {
+        f"{server}/{db}/posts": "() => window.DATASETTE_ALLOW_FACET === true",
+        f"{server}/{db}": "() => document.querySelector('.CodeMirror') !== null",
+        f"{server}/{db}?sql=select+id,+body_content+from+posts+limit+5":
+            "() => document.querySelector('.CodeMirror') !== null",
+        f"{server}/{db}/posts/{tilde_encode(post_id)}": "() => true",
+        f"{server}/": "() => true",
+    }
+    for url, works in pages.items():
+        response = page.goto(url)
+        assert response is not None and response.status == 200, url
+        assert "default-src 'none'" in response.headers["content-security-policy"]
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate(works), url
+    # The menu's inline script (closing open <details> on a click elsewhere) ran as well.
+    page.goto(f"{server}/{db}/posts")
+    page.locator("details.nav-menu > summary").click()
+    assert page.locator("details.nav-menu[open]").count() == 1
+    page.locator("h1").click()
+    assert page.locator("details.nav-menu[open]").count() == 0
+    violations = [c for c in watched.console if "Content Security Policy" in c]
+    assert violations == [] and watched.errors == []
     watched.assert_nothing_ran_or_left()

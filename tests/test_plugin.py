@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -249,15 +250,43 @@ async def test_plugin_pages_carry_a_content_security_policy(ds, sample):
             assert not script.get("src") or script["src"].startswith("/")
 
 
+def datasette_pages(db_name: str, sample) -> list[str]:
+    """Datasette's own pages, one of each kind, and the plugin's."""
+    group_id, thread_id, *_ = sample["edited"]
+    (post_id,) = rows(sample["path"], "select id from posts limit 1")[0]
+    return [
+        "/", f"/{db_name}", f"/{db_name}/posts", f"/{db_name}/posts/{tilde_encode(post_id)}",
+        f"/{db_name}?" + urlencode({"sql": "select id, body_content from posts limit 3"}),
+        f"/{db_name}/busiest_threads", f"/{db_name}/posts.json", "/-/versions",
+        "/-/groupsync/", "/-/groupsync/search?q=budget", thread_path(group_id, thread_id),
+        "/no/such/page",
+    ]  # fmt: skip
+
+
 @pytest.mark.asyncio
-async def test_the_inline_script_datasette_needs_is_allowed_by_hash(ds, sample):
+async def test_every_page_carries_the_policy_and_every_inline_script_is_allowed(
+    ds, db_name, sample
+):
     import base64
 
-    response = await ds.client.get("/-/groupsync/")
-    policy = response.headers["content-security-policy"]
-    for script in re.findall(r"<script>(.*?)</script>", response.text, re.S):
-        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-        assert f"'sha256-{digest}'" in policy
+    for page in datasette_pages(db_name, sample):
+        response = await ds.client.get(page)
+        policy = response.headers["content-security-policy"]
+        script_src = policy.split("script-src")[1].split(";")[0]
+        assert "'unsafe-inline'" not in script_src and "'unsafe-eval'" not in script_src
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+        assert response.headers["x-content-type-options"] == "nosniff", page
+        if not response.headers["content-type"].startswith("text/html"):
+            continue  # JSON holds mail as data: a browser never runs it
+        for script in re.findall(r"<script>(.*?)</script>", response.text, re.S):
+            digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+            assert f"'sha256-{digest}'" in script_src, (page, script[:80])
+        for tag in re.findall(r"<script[^>]*>", response.text):
+            assert tag == "<script>" or re.search(r' src="/', tag), (page, tag)
+    # A download keeps its own, stricter, policy.
+    (sha256,) = rows(sample["path"], "select sha256 from blobs limit 1")[0]
+    response = await ds.client.get(f"/-/groupsync/attachment/{sha256}")
+    assert response.headers["content-security-policy"] == "default-src 'none'; sandbox"
 
 
 # -- metadata -----------------------------------------------------------------------------
@@ -567,6 +596,36 @@ async def test_svg_attachment_is_downloaded_never_shown(ds, sample):
     assert response.headers["content-type"] == "image/svg+xml"
     assert response.headers["content-disposition"].startswith("attachment;")
     assert response.content == SVG
+
+
+@pytest.mark.asyncio
+async def test_bidi_overrides_in_file_names_are_neutralised(sample, tmp_path, db_name):
+    copy = tmp_path / f"{db_name}.db"
+    shutil.copy(sample["path"], copy)
+    group_id, thread_id, post_id = sample["svg_post"]
+    spoof = "invoice\u202egpj.exe"  # shows as "invoiceexe.jpg"
+    conn = sqlite3.connect(copy)
+    with conn:
+        conn.execute("update attachments set name = ? where post_id = ? and name = 'diagram.svg'",
+                     (spoof, post_id))  # fmt: skip
+        (att_id, sha256) = conn.execute(
+            "select id, sha256 from attachments where name = ?", (spoof,)
+        ).fetchone()
+    conn.close()
+    spoofed = make_datasette(copy)
+    shown = "invoice[U+202E]gpj.exe"
+    thread_page = await spoofed.client.get(thread_path(group_id, thread_id))
+    table_page = await spoofed.client.get(f"/{db_name}/attachments?post_id={quote(post_id)}")
+    row_page = await spoofed.client.get(
+        f"/{db_name}/attachments/{tilde_encode(post_id)},{tilde_encode(att_id)}"
+    )
+    for response in (thread_page, table_page, row_page):
+        assert response.status_code == 200
+        assert "\u202e" not in response.text and shown in soup(response.text).get_text()
+    download = await spoofed.client.get(f"/-/groupsync/attachment/{sha256}?post={quote(post_id)}")
+    disposition = download.headers["content-disposition"]
+    assert 'filename="invoice_gpj.exe"' in disposition
+    assert "filename*=UTF-8''invoice_gpj.exe" in disposition
 
 
 @pytest.mark.asyncio
@@ -1030,6 +1089,16 @@ async def test_malformed_query_is_explained_not_a_traceback(ds):
     assert response.status_code == 400
     assert page.select_one(".groupsync-error").get_text().strip()
     assert "Traceback" not in response.text
+
+
+@pytest.mark.asyncio
+async def test_a_huge_query_gets_an_error_message_at_once(ds):
+    started = time.monotonic()
+    response, page = await search_page(ds, q="budget " * 500)
+    assert time.monotonic() - started < 2
+    assert response.status_code == 400
+    error = page.select_one(".groupsync-error").get_text()
+    assert "3,499 characters long; at most 1,000 are allowed" in error
 
 
 @pytest.mark.asyncio

@@ -359,6 +359,7 @@ def test_save_attachments_keeps_every_file_inside_the_folder(fresh, tmp_path):
         "..\\..\\win.ini": b"[x]",
         "a/b:c?.txt": b"abc",
         "..": b"dots",
+        "invoice\u202egpj.exe": b"MZ",
     }
     for name, data in hostile.items():
         app.add_attachment(MARKETING, thread, post["id"], name, "text/plain", data)
@@ -379,6 +380,7 @@ def test_save_attachments_keeps_every_file_inside_the_folder(fresh, tmp_path):
         "..\\..\\win.ini": "win.ini",
         "a/b:c?.txt": "a_b_c_.txt",
         "..": "attachment",
+        "invoice\u202egpj.exe": "invoice_gpj.exe",
     }
     for name, data in hostile.items():
         assert Path(written[name].path or "").read_bytes() == data
@@ -409,6 +411,10 @@ def test_save_attachments_keeps_every_file_inside_the_folder(fresh, tmp_path):
         ("trailing. ", "trailing"),
         ("nul\x00byte\n.txt", "nul_byte_.txt"),
         ("注文同期エラー / Order sync", "注文同期エラー _ Order sync"),
+        ("invoice\u202egpj.exe", "invoice_gpj.exe"),  # shown as "invoiceexe.jpg"
+        ("\u2067report\u2069\u200f.pdf\u200e", "_report__.pdf_"),
+        ("photo\u202d\u202a\u202b\u202c\u2066\u2068\u061c.png", "photo_______.png"),
+        ("שלום.txt", "שלום.txt"),  # right-to-left letters are no controls
     ],
 )
 def test_safe_file_name(name, safe):

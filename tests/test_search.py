@@ -333,6 +333,43 @@ def test_malformed_queries(sample, query, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "query,message",
+    [
+        ("a" * 60_000, "60,000 characters long; at most 1,000"),
+        ("budget " * 200, "1,400 characters long"),
+        (" ".join(["budget"] * 51), "51 words; at most 50"),
+        (" OR ".join(["budget"] * 50), None),  # operators do not count
+        ("(" * 11 + "budget" + ")" * 11, "nest at most 10 deep"),
+        ("(" * 10 + "budget" + ")" * 10, None),
+        ("a* b* c* d* e*", "5 prefix, wildcard or fuzzy terms; at most 4"),
+        ("bu* OR la~ OR r?adm* OR kiosk~2 OR zz*", "at most 4"),
+        ("budget~3", "at most ~2 edits"),
+        ("budget~9/1", "at most ~2 edits"),
+    ],
+)
+def test_hostile_queries_are_refused_in_milliseconds(sample, query, message):
+    started = time.process_time()
+    if message is None:
+        find(sample, query)
+    else:
+        with pytest.raises(search.QueryError, match=message):
+            find(sample, query)
+        assert time.process_time() - started < 0.5
+
+
+def test_a_query_that_would_score_too_many_postings_is_refused(sample, monkeypatch):
+    from groupsync.search import evaluator
+
+    assert find(sample, "latency").total == 6  # a few postings: well within any budget
+    monkeypatch.setattr(evaluator, "MAX_POSTINGS", 40)
+    assert find(sample, "latency").total == 6
+    with pytest.raises(search.QueryError, match="would take too long"):
+        find(sample, "the OR budget OR roadmap OR latency")
+    with pytest.raises(search.QueryError, match="would take too long"):
+        find(sample, '"the budget" OR "the roadmap"')
+
+
 def test_bad_sort_and_limit(sample):
     with pytest.raises(search.QueryError):
         find(sample, "budget", sort="size")
@@ -569,6 +606,17 @@ def test_cli_search_malformed(sample):
     result = invoke(db, "search", '"budget')
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0 and "unbalanced" in result.stderr
+
+
+def test_cli_search_refuses_a_huge_query_quickly(sample):
+    db, _ = sample
+    started = time.monotonic()
+    result = invoke(db, "search", "x" * 60_000)
+    assert time.monotonic() - started < 2
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "Error: the query is 60,000 characters long; at most 1,000 are allowed"
+    )
 
 
 def test_cli_search_options(sample):

@@ -12,12 +12,22 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
 from groupsync.archive import Archive
+from groupsync.config import SECRET_ENV_VARS
 from groupsync.errors import AuthError
-from groupsync.events import HookError, ShellHook
+from groupsync.events import (
+    HOOK_OUTPUT_CAP,
+    HookError,
+    HookOutputLog,
+    ShellHook,
+    deliver_pending,
+    hook_environment,
+    hook_output_path,
+)
 from groupsync.integrity import verify
 from groupsync.lock import LockedError, WriterLock
 from groupsync.simulator import SimulatorOptions, make_app, serve_in_thread
@@ -291,6 +301,106 @@ def test_shell_hook_gets_stdin_and_env_and_is_killed_on_timeout(tmp_path):
     assert time.monotonic() - started < 5
 
 
+def failed_hook_archive(tmp_path: Path, command: str) -> tuple[Path, HookOutputLog]:
+    """An archive whose Marketing history fired events, the first delivered to ``command``
+    (which should fail), with what it printed kept in ``<db>.hooks``."""
+    db = tmp_path / "a.db"
+    watch(db, make_app(SAMPLE_DATA), [], group_ids=[MARKETING], fire_on_backfill=True)
+    outputs = HookOutputLog(hook_output_path(db))
+    with Archive(db) as archive:
+        deliver_pending(archive, ShellHook(command, timeout=30), outputs=outputs,
+                        max_consecutive_failures=1)  # fmt: skip
+    return db, outputs
+
+
+def test_a_hook_that_prints_a_megabyte_is_stored_shortened_outside_the_archive(tmp_path):
+    megabyte = f"{sys.executable} -c \"import sys; sys.stdout.write('o' * 2**20 + 'LAST-OUT'); " \
+        "sys.stderr.write('e' * 2**20 + 'LAST-ERR'); sys.exit(4)\""
+    db, outputs = failed_hook_archive(tmp_path, megabyte)
+    with outputs:
+        (event_id,) = rows(db, "select id from events where state = 'failed'")[0]
+        kept = outputs.get(event_id)
+    assert kept is not None and kept["status"] == 4
+    for stream, last in (("stdout", "LAST-OUT"), ("stderr", "LAST-ERR")):
+        text = kept[stream]
+        assert len(text.encode()) < HOOK_OUTPUT_CAP + 100
+        assert f"groupsync kept {HOOK_OUTPUT_CAP} of {2**20 + 8} bytes" in text
+        assert text.startswith("o" * 100 if stream == "stdout" else "e" * 100)
+        assert text.endswith(last)
+    # The archive has groupsync's words only, never the hook's.
+    assert rows(db, "select last_error from events where state = 'failed'") == [
+        ("the hook exited with status 4",)
+    ]
+    assert os.stat(hook_output_path(db)).st_mode & 0o777 == 0o600
+    # `groupsync events` (run by someone who can read the config) shows it.
+    from click.testing import CliRunner
+
+    from groupsync.cli import cli
+
+    result = CliRunner().invoke(cli, ["events", "--state", "failed"], env={"GROUPSYNC_DB": str(db)})
+    (item,) = json.loads(result.stdout)["value"]
+    assert item["hook_output"] == kept
+
+
+def test_hook_output_an_earlier_version_kept_in_the_archive_is_scrubbed(tmp_path):
+    db, outputs = failed_hook_archive(tmp_path, "exit 3")
+    outputs.close()
+    with sqlite3.connect(db) as conn:  # as groupsync before 005 left it
+        conn.execute("update events set last_error = "
+                     "'the hook exited with status 3: token=abc: s3cret' where state = 'failed'")
+        conn.execute("update events set last_error = 'the hook did not finish within 60 s' "
+                     "where id = (select min(id) from events where state = 'pending')")
+        conn.execute("delete from _sqlite_migrations where name = ?",
+                     ("005_events_without_hook_output",))  # fmt: skip
+    conn.close()
+    with Archive(db):
+        pass
+    assert sorted(rows(db, "select last_error from events where last_error is not null")) == [
+        ("the hook did not finish within 60 s",), ("the hook exited with status 3",)
+    ]
+
+
+def test_hook_environment_is_an_allow_list_without_secrets(monkeypatch):
+    for name in SECRET_ENV_VARS:
+        monkeypatch.setenv(name, "s3cret-" + name)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-s3cret")
+    monkeypatch.setenv("LC_TIME", "C")
+    monkeypatch.setenv("MY_HOOK_SETTING", "mine")
+    env = hook_environment(os.environ, keep=["MY_HOOK_SETTING"], extra={"GROUPSYNC_DB": "a.db"})
+    assert env["PATH"] == os.environ["PATH"] and env["LC_TIME"] == "C"
+    assert env["MY_HOOK_SETTING"] == "mine" and env["GROUPSYNC_DB"] == "a.db"
+    assert not any("s3cret" in value for value in env.values())
+    for secret in SECRET_ENV_VARS:
+        with pytest.raises(HookError, match="secret setting"):
+            hook_environment(os.environ, keep=[secret])
+    secrets = {"GROUPSYNC_ACCESS_TOKEN", "GROUPSYNC_CLIENT_SECRET"}
+    assert secrets | {"GROUPSYNC_CERTIFICATE_PASSWORD"} == SECRET_ENV_VARS
+
+
+@pytest.mark.asyncio
+async def test_datasette_never_shows_hook_output(tmp_path):
+    from groupsync.datasette_plugin.server import make_datasette
+
+    marker = "HOOK-PRINTED-7f3a"
+    db, outputs = failed_hook_archive(
+        tmp_path, f"echo {marker}-out; echo {marker}-err >&2; exit 5"
+    )
+    with outputs:
+        (event_id,) = rows(db, "select id from events where state = 'failed'")[0]
+        assert marker in outputs.get(event_id)["stderr"]  # kept, but not where Datasette is
+    ds = make_datasette(db)
+    pages = ["/a/events", "/a/events.json", f"/a/events/{event_id}", f"/a/events/{event_id}.json"]
+    # Arbitrary SQL over every table Datasette can reach (the sample archive is small enough
+    # for each to come back whole).
+    tables = rows(db, "select name from sqlite_master where type in ('table', 'view')")
+    for (table,) in tables:
+        pages.append("/a.json?" + urlencode({"sql": f"select * from [{table}]", "_size": "max"}))
+    for page in pages:
+        response = await ds.client.get(page)
+        assert response.status_code == 200, (page, response.text[:300])
+        assert marker not in response.text, page
+
+
 # -- the real CLI ------------------------------------------------------------------------
 
 def cli_env(url: str, db: Path) -> dict[str, str]:
@@ -548,6 +658,44 @@ def test_cli_a_second_writer_is_refused_with_exit_3(tmp_path, watches):
         assert rows(db, "select count(*) from sync_runs") == [(1,)]
         assert w.terminate() == 0
         assert gs(url, db, "sync", "--quiet").returncode == 0
+
+
+@pytest.mark.e2e
+def test_cli_hook_sees_no_secret_though_watch_had_them_all(tmp_path):
+    app = make_app(SAMPLE_DATA)
+    db = tmp_path / "a.db"
+    dump = tmp_path / "env.txt"
+    secrets = {
+        "GROUPSYNC_CLIENT_SECRET": "client-s3cret",
+        "GROUPSYNC_CERTIFICATE_PASSWORD": "cert-s3cret",
+        "AWS_SECRET_ACCESS_KEY": "aws-s3cret",
+        "HTTPS_PROXY": "http://user:proxy-s3cret@127.0.0.1:9",
+    }
+    hook = f"env -0 > {dump}"
+    with serve_in_thread(app) as url:
+        env = {**cli_env(url, db), **secrets, "MY_HOOK_SETTING": "mine", "NO_PROXY": "*"}
+        done = subprocess.run(
+            [sys.executable, "-m", "groupsync", "watch", "--once", "--fire-on-backfill",
+             "--group", MARKETING, "--on-new", hook, "--hook-env", "MY_HOOK_SETTING"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        refused = subprocess.run(
+            [sys.executable, "-m", "groupsync", "watch", "--once", "--on-new", hook,
+             "--hook-env", "GROUPSYNC_CLIENT_SECRET"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    seen = dict(item.split("=", 1) for item in dump.read_text().split("\0") if item)
+    assert "e2e-token" not in dump.read_text() and "s3cret" not in dump.read_text()
+    assert not set(seen) & (SECRET_ENV_VARS | set(secrets))
+    assert seen["MY_HOOK_SETTING"] == "mine" and seen["PATH"] == os.environ["PATH"]
+    assert seen["GROUPSYNC_DB"] == str(db)
+    assert {"GROUPSYNC_EVENT_ID", "GROUPSYNC_GROUP_ID", "GROUPSYNC_THREAD_ID",
+            "GROUPSYNC_POST_ID"} <= set(seen)  # fmt: skip
+    assert seen["GROUPSYNC_GROUP_ID"] == MARKETING
+    assert refused.returncode != 0
+    (line,) = refused.stderr.splitlines()
+    assert "GROUPSYNC_CLIENT_SECRET" in line and "secret" in line and "client-s3cret" not in line
 
 
 def test_cli_events_lists_what_the_hook_gets(tmp_path):

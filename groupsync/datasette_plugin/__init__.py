@@ -21,12 +21,13 @@ from typing import Any
 
 from datasette import hookimpl
 
-from . import cells, views
+from . import cells, security, views
 from .archives import archive_databases, detect_archives
 from .facets import MonthFacet
 from .metadata import instance_metadata
 
 __all__ = [
+    "asgi_wrapper",
     "extra_css_urls",
     "get_metadata",
     "menu_links",
@@ -44,15 +45,15 @@ _METADATA_CACHE: dict[tuple[str, ...], str] = {}
 def startup(datasette: Any) -> Any:
     async def inner() -> None:
         await detect_archives(datasette)
-        try:
-            source = datasette.jinja_env.loader.get_source(
-                datasette.jinja_env, "_close_open_menus.html"
-            )[0]
-        except Exception:  # noqa: BLE001 - a Datasette without that template needs no hash
-            source = ""
-        views.set_script_hashes(source)
+        security.trust_template_scripts(datasette.jinja_env)
 
     return inner
+
+
+@hookimpl
+def asgi_wrapper(datasette: Any) -> Any:
+    """Every response gets the Content-Security-Policy, Datasette's own pages included."""
+    return security.with_headers
 
 
 @hookimpl

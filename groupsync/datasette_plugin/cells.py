@@ -11,7 +11,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from ..html import sanitise
+from ..html import neutralise_bidi, sanitise
 from .archives import attachment_url, thread_url
 
 __all__ = ["render"]
@@ -140,6 +140,9 @@ async def render(
         sha256 = _get(row, "sha256")
         if sha256:
             return _link(attachment_url(datasette, sha256), f"download ({len(raw):,} bytes)")
+    if table == "attachments" and column == "name" and isinstance(raw, str):
+        shown = neutralise_bidi(raw)
+        return Markup(escape(shown)) if shown != raw else None
     if isinstance(raw, str) and raw[:1] in "[{" and raw[-1:] in "]}":
         return readable_json(raw)
     return None

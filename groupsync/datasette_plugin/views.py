@@ -10,9 +10,7 @@ script but Datasette's own.
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
-import hashlib
 import json
 import re
 import sqlite3
@@ -30,8 +28,9 @@ from markupsafe import Markup
 from .. import search as search_engine
 from ..archive import MAILBOX_GROUPS, Archive
 from ..errors import GroupsyncError
-from ..html import sanitise
+from ..html import neutralise_bidi, sanitise
 from .archives import attachment_url, find_archive, post_anchor, thread_url
+from .security import content_security_policy, page_headers
 
 __all__ = [
     "attachment",
@@ -51,40 +50,11 @@ _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MARK = re.compile(r"<(?!/?mark>)")
 _STATIC = {"groupsync.css": "text/css; charset=utf-8"}
 
-# Datasette's base.html closes open menus with one inline script; it is allowed by hash.
-_SCRIPT_HASHES: list[str] = []
-
-
-def set_script_hashes(template_source: str) -> None:
-    """Allow the inline scripts of a trusted Datasette template (``_close_open_menus``)."""
-    _SCRIPT_HASHES.clear()
-    for script in re.findall(r"<script>(.*?)</script>", template_source, re.S):
-        digest = hashlib.sha256(script.encode("utf-8")).digest()
-        _SCRIPT_HASHES.append("'sha256-" + base64.b64encode(digest).decode("ascii") + "'")
-
-
-def content_security_policy() -> str:
-    scripts = " ".join(["'self'", *_SCRIPT_HASHES])
-    return (
-        f"default-src 'none'; script-src {scripts}; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    )
-
-
-def _page_headers() -> dict[str, str]:
-    return {
-        "Content-Security-Policy": content_security_policy(),
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-        "X-Frame-Options": "DENY",
-    }
-
-
 async def _page(
     datasette: Any, request: Any, template: str, context: dict[str, Any], status: int = 200
 ) -> Response:
     html = await datasette.render_template(template, context, request=request)
-    return Response.html(html, status=status, headers=_page_headers())
+    return Response.html(html, status=status, headers=page_headers())
 
 
 View = Callable[[Any, Any], Awaitable[Response]]
@@ -235,7 +205,7 @@ def _attachment(datasette: Any, row: tuple[Any, ...]) -> dict[str, Any]:
     return {
         "id": att_id,
         "kind": kind,
-        "name": name or "(no name)",
+        "name": neutralise_bidi(name) if name else "(no name)",
         "content_type": content_type,
         "size": size if size is not None else have,
         "size_text": human_size(size if size is not None else have),
@@ -599,7 +569,9 @@ def _read_chunk(conn: sqlite3.Connection, rowid: int, offset: int, size: int) ->
 
 
 def content_disposition(kind: str, name: str) -> str:
-    """RFC 6266: an ASCII ``filename`` for old clients, the real name in ``filename*``."""
+    """RFC 6266: an ASCII ``filename`` for old clients, the real name in ``filename*``
+    (bidi controls, which would disguise its extension, made ``_``)."""
+    name = neutralise_bidi(name, "_")
     ascii_name = re.sub(r"[^A-Za-z0-9._ ()-]", "_", name).strip() or "attachment"
     return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 

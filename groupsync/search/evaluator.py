@@ -33,6 +33,29 @@ from .query import QueryError
 # keys. Anything else falls back to Whoosh's own matcher for that part of the query.
 
 MAX_EXPANSION = 1024  # words a prefix, wildcard or fuzzy term may stand for
+# Postings one query may score, all its words, fields and segments together (a phrase's
+# word positions count a quarter each, Whoosh's own matcher's documents four times: their
+# cost per item differs so). Scoring and merging them cost about 0.65 µs each on the
+# benchmark VM, so this bounds any query the parser's limits let through to about 2 s of
+# CPU. ``GROUPSYNC_SEARCH_MAX_POSTINGS`` sets it for a bigger archive on a faster machine.
+MAX_POSTINGS = int(os.environ.get("GROUPSYNC_SEARCH_MAX_POSTINGS", "3500000"))
+
+
+class _Budget:
+    """The postings a query may still score, shared by every segment's evaluator."""
+
+    def __init__(self, postings: int | None = None) -> None:
+        self.left = MAX_POSTINGS if postings is None else postings
+        self.spent = 0
+
+    def spend(self, postings: int) -> None:
+        self.spent += postings
+        self.left -= postings
+        if self.left < 0:
+            raise QueryError(
+                "the query would take too long: it matches too many posts in too many "
+                "ways; use fewer words, rarer words, or longer prefixes"
+            )
 
 
 class _Allowed:
@@ -59,9 +82,10 @@ class _Allowed:
 class _Bulk:
     """Evaluates queries over one segment (``leaf``), with global statistics from ``top``."""
 
-    def __init__(self, top: Any, leaf: Any) -> None:
+    def __init__(self, top: Any, leaf: Any, budget: _Budget | None = None) -> None:
         self.top = top
         self.leaf = leaf
+        self.budget = budget or _Budget()
         self.reader = leaf.reader()
         self.schema = self.reader.schema
         self.doccount = self.reader.doc_count_all()
@@ -241,11 +265,13 @@ class _Bulk:
         cached = _TERM_CACHE.get(key)
         if cached is not None:
             ids_cached, scores = cached
+            self.budget.spend(len(ids_cached))
             if allowed is None:
                 return dict(zip(ids_cached, scores, strict=True))
             members = allowed.members
             return {d: v for d, v in zip(ids_cached, scores, strict=True) if d in members}
         ids, tfs = self._postings(fieldname, text, allowed)
+        self.budget.spend(len(ids))
         if not ids:
             return {}
         found = self._scores(fieldname, ids, tfs, factor)
@@ -296,6 +322,7 @@ class _Bulk:
                 narrow = _Allowed(set(map(operator.rshift, starts, _REPEAT_SHIFT)))
             found: set[int] = set()
             for keys in self._position_keys(fieldname, words[i], narrow):
+                self.budget.spend(len(keys) // 4)
                 shifted = map(operator.sub, keys, itertools.repeat(i)) if i else keys
                 if starts is None:
                     found.update(shifted)
@@ -330,6 +357,7 @@ class _Bulk:
         members = allowed.members if allowed is not None else None
         out: dict[int, float] = {}
         while m.is_active():
+            self.budget.spend(4)
             d = m.id()
             if members is None or d in members:
                 out[d] = m.score()
@@ -483,11 +511,13 @@ def _evaluate(
     searcher: Any, q: wquery.Query | None, filt: DocFilter | None
 ) -> Iterator[tuple[int, dict[int, float], _SegmentData, Any, set[str]]]:
     """Per segment: its docnum offset, {local docnum: score} of the matches, its columns,
-    its reader and the words matched (for highlighting)."""
+    its reader and the words matched (for highlighting). A ``QueryError`` when the query
+    needs more than ``MAX_POSTINGS``."""
+    budget = _Budget()
     for leaf, offset in searcher.leaf_searchers():
         if leaf.reader().segment() is None:  # an index without documents
             continue
-        bulk = _Bulk(searcher, leaf)
+        bulk = _Bulk(searcher, leaf, budget)
         reader = leaf.reader()
         data = _segment_data(reader)
         allowed: _Allowed | None = None

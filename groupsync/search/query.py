@@ -19,9 +19,21 @@ from .schema import ALIASES, DEFAULT_FIELDS, FIELD_BOOSTS, FLAG_ATTACHMENT, SCHE
 
 
 class QueryError(GroupsyncError):
-    """A search query that cannot be run: bad syntax, a date that is no date, no such group."""
+    """A search query that cannot be run: bad syntax, a date that is no date, no such group,
+    or more than the limits below allow."""
 
     exit_code = 2
+
+
+# Limits that keep a hostile query's work to a fraction of a second (README, "groupsync
+# search QUERY"). Whoosh's parser tries each of its patterns at every character of a word,
+# so a 60,000-letter word alone cost 12 s of CPU before the length limit.
+MAX_QUERY_CHARS = 1000
+MAX_QUERY_WORDS = 50  # words and field:values; AND, OR, NOT and parentheses do not count
+MAX_QUERY_DEPTH = 10  # nested parentheses
+MAX_EXPANDING_TERMS = 4  # prefix (budg*), wildcard (b?dget) and fuzzy (budget~) terms
+MAX_FUZZY_DISTANCE = 2  # budget~2 at most
+_OPERATORS = frozenset({"AND", "OR", "NOT", "ANDNOT", "ANDMAYBE"})
 
 
 # -- query parsing ------------------------------------------------------------------------
@@ -43,6 +55,26 @@ _PSEUDO = {"group", "after", "before", "has"}
 _DATE = re.compile(r"^(\d{4})(?:[-/](\d{1,2})(?:[-/](\d{1,2}))?)?$")
 
 
+def _check_limits(text: str) -> None:
+    """Refuse, before any parsing, a query bigger than the documented limits, or one that is
+    no Unicode text (bytes that were not UTF-8 on a command line arrive as lone surrogates,
+    which the index cannot encode)."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise QueryError("the query is not valid UTF-8 text") from None
+    if len(text) > MAX_QUERY_CHARS:
+        raise QueryError(
+            f"the query is {len(text):,} characters long; at most {MAX_QUERY_CHARS:,} are allowed"
+        )
+    words = [w for w in text.replace("(", " ").replace(")", " ").split() if w not in _OPERATORS]
+    if len(words) > MAX_QUERY_WORDS:
+        raise QueryError(
+            f"the query has {len(words)} words; at most {MAX_QUERY_WORDS} are allowed"
+        )
+
+
 def _check_syntax(text: str) -> None:
     if not text.strip():
         raise QueryError("empty query")
@@ -55,6 +87,8 @@ def _check_syntax(text: str) -> None:
             in_quotes = not in_quotes
         elif not in_quotes and char == "(":
             depth += 1
+            if depth > MAX_QUERY_DEPTH:
+                raise QueryError(f"parentheses nest at most {MAX_QUERY_DEPTH} deep in a query")
         elif not in_quotes and char == ")":
             depth -= 1
             if depth < 0:
@@ -144,6 +178,22 @@ def _merge_filters(q: wquery.Query) -> tuple[wquery.Query | None, DocFilter | No
     return (scoring[0] if len(scoring) == 1 else wquery.And(scoring)), merged
 
 
+def _check_expanding(q: wquery.Query) -> None:
+    """Prefix, wildcard and fuzzy terms each stand for up to ``MAX_EXPANSION`` words in
+    every field searched: allow a few per query, not a long ``OR`` chain of them."""
+    texts = set()
+    for leaf in q.leaves():
+        if isinstance(leaf, wquery.FuzzyTerm) and leaf.maxdist > MAX_FUZZY_DISTANCE:
+            raise QueryError(f"a fuzzy term allows at most ~{MAX_FUZZY_DISTANCE} edits")
+        if isinstance(leaf, (wquery.Prefix, wquery.Wildcard, wquery.FuzzyTerm)):
+            texts.add((type(leaf).__name__, leaf.text))
+    if len(texts) > MAX_EXPANDING_TERMS:
+        raise QueryError(
+            f"the query has {len(texts)} prefix, wildcard or fuzzy terms; at most "
+            f"{MAX_EXPANDING_TERMS} are allowed"
+        )
+
+
 @dataclass(frozen=True)
 class _Parsed:
     query: wquery.Query | None
@@ -156,6 +206,7 @@ _WILDCARD = re.compile(r"(?:^|[\s(:])[*?]+(?=$|[\s)])")
 
 def parse_query(text: str, groups: _Resolver) -> _Parsed:
     """Parse with Whoosh's parser, then check and rewrite what it made of our fields."""
+    _check_limits(text)
     _check_syntax(text)
     if _WILDCARD.search(text):
         raise QueryError("a wildcard needs at least one letter before it, like budg*")
@@ -168,5 +219,6 @@ def parse_query(text: str, groups: _Resolver) -> _Parsed:
     q = _rewrite(q, groups).normalize()
     if q is wquery.NullQuery or isinstance(q, wquery.qcore._NullQuery):
         raise QueryError("the query has no words to search for")
+    _check_expanding(q)
     scoring, filt = _merge_filters(q)
     return _Parsed(scoring, filt)
