@@ -5,7 +5,7 @@ and never slow: each example has a deadline, generous because the machine is sha
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Iterator
 from datetime import timedelta
 from html.parser import HTMLParser
 
@@ -45,22 +45,21 @@ QUERIES = st.one_of(
 )
 
 
-class _Groups:
-    """What ``_Resolver`` reads: a ``groups`` table, here in memory with two groups."""
-
-    def __init__(self) -> None:
-        self.conn = sqlite3.connect(":memory:")
-        self.conn.execute("create table groups (id, displayName, mailNickname, mail)")
-        self.conn.executemany(
-            "insert into groups values (?, ?, ?, ?)",
-            [("g1", "Marketing", "marketing", "marketing@contoso.com"),
-             ("g2", "Équipe Paris", "paris", "paris@contoso.com")],  # fmt: skip
-        )
-
-
 @pytest.fixture(scope="module")
-def groups() -> _Resolver:
-    return _Resolver(_Groups())  # type: ignore[arg-type]
+def groups(tmp_path_factory) -> Iterator[_Resolver]:
+    """What ``_Resolver`` reads: a real archive's ``groups`` table, with two groups."""
+    with Archive(tmp_path_factory.mktemp("groups") / "groups.db") as archive:
+        with archive.atomic():
+            for gid, name, nickname in [
+                ("6f1e0c1a-0000-4000-8000-0000000000a1", "Marketing", "marketing"),
+                ("6f1e0c1a-0000-4000-8000-0000000000a2", "Équipe Paris", "paris"),
+            ]:
+                archive.save_group(
+                    {"id": gid, "displayName": name, "mailNickname": nickname,
+                     "mail": f"{nickname}@contoso.com", "groupTypes": ["Unified"]},
+                    "2025-01-01T00:00:00Z",
+                )
+        yield _Resolver(archive)
 
 
 @pytest.fixture(scope="module")
