@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import GroupsyncError
+from .files import open_private
 
 __all__ = ["LockedError", "WriterLock"]
 
@@ -43,7 +44,7 @@ class WriterLock:
     def acquire(self) -> None:
         if self.db_path == ":memory:" or self._fd is not None:
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_private(self.path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from .files import touch_private
+
 __all__ = ["Clock", "SystemClock", "Throttle", "ThrottleStats", "SYSTEM_CLOCK"]
 
 _MARGIN = 0.002  # seconds; keeps float rounding from letting a call in at the exact edge
@@ -113,6 +115,8 @@ class Throttle:
         self.lease = lease
         self.stats = ThrottleStats()
         self._lock = threading.Lock()
+        if path and path != ":memory:":
+            touch_private(path)  # SQLite gives its -wal and -shm the same mode
         self._db = sqlite3.connect(
             path or ":memory:", timeout=30.0, isolation_level=None, check_same_thread=False
         )
