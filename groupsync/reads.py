@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from .archive import Archive
-from .errors import ArchiveError, NotFoundError
+from .errors import ArchiveError, GroupsyncError, NotFoundError
 from .files import create_private, private_dir
 from .html import to_text
 from .models import Attachment, Conversation, ConversationThread, Group, ItemBody, Post
@@ -665,7 +665,10 @@ def save_attachments(
     """
     _post_row(archive, group_id, thread_id, post_id, include_deleted)
     rows = _attachment_rows(archive, post_id, include_deleted)
-    folder = private_dir(directory)
+    try:
+        folder = private_dir(directory)
+    except OSError as ex:
+        raise GroupsyncError(f"cannot create {directory}: {ex.strerror}") from None
 
     def saved() -> Iterator[SavedAttachment]:
         for attachment_id, name, text, sha256, size, _ in rows:
@@ -674,7 +677,10 @@ def save_attachments(
             if reason is not None:
                 yield SavedAttachment(attachment_id, name, skipped=reason)
                 continue
-            yield _write_blob(archive, folder, attachment_id, name, cast(str, sha256))
+            try:
+                yield _write_blob(archive, folder, attachment_id, name, cast(str, sha256))
+            except OSError as ex:
+                raise GroupsyncError(f"cannot save into {folder}: {ex.strerror}") from None
 
     return saved()
 
