@@ -11,7 +11,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 import sqlite3
 import time
 import urllib.parse
@@ -32,13 +31,13 @@ from .migrations import applied_migrations, apply_migrations, unknown_migrations
 __all__ = [
     "GENESIS",
     "Archive",
-    "archive_error",
-    "writable",
     "ThreadSignals",
+    "archive_error",
     "canonical_json",
     "chain_digest",
     "prepare_post",
     "utc_now",
+    "writable",
 ]
 
 # Graph fields of a thread that move when a post is delivered to it. When they are what
@@ -219,13 +218,15 @@ def _connect_readonly(path: str) -> tuple[sqlite3.Connection, bool]:
     if path == ":memory:":
         return sqlite3.connect(path, check_same_thread=False), False
     name = urllib.parse.quote(str(Path(path).resolve()))
+    conn = None
     try:
         conn = sqlite3.connect(f"file:{name}?mode=ro", uri=True, check_same_thread=False)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         return conn, False
     except sqlite3.DatabaseError as ex:
-        conn.close()
-        if _code(ex) != _SQLITE_CANTOPEN or os.access(Path(path).parent, os.W_OK):
+        if conn is not None:
+            conn.close()
+        if _code(ex) != _SQLITE_CANTOPEN or can_write(Path(path).resolve().parent):
             raise archive_error(path, ex) from None
     try:
         conn = sqlite3.connect(f"file:{name}?immutable=1", uri=True, check_same_thread=False)

@@ -1036,7 +1036,7 @@ def serve(ctx, host, port, immutable, no_index):
 
     settings = settings_from(ctx)
     check_archive(settings.db)  # before anything is said or done
-    if not writable(settings.db) and Path(settings.db).exists():
+    if not writable(settings.db):
         # Datasette's read-only mode needs to create -shm beside a WAL archive.
         click.echo(f"Note: {settings.db} is read-only here: serving it immutable.", err=True)
         immutable = True

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from groupsync.lock import WriterLock
 from groupsync.simulator import make_app, serve_in_thread
 from groupsync.throttle import Throttle
 
-from .conftest import SAMPLE_DATA
+from .conftest import SAMPLE_DATA, run_cli
 from .test_reads import MARKETING, first_with_attachments, sync_sample
 
 
@@ -124,26 +122,11 @@ def test_the_cli_creates_only_private_files(tmp_path):
     os.chmod(work, 0o700)
     db = work / "archive.db"
     with serve_in_thread(app) as url:
-        env = {
-            **os.environ,
-            "GROUPSYNC_GRAPH_URL": url,
-            "GROUPSYNC_ACCESS_TOKEN": "t",
-            "GROUPSYNC_DB": str(db),
-            "GROUPSYNC_RATE": "100/1",
-        }
+        env = {"GROUPSYNC_GRAPH_URL": url, "GROUPSYNC_ACCESS_TOKEN": "t", "GROUPSYNC_RATE": "100/1"}
 
-        def run(*args: str) -> str:
-            result = subprocess.run(
-                [sys.executable, "-m", "groupsync", *args],
-                env=env,
-                cwd=work,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                preexec_fn=lambda: os.umask(0),
-            )
+        def run(*args: str) -> None:
+            result = run_cli(*args, db=db, env=env, cwd=work, umask=0)
             assert result.returncode == 0, result.stderr
-            return result.stdout
 
         run("sync", "--quiet", "--joined")
         with Archive(db, readonly=True) as archive:
