@@ -228,6 +228,13 @@ def _connect_readonly(path: str) -> tuple[sqlite3.Connection, bool]:
             conn.close()
         if _code(ex) != _SQLITE_CANTOPEN or can_write(Path(path).resolve().parent):
             raise archive_error(path, ex) from None
+    wal = Path(f"{path}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        # immutable=1 would read the file without the commits still in the -wal
+        raise ArchiveError(
+            f"{path} is read-only here and has a -wal without its -shm, which SQLite "
+            "cannot read; copy the archive again while nothing writes to it"
+        )
     try:
         conn = sqlite3.connect(f"file:{name}?immutable=1", uri=True, check_same_thread=False)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()

@@ -151,3 +151,14 @@ def test_writing_commands_refuse_a_read_only_mount_in_one_line(tmp_path, evidenc
         assert words in line, line
         assert "Read-only file system" in line or "is read-only here" in line, line
     assert state(evidence.parent) == before
+
+
+def test_a_copy_with_a_wal_but_no_shm_is_refused_not_read_stale(tmp_path, evidence):
+    wal = tmp_path / "source" / "archive.db-wal"  # the folder the mount shows
+    wal.write_bytes(b"\x37\x7f\x06\x82" + bytes(28))
+    assert (evidence.parent / "archive.db-wal").exists()
+    line = one_error_line(run_cli("conversations", MARKETING, db=evidence, cwd=tmp_path))
+    assert line == (
+        f"Error: {evidence} is read-only here and has a -wal without its -shm, which SQLite "
+        "cannot read; copy the archive again while nothing writes to it"
+    )
