@@ -145,3 +145,16 @@ def test_systemd_units_set_a_private_umask():
     assert units
     for unit in units:
         assert "UMask=0077" in unit.read_text().splitlines(), unit.name
+
+
+def test_the_token_cache_and_every_folder_made_for_it_are_private(tmp_path, umask):
+    from groupsync.auth import TokenCacheFile
+
+    file = TokenCacheFile(tmp_path / "config" / "groupsync" / "token_cache.json")
+    file.cache.has_state_changed = True
+    file.save()
+    assert modes(tmp_path) == {
+        "config": 0o700,
+        "config/groupsync": 0o700,
+        "config/groupsync/token_cache.json": 0o600,
+    }
