@@ -13,6 +13,7 @@ import hashlib
 import json
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,18 +24,22 @@ from typing import Any
 from sqlite_utils import Database
 
 from .errors import ArchiveError
+from .files import can_write, touch_private
 from .html import to_text
-from .migrations import apply_migrations
+from .migrations import applied_migrations, apply_migrations, unknown_migrations
 
 __all__ = [
     "GENESIS",
     "MAILBOX_GROUPS",
     "Archive",
     "ThreadSignals",
+    "archive_error",
     "canonical_json",
     "chain_digest",
+    "connect_readonly",
     "prepare_post",
     "utc_now",
+    "writable",
 ]
 
 # Rows of ``groups`` that have a group mailbox. New archives hold no others, but an archive
@@ -166,6 +171,85 @@ _VERSIONS_INSERT = """
 """
 
 
+# SQLite result codes (the primary code, the low byte) that are the file's fault, not a
+# query's: they become one ArchiveError line naming the file.
+_SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL = 8, 10, 11, 13
+_SQLITE_CANTOPEN, _SQLITE_NOTADB = 14, 26
+_FILE_FAILURES = {
+    _SQLITE_READONLY,
+    _SQLITE_IOERR,
+    _SQLITE_CORRUPT,
+    _SQLITE_FULL,
+    _SQLITE_CANTOPEN,
+    _SQLITE_NOTADB,
+}
+
+
+def _code(error: sqlite3.Error) -> int | None:
+    code = getattr(error, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def archive_error(path: str, error: sqlite3.Error) -> ArchiveError:
+    """One line for a database failure, naming the file and what to do."""
+    code = _code(error)
+    if code == _SQLITE_NOTADB:
+        return ArchiveError(f"{path} is not a SQLite database (a groupsync archive is one)")
+    if code == _SQLITE_CORRUPT:
+        return ArchiveError(f"{path} is damaged ({error}); restore it from a backup")
+    if code == _SQLITE_FULL:
+        return ArchiveError(
+            f"the disk holding {path} is full; free some space and run the command again "
+            "(the archive keeps every whole thread written so far)"
+        )
+    if code == _SQLITE_READONLY:
+        return ArchiveError(f"{path} is read-only here ({error})")
+    return ArchiveError(f"{path} is not a usable archive: {error}")
+
+
+def writable(path: str | Path) -> bool:
+    """Whether the archive and its folder can be written (SQLite writes beside the file):
+    False for an evidence copy on a read-only mount, which is then only ever read."""
+    resolved = Path(path).resolve()
+    return can_write(resolved) and can_write(resolved.parent)
+
+
+def connect_readonly(path: str) -> tuple[sqlite3.Connection, bool]:
+    """A read-only connection, and whether it had to be ``immutable``.
+
+    ``mode=ro`` first: it sees a sync writing meanwhile. An archive in WAL mode whose
+    folder cannot be written (an evidence copy on a read-only mount) cannot have its
+    ``-shm`` created, so there ``immutable=1`` reads the file as it is: nothing can write
+    to it anyway, and SQLite then takes no locks and creates nothing.
+    """
+    if path == ":memory:":
+        return sqlite3.connect(path, check_same_thread=False), False
+    name = urllib.parse.quote(str(Path(path).resolve()))
+    conn = None
+    try:
+        conn = sqlite3.connect(f"file:{name}?mode=ro", uri=True, check_same_thread=False)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn, False
+    except sqlite3.DatabaseError as ex:
+        if conn is not None:
+            conn.close()
+        if _code(ex) != _SQLITE_CANTOPEN or can_write(Path(path).resolve().parent):
+            raise archive_error(path, ex) from None
+    wal = Path(f"{path}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        # immutable=1 would read the file without the commits still in the -wal
+        raise ArchiveError(
+            f"{path} is read-only here and has a -wal without its -shm, which SQLite "
+            "cannot read; copy the archive again while nothing writes to it"
+        )
+    try:
+        conn = sqlite3.connect(f"file:{name}?immutable=1", uri=True, check_same_thread=False)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as ex:
+        raise archive_error(path, ex) from None
+    return conn, True
+
+
 class Archive:
     """An archive database, created or migrated on open.
 
@@ -176,45 +260,61 @@ class Archive:
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = str(path)
         self.readonly = readonly
+        self.immutable = False
         if readonly:
             if self.path != ":memory:" and not Path(self.path).exists():
                 raise ArchiveError(f"no archive at {self.path}; run `groupsync sync` first")
-            uri = f"file:{Path(self.path).resolve()}?mode=ro"
-            try:
-                conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            except sqlite3.Error as ex:
-                raise ArchiveError(f"cannot open {self.path}: {ex}") from None
+            conn, self.immutable = connect_readonly(self.path)
             self.db = Database(conn)
         else:
+            if self.path != ":memory:" and Path(self.path).exists() and not writable(self.path):
+                raise ArchiveError(
+                    f"{self.path} is read-only here (it or its folder cannot be written); "
+                    "the reading commands work on it as it is"
+                )
+            if self.path != ":memory:":
+                try:
+                    touch_private(self.path)  # SQLite gives -wal and -shm the same mode
+                except OSError as ex:
+                    raise ArchiveError(f"cannot create {self.path}: {ex.strerror}") from None
             try:
                 self.db = Database(self.path)
-                # Only a new, empty file takes it. A post's row (HTML and text of its body)
-                # or version (its JSON) is 2-4 kB: 8 kB pages hold them with less slack,
-                # which made the archive 9 % smaller and its writes 13 % faster.
-                self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")
-                self.db.execute("PRAGMA journal_mode=WAL")
-                # In WAL mode NORMAL survives a killed process; only a power cut can lose
-                # the last commits, which the next sync fetches again.
-                self.db.execute("PRAGMA synchronous=NORMAL")
-                apply_migrations(self.db)
             except sqlite3.DatabaseError as ex:
-                raise ArchiveError(f"{self.path} is not a usable archive: {ex}") from None
-        try:
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.execute("PRAGMA busy_timeout=30000")
-            # 64 MiB of page cache: the sync's lookups by long Exchange ids stay in memory.
-            self.db.execute("PRAGMA cache_size=-65536")
-        except sqlite3.DatabaseError as ex:  # read-only opens get here with a damaged header
-            self.db.close()
-            raise ArchiveError(f"{self.path} is not a usable archive: {ex}") from None
+                raise archive_error(self.path, ex) from None
         self.conn = self.db.conn
-        if not readonly:
-            self._tune_fts()
         # People already written by this connection today: a sync sees the same senders
         # thousands of times, and last_seen_at only needs the day.
         self._people_seen: dict[str, tuple[str | None, str]] = {}
         self._seq: int | None = None
         self._depth = 0
+        try:
+            self._prepare()
+        except BaseException as ex:
+            self.db.close()
+            if isinstance(ex, sqlite3.DatabaseError):
+                raise archive_error(self.path, ex) from None
+            raise
+
+    def _prepare(self) -> None:
+        """Check the schema; for writing, set the file up and migrate it."""
+        if not self.readonly:
+            # Only a new, empty file takes it. A post's row (HTML and text of its body)
+            # or version (its JSON) is 2-4 kB: 8 kB pages hold them with less slack,
+            # which made the archive 9 % smaller and its writes 13 % faster.
+            self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        self._check_schema()
+        if not self.readonly:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL survives a killed process; only a power cut can lose
+            # the last commits, which the next sync fetches again.
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            apply_migrations(self.db)
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        # 64 MiB of page cache: the sync's lookups by long Exchange ids stay in memory.
+        self.db.execute("PRAGMA cache_size=-65536")
+        if not self.readonly:
+            self._tune_fts()
 
     def close(self) -> None:
         self.db.close()
@@ -222,8 +322,29 @@ class Archive:
     def __enter__(self) -> Archive:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: object, error: object, tb: object) -> None:
+        """Closes; a database failure inside the block (a full disk, a damaged file)
+        becomes one ``ArchiveError`` naming the file."""
+        try:
+            self.close()
+        except sqlite3.Error:
+            if error is None:
+                raise
+        if isinstance(error, sqlite3.DatabaseError) and _code(error) in _FILE_FAILURES:
+            raise archive_error(self.path, error) from None
+
+    def _check_schema(self) -> None:
+        """Refuse a file that is not a groupsync archive this version can read."""
+        newer = unknown_migrations(self.db)
+        if newer:
+            raise ArchiveError(
+                f"{self.path} was written by a newer groupsync (it has migration "
+                f"{newer[-1]}, unknown here); upgrade groupsync to use it"
+            )
+        if self.readonly and self.path != ":memory:" and not applied_migrations(self.db):
+            raise ArchiveError(
+                f"{self.path} is not a groupsync archive; run `groupsync sync` first"
+            )
 
     @contextmanager
     def atomic(self) -> Iterator[Database]:

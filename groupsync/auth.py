@@ -32,6 +32,7 @@ from msal.exceptions import MsalError  # type: ignore[import-untyped]
 
 from .config import Settings
 from .errors import AuthError, ConfigError
+from .files import create_private, private_dir
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
@@ -196,15 +197,10 @@ def _write_private(path: Path, text: str) -> tuple[int, int, int]:
     Creating it with mode 0600 (rather than chmod after writing) means the secret is
     never world-readable, not even for an instant. Returns the new file's stamp.
     """
-    parent = path.parent
-    os.makedirs(parent, mode=0o700, exist_ok=True)
+    parent = private_dir(path.parent)  # missing parents too, 0700 whatever the umask
     tmp = parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(tmp, flags, 0o600)
     try:
-        with os.fdopen(fd, "wb") as fp:
-            if hasattr(os, "fchmod"):
-                os.fchmod(fp.fileno(), 0o600)  # a umask can only take bits away; be exact
+        with create_private(tmp) as fp:
             fp.write(text.encode("utf-8"))
             fp.flush()
             os.fsync(fp.fileno())

@@ -20,7 +20,7 @@ import click
 from tabulate import tabulate
 
 from . import __version__, auth, reads
-from .archive import Archive
+from .archive import Archive, writable
 from .config import load_settings, parse_rate
 from .connect import connect, throttle_key
 from .errors import GroupsyncError, TransportError, ValidationError
@@ -50,6 +50,22 @@ from .watch import Watcher, WatchOptions, parse_duration
 
 class GroupsyncGroup(click.Group):
     """Turns every ``GroupsyncError`` into one line on stderr and its exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Bytes that are not UTF-8 reach Python as surrogates (PEP 383), which SQLite,
+        # JSON and Graph all refuse deep inside: refuse them here, in one line.
+        for number, arg in enumerate(args, 1):
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError:
+                raw = arg.encode("utf-8", "surrogateescape")
+                click.echo(
+                    f"Error: argument {number} is not UTF-8 text: {raw!r} "
+                    "(ids, paths and text are taken as UTF-8)",
+                    err=True,
+                )
+                ctx.exit(2)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -1081,16 +1097,22 @@ def attachments(ctx, group_id, thread_id, post_id, save_dir, live, include_delet
 @click.pass_context
 def serve(ctx, host, port, immutable, no_index):
     """Explore the archive in Datasette, read-only: thread view, search, downloads."""
+    from .datasette_plugin.server import check_archive, update_search_index
     from .datasette_plugin.server import serve as serve_datasette
-    from .datasette_plugin.server import update_search_index
+    from .search import IndexWriteError
 
     settings = settings_from(ctx)
+    check_archive(settings.db)  # before anything is said or done
+    if not writable(settings.db):
+        # Datasette's read-only mode needs to create -shm beside a WAL archive.
+        click.echo(f"Note: {settings.db} is read-only here: serving it immutable.", err=True)
+        immutable = True
     if not no_index:
         click.echo("Bringing the search index up to date...", err=True)
         try:
             report = update_search_index(settings.db)
-        except OSError as ex:
-            click.echo(f"Note: search index not updated ({ex}); search may lag.", err=True)
+        except IndexWriteError as ex:
+            click.echo(f"Note: {ex}; search may lag.", err=True)
         else:
             click.echo(f"Search index {report.mode} ({report.index_path}).", err=True)
 
@@ -1348,10 +1370,12 @@ def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, quer
     )
     started = time.monotonic()
     Archive(settings.db, readonly=True).close()  # a missing archive: say so, make none
-    with Archive(settings.db) as archive:
+    with Archive(settings.db, readonly=not writable(settings.db)) as archive:
         report = export_archive(
             archive, options, identity=_identity_for(settings), os_user=os_user
         )
+    for note in report.notes:
+        click.echo(f"Note: {note}", err=True)
     if as_json:
         echo_json(report.as_dict())
     else:
@@ -1400,13 +1424,6 @@ def verify_command(ctx, anchor, index_path, export_dir, as_json):
     """
     settings = settings_from(ctx)
     db = Path(settings.db)
-    exposed = loose_permissions(db)
-    if exposed:
-        files = ", ".join(f"{path} ({mode:04o})" for path, mode in exposed)
-        click.echo(
-            terminal_safe(f"Warning: group or others may read or write {files}: chmod 600 them"),
-            err=True,
-        )
     if export_dir is not None:
         if anchor is not None:
             raise click.UsageError("--anchor and --export do not go together")
@@ -1434,6 +1451,15 @@ def verify_command(ctx, anchor, index_path, export_dir, as_json):
             raise click.exceptions.Exit(1)
         return
     with Archive(db, readonly=True) as archive:
+        exposed = loose_permissions(db)  # said once the file is known to be an archive
+        if exposed:
+            files = ", ".join(f"{path} ({mode:04o})" for path, mode in exposed)
+            click.echo(
+                terminal_safe(
+                    f"Warning: group or others may read or write {files}: chmod 600 them"
+                ),
+                err=True,
+            )
         report = verify_archive(
             archive, anchor=anchor, index_path=search_index_path(settings, index_path)
         )

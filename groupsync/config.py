@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -77,24 +78,86 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "sources
 SECRET_ENV_VARS = frozenset(_ENV[name] for name in SECRET_FIELDS)
 
 
+# The ranges a number may take; the README's Configuration section lists them.
+RATE_CALLS = (1, 100_000)  # calls per window
+RATE_SECONDS = (0.001, 86_400.0)  # the window: a millisecond to a day
+TIMEOUT_SECONDS = (0.001, 3_600.0)  # one request: a millisecond to an hour
+MAX_CONCURRENCY = (1, 64)  # requests in flight
+
+
 def parse_rate(value: Any) -> tuple[int, float] | None:
-    """``"100/60"`` → ``(100, 60.0)``; ``"0"``, ``"off"`` or ``0`` → ``None`` (no throttle)."""
+    """``"100/60"`` → ``(100, 60.0)``; ``"0"``, ``"off"`` or ``0`` → ``None`` (no throttle).
+
+    CALLS is a whole number from 1 to 100,000, SECONDS a number from 0.001 to 86,400.
+    """
     if value is None:
         return None
+    if isinstance(value, bool):
+        raise ConfigError(f"rate must look like CALLS/SECONDS (e.g. 100/60) or 0, not {value!r}")
     if isinstance(value, tuple | list) and len(value) == 2:
         value = f"{value[0]}/{value[1]}"
     text = str(value).strip().lower()
     if text in {"0", "off", "none", ""}:
         return None
     calls, sep, seconds = text.partition("/")
-    problem = f"rate must look like CALLS/SECONDS (e.g. 100/60) or 0, not {value!r}"
+    problem = (
+        f"rate must look like CALLS/SECONDS (e.g. 100/60) or 0, with CALLS from "
+        f"{RATE_CALLS[0]} to {RATE_CALLS[1]:,} and SECONDS from {RATE_SECONDS[0]:g} to "
+        f"{RATE_SECONDS[1]:,g}, not {_shown(value)}"
+    )
     try:
         n, s = int(calls), float(seconds) if sep else 0.0
     except ValueError:
         raise ConfigError(problem) from None
-    if n <= 0 or s <= 0:
+    if not (_within(n, RATE_CALLS) and _within(s, RATE_SECONDS)):
         raise ConfigError(problem)
     return n, s
+
+
+def _within(number: float, bounds: tuple[float, float]) -> bool:
+    """In range, and so finite: NaN is in no range."""
+    return math.isfinite(number) and bounds[0] <= number <= bounds[1]
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message: its repr, cut short (it may be a whole file's line)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _whole_number(name: str, value: Any, bounds: tuple[int, int]) -> int:
+    problem = f"{name} must be a whole number from {bounds[0]} to {bounds[1]}, not {_shown(value)}"
+    if isinstance(value, bool):
+        raise ConfigError(problem)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ConfigError(problem)
+        value = int(value)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(problem) from None
+    if number < bounds[0]:
+        raise ConfigError(f"{name} must be at least {bounds[0]}, not {_shown(value)}")
+    if number > bounds[1]:
+        raise ConfigError(problem)
+    return number
+
+
+def _seconds(name: str, value: Any, bounds: tuple[float, float]) -> float:
+    problem = (
+        f"{name} must be a number of seconds from {bounds[0]:g} to {bounds[1]:,g}, "
+        f"not {_shown(value)}"
+    )
+    if isinstance(value, bool):
+        raise ConfigError(problem)
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(problem) from None
+    if not _within(number, bounds):
+        raise ConfigError(problem)
+    return number
 
 
 def format_rate(rate: tuple[int, float] | None) -> str:
@@ -107,19 +170,13 @@ def format_rate(rate: tuple[int, float] | None) -> str:
 def _coerce(name: str, value: Any) -> Any:
     if name == "rate":
         return parse_rate(value)
-    if name in {"max_concurrency"}:
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
-        if number < 1:
-            raise ConfigError(f"{name} must be at least 1")
-        return number
+    if name == "max_concurrency":
+        return _whole_number(name, value, MAX_CONCURRENCY)
     if name == "timeout":
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a number of seconds, not {value!r}") from None
+        return _seconds(name, value, TIMEOUT_SECONDS)
+    if isinstance(value, str) and not _is_utf8(value):
+        raw = value.encode("utf-8", "surrogateescape")
+        raise ConfigError(f"{name} is not UTF-8 text: {_shown(raw)}")
     if name == "auth_mode":
         mode = str(value).strip().lower()
         if mode not in AUTH_MODES:
@@ -137,6 +194,16 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
+def _is_utf8(text: str) -> bool:
+    """False for text holding bytes that were not UTF-8 (an environment variable or an
+    argument decoded with surrogateescape): they cannot reach a file name or a URL."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The TOML file's settings; unknown keys are an error so typos do not pass silently."""
     try:
@@ -146,6 +213,8 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {ex.strerror}") from None
     except tomllib.TOMLDecodeError as ex:
         raise ConfigError(f"config file {path} is not valid TOML: {ex}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text (TOML must be)") from None
     data = data.get("groupsync", data)
     unknown = sorted(set(data) - set(_FIELDS))
     if unknown:
@@ -179,7 +248,12 @@ def load_settings(
         for name, value in layer.items():
             if name not in _FIELDS:
                 raise ConfigError(f"unknown setting {name!r}")
-            values[name] = _coerce(name, value)
+            try:
+                values[name] = _coerce(name, value)
+            except ConfigError as ex:
+                where = {"env": _ENV[name], "flag": "--" + name.replace("_", "-")}
+                shown = where.get(source, str(config_path or DEFAULT_CONFIG_FILE))
+                raise ConfigError(f"{shown}: {ex}") from None
             sources[name] = source
     if values.get("certificate_path") and not values.get("certificate_thumbprint"):
         path = Path(values["certificate_path"])

@@ -29,7 +29,6 @@ import functools
 import hashlib
 import json
 import mimetypes
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +45,7 @@ from typing import IO, Any
 from . import __version__
 from .archive import Archive, utc_now
 from .errors import GroupsyncError
+from .files import create_private, private_dir, write_private
 from .html import to_text
 from .models import ModelError, parse_datetime
 
@@ -188,7 +188,7 @@ class ExportOptions:
 
 @dataclass
 class ExportReport:
-    export_id: int = 0
+    export_id: int | None = 0
     format: str = ""
     out: str = ""
     groups: int = 0
@@ -200,6 +200,7 @@ class ExportReport:
     manifest: str = ""
     manifest_sha256: str = ""
     chain_digest: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -211,8 +212,8 @@ class _HashingFile:
     def __init__(self, root: Path, relative: str) -> None:
         self.relative = relative
         path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[bytes] = open(path, "xb")  # noqa: SIM115 - closed by close()
+        private_dir(path.parent)
+        self._file: IO[bytes] = create_private(path)
         self._sha = hashlib.sha256()
         self.size = 0
         self.posts = 0
@@ -333,7 +334,7 @@ class _Exporter:
         index_path = self.options.index_path
         if index_path is None:
             index_path = search_module.index_path_for(self.archive.path)
-        # The archive is open for writing, so the search first catches its index up.
+        # The search first catches the index up where its folder can be written.
         found: set[str] = set()
         offset = 0
         while True:
@@ -344,6 +345,7 @@ class _Exporter:
                 limit=SEARCH_PAGE,
                 offset=offset,
                 include_deleted=self.options.include_deleted,
+                catch_up=True,
             )
             hits = list(results.hits)
             found.update(h.post_id for h in hits)
@@ -670,7 +672,11 @@ def export(
     now: Callable[[], str] = utc_now,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> ExportReport:
-    """Write the export into ``options.out`` (created; it must be empty) and audit it."""
+    """Write the export into ``options.out`` (created; it must be empty) and audit it.
+
+    The archive's ``exports`` table records it, unless the archive was opened read-only
+    (an evidence copy): then the report's notes say it was not recorded.
+    """
     if options.format not in FORMATS:
         raise ExportError(f"unknown format {options.format!r}; one of {', '.join(FORMATS)}")
     parse_bound(options.since)
@@ -678,7 +684,10 @@ def export(
     out = Path(options.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out} exists and is not an empty folder; export into a new one")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        private_dir(out)
+    except OSError as ex:
+        raise ExportError(f"cannot create {out}: {ex.strerror}") from None
     started = now()
     head = archive.chain_head()
     filters = {
@@ -688,24 +697,26 @@ def export(
         "include_deleted": options.include_deleted,
         "query": options.query,
     }
-    with archive.atomic():
-        cursor = archive.conn.execute(
-            "INSERT INTO exports (started_at, status, identity, os_user, format, out, filters, "
-            "chain_digest) VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
-            (
-                started,
-                identity,
-                os_user,
-                options.format,
-                str(out.resolve()),
-                json.dumps(filters, ensure_ascii=False),
-                head[1] if head else None,
-            ),
+    audit = _Audit(archive, now)
+    export_id = audit.start(
+        (
+            started,
+            identity,
+            os_user,
+            options.format,
+            str(out.resolve()),
+            json.dumps(filters, ensure_ascii=False),
+            head[1] if head else None,
         )
-    export_id = int(cursor.lastrowid or 0)
+    )
     exporter = _Exporter(archive, options, progress)
     report = exporter.report
     report.export_id = export_id
+    if archive.readonly:
+        report.notes.append(
+            f"the archive {archive.path} is read-only: this export is not recorded in its "
+            "exports table (the manifest still names the archive and its chain head)"
+        )
     report.chain_digest = head[1] if head else None
     try:
         exporter.run()
@@ -733,32 +744,62 @@ def export(
             "files": exporter.files,
         }
         data = (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
-        temporary = out / f".{MANIFEST}.tmp"
-        temporary.write_bytes(data)
-        os.replace(temporary, out / MANIFEST)
+        write_private(out / MANIFEST, data)
         report.manifest = str(out / MANIFEST)
         report.manifest_sha256 = hashlib.sha256(data).hexdigest()
     except BaseException as ex:
-        with archive.atomic():
-            archive.conn.execute(
+        audit.failed(export_id, str(ex) or type(ex).__name__, report.posts)
+        if isinstance(ex, OSError):  # a full disk, a folder that went away
+            raise ExportError(f"cannot write the export into {out}: {ex.strerror}") from None
+        raise
+    audit.complete(export_id, report)
+    return report
+
+
+class _Audit:
+    """The export's row in the archive's ``exports`` table; none in a read-only archive."""
+
+    def __init__(self, archive: Archive, now: Callable[[], str]) -> None:
+        self.archive = archive
+        self.now = now
+
+    def start(self, values: tuple[Any, ...]) -> int | None:
+        if self.archive.readonly:
+            return None
+        with self.archive.atomic():
+            cursor = self.archive.conn.execute(
+                "INSERT INTO exports (started_at, status, identity, os_user, format, out, "
+                "filters, chain_digest) VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+        return int(cursor.lastrowid or 0)
+
+    def failed(self, export_id: int | None, error: str, posts: int) -> None:
+        if export_id is None:
+            return
+        with self.archive.atomic():
+            self.archive.conn.execute(
                 "UPDATE exports SET status = 'failed', finished_at = ?, error = ?, posts = ? "
                 "WHERE id = ?",
-                (now(), str(ex) or type(ex).__name__, report.posts, export_id),
+                (self.now(), error, posts, export_id),
             )
-        raise
-    with archive.atomic():
-        archive.conn.execute(
-            "UPDATE exports SET status = 'complete', finished_at = ?, groups = ?, posts = ?, "
-            "attachments = ?, files = ?, bytes = ?, manifest_sha256 = ? WHERE id = ?",
-            (
-                now(),
-                report.groups,
-                report.posts,
-                report.attachments,
-                report.files,
-                report.bytes,
-                report.manifest_sha256,
-                export_id,
-            ),
-        )
-    return report
+
+    def complete(self, export_id: int | None, report: ExportReport) -> None:
+        if export_id is None:
+            return
+        with self.archive.atomic():
+            self.archive.conn.execute(
+                "UPDATE exports SET status = 'complete', finished_at = ?, groups = ?, "
+                "posts = ?, attachments = ?, files = ?, bytes = ?, manifest_sha256 = ? "
+                "WHERE id = ?",
+                (
+                    self.now(),
+                    report.groups,
+                    report.posts,
+                    report.attachments,
+                    report.files,
+                    report.bytes,
+                    report.manifest_sha256,
+                    export_id,
+                ),
+            )

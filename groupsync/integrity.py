@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .archive import GENESIS, Archive, chain_digest
+from .archive import GENESIS, Archive, chain_digest, connect_readonly
 from .audit import Finding, audit
 from .errors import ArchiveError
 
@@ -363,7 +363,6 @@ def _check_fts(archive: Archive, report: VerifyReport) -> None:
     tables = archive.conn.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL%'"
     ).fetchall()
-    uri = f"file:{Path(archive.path).resolve()}?mode=ro"
     count = 0
     for name, sql in tables:
         match = _FTS5.match(sql or "")
@@ -371,7 +370,9 @@ def _check_fts(archive: Archive, report: VerifyReport) -> None:
         if match is None:
             continue
         count += 1
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        # Opened the way the archive was (immutable for an evidence copy on a read-only mount).
+        conn, _ = connect_readonly(archive.path)
+        conn.isolation_level = None
         try:
             _fts_copy(conn, name, sql, match, content)
             conn.execute(f"INSERT INTO temp.{_quote(name)} ({_quote(name)}, rank) "

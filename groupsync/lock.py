@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import GroupsyncError
+from .errors import ArchiveError, GroupsyncError
+from .files import open_private
 
 __all__ = ["LockedError", "WriterLock"]
 
@@ -43,7 +44,13 @@ class WriterLock:
     def acquire(self) -> None:
         if self.db_path == ":memory:" or self._fd is not None:
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = open_private(self.path, os.O_RDWR)
+        except OSError as ex:
+            raise ArchiveError(
+                f"cannot create the writer lock {self.path}: {ex.strerror} "
+                "(writing needs the archive's folder writable)"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -12,7 +12,13 @@ from sqlite_utils.migrations import Migrations
 
 from .html import to_text
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "apply_migrations"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "applied_migrations",
+    "apply_migrations",
+    "unknown_migrations",
+]
 
 MIGRATIONS = Migrations("groupsync")
 
@@ -347,3 +353,15 @@ SCHEMA_VERSION = len(MIGRATIONS._migrations)
 def apply_migrations(db: Database) -> None:
     """Bring an archive of any earlier version up to ``SCHEMA_VERSION``, transactionally."""
     MIGRATIONS.apply(db)
+
+
+def applied_migrations(db: Database) -> list[str]:
+    """The groupsync migrations recorded in an archive, oldest first (read only)."""
+    return [m.name for m in MIGRATIONS.applied(db)]
+
+
+def unknown_migrations(db: Database) -> list[str]:
+    """Migrations an archive records that this version does not have: a newer groupsync
+    wrote it, and this one must not guess at its schema."""
+    known = {m.name for m in MIGRATIONS._migrations}
+    return [name for name in applied_migrations(db) if name not in known]

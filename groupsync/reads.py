@@ -18,10 +18,11 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import IO, Any, cast
 
 from .archive import MAILBOX_GROUPS, Archive
-from .errors import ArchiveError, NotFoundError
+from .errors import ArchiveError, GroupsyncError, NotFoundError
+from .files import create_private, private_dir
 from .html import BIDI_CONTROLS, to_text
 from .models import Attachment, Conversation, ConversationThread, Group, ItemBody, Post
 
@@ -620,7 +621,7 @@ def safe_file_name(name: str | None, fallback: str = "attachment") -> str:
     return text
 
 
-def _create(directory: Path, name: str) -> tuple[Path, BinaryIO]:
+def _create(directory: Path, name: str) -> tuple[Path, IO[bytes]]:
     """Open a new file for ``name`` in ``directory``, never over an existing one.
 
     A name taken (by an earlier attachment or a file already there, case-insensitively on
@@ -631,7 +632,7 @@ def _create(directory: Path, name: str) -> tuple[Path, BinaryIO]:
     for n in range(1, 10_000):
         path = directory / (name if n == 1 else f"{stem} ({n}){suffix}")
         try:
-            return path, open(path, "xb")  # noqa: SIM115 - the caller closes it
+            return path, create_private(path)
         except FileExistsError:
             continue
     raise ArchiveError(f"no free file name for {name!r} in {directory}")
@@ -666,8 +667,10 @@ def save_attachments(
     """
     _post_row(archive, group_id, thread_id, post_id, include_deleted)
     rows = _attachment_rows(archive, post_id, include_deleted)
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder = private_dir(directory)
+    except OSError as ex:
+        raise GroupsyncError(f"cannot create {directory}: {ex.strerror}") from None
 
     def saved() -> Iterator[SavedAttachment]:
         for attachment_id, name, text, sha256, size, _ in rows:
@@ -676,7 +679,10 @@ def save_attachments(
             if reason is not None:
                 yield SavedAttachment(attachment_id, name, skipped=reason)
                 continue
-            yield _write_blob(archive, folder, attachment_id, name, cast(str, sha256))
+            try:
+                yield _write_blob(archive, folder, attachment_id, name, cast(str, sha256))
+            except OSError as ex:
+                raise GroupsyncError(f"cannot save into {folder}: {ex.strerror}") from None
 
     return saved()
 

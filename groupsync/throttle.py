@@ -25,6 +25,9 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from .errors import GroupsyncError
+from .files import touch_private
+
 __all__ = ["Clock", "SystemClock", "Throttle", "ThrottleStats", "SYSTEM_CLOCK"]
 
 _MARGIN = 0.002  # seconds; keeps float rounding from letting a call in at the exact edge
@@ -113,9 +116,26 @@ class Throttle:
         self.lease = lease
         self.stats = ThrottleStats()
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            path or ":memory:", timeout=30.0, isolation_level=None, check_same_thread=False
-        )
+        try:
+            if path and path != ":memory:":
+                touch_private(path)  # SQLite gives its -wal and -shm the same mode
+            self._db = sqlite3.connect(
+                path or ":memory:", timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as ex:
+            raise self._unusable(path, ex) from None
+        try:
+            self._prepare(path)
+        except sqlite3.Error as ex:
+            self._db.close()
+            raise self._unusable(path, ex) from None
+
+    @staticmethod
+    def _unusable(path: str | None, error: Exception) -> GroupsyncError:
+        reason = getattr(error, "strerror", None) or error
+        return GroupsyncError(f"cannot use the throttle file {path}: {reason}")
+
+    def _prepare(self, path: str | None) -> None:
         self._db.execute("PRAGMA synchronous=OFF")
         # Switching to WAL and creating the tables need the write lock, and SQLite may
         # refuse those at once (no busy wait) while another process holds it: retry.

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +154,61 @@ BAD_IDS = {
     "bidi-isolate": "a\u2066b",
     "too-long": "A" * 1025,  # groupsync.ids.MAX_ID_LENGTH + 1
 }
+
+
+def run_cli(
+    *args: str | bytes,
+    db: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    umask: int | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[bytes]:
+    """The real ``groupsync`` in a subprocess; arguments may be bytes (not UTF-8, say).
+
+    ``env`` adds to a copy of the environment (GROUPSYNC_* already cleared by
+    ``clean_environ``); ``db`` sets GROUPSYNC_DB; ``umask`` is the child's.
+    """
+    environ = {**os.environ, **(env or {})}
+    if db is not None:
+        environ["GROUPSYNC_DB"] = str(db)
+    command = [os.fsencode(sys.executable), b"-m", b"groupsync"]
+    command += [a if isinstance(a, bytes) else os.fsencode(a) for a in args]
+    return subprocess.run(
+        command,
+        env=environ,
+        cwd=cwd,
+        capture_output=True,
+        timeout=timeout,
+        preexec_fn=None if umask is None else (lambda: os.umask(umask)),
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[bytes]) -> str:
+    """Assert a failure told in exactly one line on stderr, no traceback; that line."""
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode not in (0, None), stderr
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), stderr
+    return lines[0]
+
+
+@pytest.fixture
+def mounts():
+    """Mount as root (``mounts(args, target)`` runs ``mount *args target``), unmounted at
+    the end, last first; skips where this process may not mount."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root")
+    done: list[Path] = []
+
+    def mount(args: list[str], target: Path) -> None:
+        result = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"mount is not permitted here: {result.stderr.strip()}")
+        if target not in done:
+            done.append(target)
+
+    yield mount
+    for target in reversed(done):
+        subprocess.run(["umount", "-l", str(target)], check=False)

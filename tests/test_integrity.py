@@ -451,7 +451,7 @@ def test_a_damaged_header_is_one_line(db):
     result = CliRunner().invoke(cli, ["verify"], env={"GROUPSYNC_DB": str(db)})
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.splitlines()[-1] == (
-        f"Error: {db} is not a usable archive: file is not a database"
+        f"Error: {db} is not a SQLite database (a groupsync archive is one)"
     )
 
 

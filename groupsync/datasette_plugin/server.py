@@ -15,6 +15,7 @@ from datasette.plugins import pm
 from .. import search
 from ..archive import Archive
 from ..errors import ArchiveError, ConfigError
+from ..files import can_write
 from .metadata import ARCHIVE_TABLES
 
 __all__ = [
@@ -58,11 +59,15 @@ def update_search_index(path: str | Path) -> search.IndexReport:
     """Catch the search index up with the archive (it lives beside it, ``<db>.whoosh``).
 
     The search page itself never writes; this is for ``groupsync serve`` to run first.
+    An index whose folder cannot be written (an evidence copy) is left as it is.
     """
     check_archive(path)
+    index_path = search.index_path_for(path)
+    if not can_write(index_path):
+        raise search.IndexWriteError(f"the search index {index_path} is read-only here")
     try:
         with Archive(path, readonly=True) as archive:
-            return search.update_index(archive, search.index_path_for(path))
+            return search.update_index(archive, index_path)
     finally:
         search.close_indexes()
 

@@ -115,6 +115,9 @@ from .indexer import (
     IndexReport as IndexReport,
 )
 from .indexer import (
+    IndexWriteError as IndexWriteError,
+)
+from .indexer import (
     Progress as Progress,
 )
 from .indexer import (
@@ -172,6 +175,7 @@ from .state import (
 __all__ = [
     "CheckReport",
     "IndexReport",
+    "IndexWriteError",
     "QueryError",
     "SearchHit",
     "SearchResults",

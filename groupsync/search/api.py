@@ -15,6 +15,7 @@ from whoosh import query as wquery
 
 from ..archive import Archive
 from ..errors import GroupsyncError
+from ..files import can_write
 from .evaluator import _evaluate
 from .filters import DocFilter, Filtered
 from .highlight import _lead, _snippet
@@ -102,7 +103,8 @@ def search(
 
     The index is first caught up with the archive when the archive moved on (after a crash
     between a sync's database commit and its index commit, say), unless ``catch_up`` is
-    False or (when None) the archive was opened read-only: then the results say how many
+    False or (when None) the archive was opened read-only, or the index folder cannot be
+    written (an evidence copy on a read-only mount): then the results say how many
     changes the index is behind. ``group`` (a name or id) narrows like ``group:``.
     """
     if sort not in SORTS:
@@ -112,6 +114,7 @@ def search(
     index_path = Path(index_path)
     if catch_up is None:
         catch_up = not getattr(archive, "readonly", False)
+    catch_up = catch_up and can_write(index_path)
     resolver = _Resolver(archive)
     parsed = parse_query(query, resolver)
     narrow = None if group is None else DocFilter(groups=resolver(group))

@@ -12,6 +12,7 @@ import time
 import warnings
 from array import array
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from whoosh import index as windex
 
 from ..archive import Archive
 from ..errors import GroupsyncError
+from ..files import private_dir, private_umask, tighten
 from .documents import _POST_COLUMNS, _attachments_of, _AttachmentText, _document
 from .filters import _load_bytes_column, _load_column
 from .schema import CODEC, FLAG_DELETED, INDEX_FORMAT, SCHEMA, _key
@@ -27,6 +29,25 @@ from .searchers import close_indexes
 from .state import _read_state, _State, _write_state
 
 Progress = Callable[[dict[str, Any]], None]
+
+
+class IndexWriteError(GroupsyncError):
+    """The index folder cannot be written: a full disk, a read-only folder."""
+
+
+@contextmanager
+def _writing(index_path: Path) -> Iterator[None]:
+    """Whoosh opens its files with ``open()``: private by umask (the builder processes
+    fork with it), and a file system's refusal as one error naming the folder."""
+    try:
+        with private_umask():
+            yield
+        tighten(index_path)
+    except OSError as ex:
+        raise IndexWriteError(
+            f"cannot write the search index {index_path}: {ex.strerror or ex}; "
+            "run `groupsync index` once it can be written"
+        ) from None
 
 
 # -- reports ------------------------------------------------------------------------------
@@ -410,7 +431,7 @@ def update_index(
         params,
     ).fetchall()
     extract = _AttachmentText(archive)
-    with _LOCK:
+    with _writing(index_path), _LOCK:
         ix = windex.open_dir(str(index_path))
         try:
             writer = _segment_writer(ix, timeout=60.0)
@@ -483,14 +504,25 @@ def rebuild_index(
     index_path = Path(index_path)
     old = _read_state(index_path)
     keep = (old.keep_deleted if old else False) if keep_deleted is None else keep_deleted
+    with _writing(index_path):
+        return _rebuild(archive, index_path, procs, keep, old is not None, progress)
+
+
+def _rebuild(
+    archive: Archive,
+    index_path: Path,
+    procs: int,
+    keep: bool,
+    existed: bool,
+    progress: Progress | None,
+) -> IndexReport:
     started = time.monotonic()
     target = archive.change_seq()
-    index_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(index_path.parent)
     for stale in index_path.parent.glob(f"{index_path.name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    temp = index_path.parent / f"{index_path.name}.tmp-{os.getpid()}"
-    temp.mkdir()
-    report = IndexReport(str(index_path), "rebuilt" if old else "created", 0, target)
+    temp = private_dir(index_path.parent / f"{index_path.name}.tmp-{os.getpid()}", exist_ok=False)
+    report = IndexReport(str(index_path), "rebuilt" if existed else "created", 0, target)
     try:
         where = "p.change_seq <= ?" + ("" if keep else " AND p.deleted_at IS NULL")
         total = archive.conn.execute(

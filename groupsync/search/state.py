@@ -5,11 +5,11 @@ build), written after each Whoosh commit.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..files import write_private
 from .schema import INDEX_FORMAT
 
 STATE_FILE = "groupsync-index.json"
@@ -49,7 +49,5 @@ def _read_state(index_path: Path) -> _State | None:
 def _write_state(index_path: Path, state: _State) -> None:
     """Written to a temporary file and renamed, after the Whoosh commit it describes."""
     state.updated_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    target = index_path / STATE_FILE
-    temp = index_path / f".{STATE_FILE}.{os.getpid()}.tmp"
-    temp.write_text(json.dumps({"version": 1, **asdict(state)}, indent=1))
-    os.replace(temp, target)
+    data = json.dumps({"version": 1, **asdict(state)}, indent=1)
+    write_private(index_path / STATE_FILE, data.encode())

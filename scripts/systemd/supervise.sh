@@ -4,6 +4,7 @@
 # passes SIGTERM/SIGINT on and stops when watch stopped cleanly (exit 0).
 #   scripts/systemd/supervise.sh --joined --send --on-new ./on-new.sh
 # Extra arguments go to `groupsync watch`. GROUPSYNC_BIN overrides the command.
+umask 077  # what the hooks and the shell create is private too, as with systemd's UMask=0077
 bin="${GROUPSYNC_BIN:-groupsync}"
 delay="${GROUPSYNC_RESTART_DELAY:-30}"
 child=""
