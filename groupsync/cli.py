@@ -22,7 +22,7 @@ from .config import load_settings, parse_rate
 from .connect import connect, throttle_key
 from .errors import GroupsyncError, TransportError, ValidationError
 from .events import EVENT_STATES, ShellHook, event_payload, iter_events
-from .export import FORMATS, ExportOptions, parse_bound
+from .export import FORMATS, PARTIAL_EXIT, ExportOptions, parse_bound
 from .export import export as export_archive
 from .integrity import verify as verify_archive
 from .lock import WriterLock
@@ -1218,7 +1218,11 @@ def events_command(ctx, since, state, group_id, jsonl, as_table):
 @click.option("--json", "as_json", is_flag=True, help="Print the export's summary as JSON.")
 @click.pass_context
 def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, query, as_json):
-    """Export posts as .eml files, one mbox per group, or JSON lines, with a manifest."""
+    """Export posts as .eml files, one mbox per group, or JSON lines, with a manifest.
+
+    A post or attachment that cannot be exported is left out and listed in the manifest's
+    "failures"; the export goes on, and then exits 4.
+    """
     settings = settings_from(ctx)
     try:
         os_user = getpass.getuser()
@@ -1242,13 +1246,16 @@ def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, quer
     if as_json:
         echo_json(report.as_dict())
     else:
+        failed = f"; {report.failed} item(s) FAILED, listed in the manifest" * bool(report.failed)
         click.echo(
             f"Exported {report.posts} post(s) of {report.groups} group(s) with "
             f"{report.attachments} attachment(s) into {report.files} file(s) "
             f"({report.bytes:,} bytes) in {time.monotonic() - started:.1f} s; "
-            f"manifest {report.manifest} (SHA-256 {report.manifest_sha256})",
+            f"manifest {report.manifest} (SHA-256 {report.manifest_sha256}){failed}",
             err=True,
         )
+    if report.failed:
+        raise click.exceptions.Exit(PARTIAL_EXIT)
 
 
 @cli.command(name="verify")

@@ -23,7 +23,7 @@ OWNERS = {
     "nh3": {"html"},
     "selectolax": {"html"},
 }
-LEAVES = {"errors", "models", "html", "throttle", "config"}
+LEAVES = {"errors", "models", "html", "throttle", "config", "mailheaders", "terminal"}
 
 
 def modules():
