@@ -11,8 +11,10 @@ import re
 import sqlite3
 from email import message_from_bytes
 from email import policy as email_policy
+from email.generator import BytesGenerator
 from email.header import decode_header, make_header
 from email.message import EmailMessage
+from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -22,13 +24,28 @@ from hypothesis import strategies as st
 
 from groupsync.archive import Archive
 from groupsync.cli import cli
-from groupsync.export import PARTIAL_EXIT, ExportOptions, _Exporter, export
+from groupsync.export import (
+    EML_POLICY,
+    PARTIAL_EXIT,
+    ExportOptions,
+    _Exporter,
+    _Prefolded,
+    export,
+)
 from groupsync.mailheaders import address_pieces, encoded_words, filename_params, header_text
 
 from . import hostile
 
 # Any text, lone surrogates and every control included.
-ANY_TEXT = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=300)
+ANY_TEXT = st.text(
+    alphabet=st.one_of(
+        st.characters(codec=None, exclude_categories=()),
+        # controls, format characters (bidi, zero-width), separators and lone surrogates,
+        # which the line above draws only rarely
+        st.characters(categories=["Cc", "Cf", "Cs", "Zl", "Zp"]),
+    ),
+    max_size=300,
+)
 HOSTILE_OR_ANY = st.one_of(st.sampled_from(hostile.ALL), ANY_TEXT)
 SAFE_PATH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 
@@ -258,3 +275,30 @@ def test_header_building_never_raises_nor_writes_a_line_break(name, other):
         assert not any(c in piece for c in "\r\n\x00\x0b\x0c")
     for text in (header_text(name), header_text(other)):
         assert len(text.splitlines()) <= 1 and "\r" not in text and "\n" not in text
+
+
+@settings(max_examples=200, deadline=None)
+@given(HOSTILE_OR_ANY, HOSTILE_OR_ANY, HOSTILE_OR_ANY)
+def test_a_message_of_arbitrary_names_flattens_and_parses_back(topic, name, filename):
+    """The headers as the exporter sets them, flattened as it flattens: one header each,
+    nothing injected, and the subject and file name decode back (neutralised)."""
+    message = EmailMessage(policy=EML_POLICY)
+    message["Subject"] = _Prefolded.make("Subject", encoded_words(topic))
+    message["From"] = _Prefolded.make("From", address_pieces(name, filename))
+    message.set_content("body")
+    part = EmailMessage(policy=EML_POLICY)
+    part.set_content(b"data", "application", "octet-stream")
+    part["Content-Disposition"] = _Prefolded.make(
+        "Content-Disposition", ("attachment;", *filename_params(filename or "attachment"))
+    )
+    message.make_mixed()
+    message.attach(part)
+    buffer = BytesIO()
+    BytesGenerator(buffer, policy=EML_POLICY).flatten(message)
+    data = buffer.getvalue()
+    check_headers(data, b"\r\n")
+    back = message_from_bytes(data, policy=email_policy.default)
+    assert [k for k in back if k in ("Subject", "From", "Bcc")] == ["Subject", "From"]
+    assert str(back["Subject"]) == header_text(topic)
+    (attachment,) = back.iter_attachments()
+    assert attachment.get_filename() == python_filename(header_text(filename or "attachment"))

@@ -18,7 +18,15 @@ from groupsync.terminal import json_text, safe_text
 
 from . import hostile
 
-ANY_TEXT = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=200)
+ANY_TEXT = st.text(
+    alphabet=st.one_of(
+        st.characters(codec=None, exclude_categories=()),
+        # controls, format characters (bidi, zero-width), separators and lone surrogates,
+        # which the line above draws only rarely
+        st.characters(categories=["Cc", "Cf", "Cs", "Zl", "Zp"]),
+    ),
+    max_size=200,
+)
 MARKETING = "83231e12-1380-4fe3-b849-b614bcff5d6c"
 
 
