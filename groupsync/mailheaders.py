@@ -15,9 +15,9 @@ RFC 2047 encoded word (``=?utf-8?q?=0D=0ABcc:...?=``) decodes into something els
 * ``filename_params`` writes a file name as an RFC 2231 parameter (``filename*=utf-8''...``,
   with ``*0*``, ``*1*`` continuations when long) unless it is a short plain name.
 
-Every function returns ASCII pieces of at most 78 characters; the caller joins them with a
-line end and a space (folding), so no raw CR or LF from mail ever reaches a header and no
-line is longer than RFC 5322's 998.
+The last three return ASCII pieces, each at most 78 characters (a mailbox, ``<address>``, at
+most 256); the caller joins them with a line end and a space (folding), so no raw CR or LF
+from mail ever reaches a header and no line is longer than RFC 5322's 998.
 """
 
 from __future__ import annotations
