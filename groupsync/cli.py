@@ -33,7 +33,7 @@ from .events import (
     hook_output_path,
     iter_events,
 )
-from .export import FORMATS, ExportOptions, parse_bound
+from .export import FORMATS, PARTIAL_EXIT, ExportOptions, parse_bound
 from .export import export as export_archive
 from .export_check import check_export
 from .groupref import resolve_group
@@ -44,14 +44,21 @@ from .lock import WriterLock
 from .outbox import Draft, Outbox
 from .simulator import SimulatorOptions, run_server
 from .sync import POST_SELECT, Syncer, SyncOptions
+from .terminal import json_text, safe_text
 from .throttle import Throttle
 from .watch import Watcher, WatchOptions, parse_duration
 
 
 class GroupsyncGroup(click.Group):
-    """Turns every ``GroupsyncError`` into one line on stderr and its exit code."""
+    """Turns every ``GroupsyncError`` into one line on stderr and its exit code.
+
+    Error messages quote ids and mail text, so they go through ``safe_text`` like
+    everything else printed for people.
+    """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Arguments that are not UTF-8, and the top-level options' errors (which ``invoke``
+        does not see), each as one line."""
         # Bytes that are not UTF-8 reach Python as surrogates (PEP 383), which SQLite,
         # JSON and Graph all refuse deep inside: refuse them here, in one line.
         for number, arg in enumerate(args, 1):
@@ -65,22 +72,36 @@ class GroupsyncGroup(click.Group):
                     err=True,
                 )
                 ctx.exit(2)
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as ex:  # the top-level options' errors, the same way
+            _usage_error(ex)
+            raise  # not reached: _usage_error exits
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except GroupsyncError as ex:
-            click.echo(f"Error: {ex}", err=True)
+            click.echo(f"Error: {safe_text(ex)}", err=True)
             ctx.exit(ex.exit_code)
         except click.UsageError as ex:
-            # One line, like every other error; --help has the rest.
-            where = ex.ctx.command_path if ex.ctx else "groupsync"
-            click.echo(f"Error: {ex.format_message()} (see `{where} --help`)", err=True)
+            _usage_error(ex)
+        except click.ClickException as ex:
+            click.echo(f"Error: {safe_text(ex.format_message())}", err=True)
             ctx.exit(ex.exit_code)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
+
+
+
+def _usage_error(ex: click.UsageError) -> None:
+    """One line, like every other error; --help has the rest."""
+    where = ex.ctx.command_path if ex.ctx else "groupsync"
+    click.echo(f"Error: {safe_text(ex.format_message())} (see `{where} --help`)", err=True)
+    raise click.exceptions.Exit(ex.exit_code)
 
 
 def settings_from(ctx: click.Context, **flags: Any):
@@ -91,7 +112,7 @@ def settings_from(ctx: click.Context, **flags: Any):
 
 
 def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    click.echo(json_text(json.dumps(data, indent=2, ensure_ascii=False)))
 
 
 # Ids, paths and hashes are printed whole: an Exchange id cut short cannot be copied.
@@ -111,7 +132,7 @@ def echo_table(
         return
     cells = [
         [
-            ("" if r.get(c) is None else str(r[c])) if c in FULL_WIDTH else _cell(r.get(c))
+            ("" if r.get(c) is None else safe_text(r[c])) if c in FULL_WIDTH else _cell(r.get(c))
             for c in columns
         ]
         for r in rows
@@ -120,11 +141,12 @@ def echo_table(
 
 
 def _cell(value: Any) -> str:
+    """A table cell: controls made visible (``safe_text``), then cut to 60 characters."""
     if value is None:
         return ""
     if isinstance(value, list):
         return ", ".join(_cell(v) for v in value)
-    text = str(value)
+    text = safe_text(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -245,8 +267,10 @@ def login(ctx, app, tenant, client_id, client_secret, certificate, thumbprint):
     if settings.auth_mode == "app":
         identity = auth.login_app(settings)
     else:
-        identity = auth.login_device(settings, lambda message: click.echo(message, err=True))
-    click.echo(f"Signed in: {_identity_line(identity)}", err=True)
+        identity = auth.login_device(
+            settings, lambda message: click.echo(safe_text(message), err=True)
+        )
+    click.echo(safe_text(f"Signed in: {_identity_line(identity)}"), err=True)
 
 
 @cli.command()
@@ -309,7 +333,7 @@ def _graph_or_archive(ctx, settings, offline, ask_graph, read_archive, what):
         except TransportError:
             if not Path(settings.db).exists():
                 raise
-            click.echo(f"offline: {what} from the archive {settings.db}", err=True)
+            click.echo(safe_text(f"offline: {what} from the archive {settings.db}"), err=True)
     with Archive(settings.db, readonly=True) as archive:
         return read_archive(archive)
 
@@ -526,7 +550,9 @@ def delete_thread(ctx, group_id, thread_id, yes):
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("deleting a thread needs --yes when not on a terminal")
-        click.confirm(f"Delete thread {thread_id} for everyone in the group?", abort=True)
+        click.confirm(
+            safe_text(f"Delete thread {thread_id} for everyone in the group?"), abort=True
+        )
     _queue(ctx, "delete-thread", group_id, Draft(), thread_id=thread_id)
 
 
@@ -679,7 +705,7 @@ class ProgressLine:
             self.group = text.split(" · ")[0]
         else:
             text = getattr(self, "group", "group") + text[text.index(" · ") :]
-        click.echo("\r" + text.ljust(self.width), err=True, nl=False)
+        click.echo("\r" + safe_text(text).ljust(self.width), err=True, nl=False)
         self.width = len(text)
 
     def close(self) -> None:
@@ -796,7 +822,7 @@ def sync(
             err=True,
         )
         for note in report.notes:
-            click.echo(f"Note: {note}", err=True)
+            click.echo(safe_text(f"Note: {note}"), err=True)
         if indexed is not None:
             echo_index_report(indexed)
     if report.error:
@@ -878,7 +904,7 @@ def _echo_json_stream(items: Iterable[dict[str, Any]]) -> None:
     first = True
     for item in items:
         text = json.dumps(item, indent=2, ensure_ascii=False).replace("\n", "\n    ")
-        click.echo(('{\n  "value": [\n    ' if first else ",\n    ") + text, nl=False)
+        click.echo(('{\n  "value": [\n    ' if first else ",\n    ") + json_text(text), nl=False)
         first = False
     click.echo('{\n  "value": []\n}' if first else "\n  ]\n}")
 
@@ -1080,7 +1106,7 @@ def attachments(ctx, group_id, thread_id, post_id, save_dir, live, include_delet
             )
         note = reads.attachments_note(archive, group_id, thread_id, post_id)
     if note:
-        click.echo(f"Note: {note}", err=True)
+        click.echo(safe_text(f"Note: {note}"), err=True)
 
 
 @cli.command()
@@ -1112,15 +1138,18 @@ def serve(ctx, host, port, immutable, no_index):
         try:
             report = update_search_index(settings.db)
         except IndexWriteError as ex:
-            click.echo(f"Note: {ex}; search may lag.", err=True)
+            click.echo(safe_text(f"Note: {ex}; search may lag."), err=True)
         else:
-            click.echo(f"Search index {report.mode} ({report.index_path}).", err=True)
+            click.echo(safe_text(f"Search index {report.mode} ({report.index_path})."), err=True)
 
     def ready(url: str) -> None:
-        click.echo(f"Serving {settings.db} read-only at {url}", err=True)
-        click.echo(f"  threads, search and downloads: {url}-/groupsync/", err=True)
+        click.echo(safe_text(f"Serving {settings.db} read-only at {url}"), err=True)
+        click.echo(safe_text(f"  threads, search and downloads: {url}-/groupsync/"), err=True)
         if host not in {"127.0.0.1", "localhost", "::1"}:
-            click.echo(f"Note: {host} lets anyone who can reach it read the archive.", err=True)
+            click.echo(
+                safe_text(f"Note: {host} lets anyone who can reach it read the archive."),
+                err=True,
+            )
         click.echo("Ctrl-C stops it.", err=True)
         click.echo(url)
 
@@ -1142,7 +1171,8 @@ def _log_line(entry: dict[str, Any]) -> str:
     rest = " ".join(
         f"{k}={v}" for k, v in entry.items() if k not in {"at", "level", "event"} and v is not None
     )
-    return f"{entry.get('at')} {entry.get('level', 'info')} {entry.get('event')} {rest}".rstrip()
+    line = f"{entry.get('at')} {entry.get('level', 'info')} {entry.get('event')} {rest}"
+    return safe_text(line.rstrip())
 
 
 @cli.command()
@@ -1231,11 +1261,11 @@ def watch(
         stop.set()
 
     def log(entry: dict[str, Any]) -> None:
-        line = json.dumps(entry, ensure_ascii=False) if log_json else _log_line(entry)
+        line = json_text(json.dumps(entry, ensure_ascii=False)) if log_json else _log_line(entry)
         click.echo(line, err=True)
 
     def print_event(event: dict[str, Any]) -> None:
-        click.echo(json.dumps(event, ensure_ascii=False))
+        click.echo(json_text(json.dumps(event, ensure_ascii=False)))
 
     options = WatchOptions(
         group_ids=list(group_ids),
@@ -1316,7 +1346,7 @@ def events_command(ctx, since, state, group_id, jsonl, as_table):
         )
         if jsonl:
             for row in rows:
-                click.echo(json.dumps(event_payload(row), ensure_ascii=False))
+                click.echo(json_text(json.dumps(event_payload(row), ensure_ascii=False)))
         elif as_table:
             echo_table(list(rows), EVENT_COLUMNS)
         else:
@@ -1353,7 +1383,11 @@ def events_command(ctx, since, state, group_id, jsonl, as_table):
 @click.option("--json", "as_json", is_flag=True, help="Print the export's summary as JSON.")
 @click.pass_context
 def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, query, as_json):
-    """Export posts as .eml files, one mbox per group, or JSON lines, with a manifest."""
+    """Export posts as .eml files, one mbox per group, or JSON lines, with a manifest.
+
+    A post or attachment that cannot be exported is left out and listed in the manifest's
+    "failures"; the export goes on, and then exits 4.
+    """
     settings = settings_from(ctx)
     try:
         os_user = getpass.getuser()
@@ -1379,24 +1413,21 @@ def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, quer
     if as_json:
         echo_json(report.as_dict())
     else:
+        failed = f"; {report.failed} item(s) FAILED, listed in the manifest" * bool(report.failed)
         click.echo(
-            f"Exported {report.posts} post(s) of {report.groups} group(s) with "
-            f"{report.attachments} attachment(s) into {report.files} file(s) "
-            f"({report.bytes:,} bytes) in {time.monotonic() - started:.1f} s; "
-            f"manifest {report.manifest} (SHA-256 {report.manifest_sha256})",
+            safe_text(
+                f"Exported {report.posts} post(s) of {report.groups} group(s) with "
+                f"{report.attachments} attachment(s) into {report.files} file(s) "
+                f"({report.bytes:,} bytes) in {time.monotonic() - started:.1f} s; "
+                f"manifest {report.manifest} (SHA-256 {report.manifest_sha256}){failed}"
+            ),
             err=True,
         )
+    if report.failed:
+        raise click.exceptions.Exit(PARTIAL_EXIT)
 
 
 AUDIT_EXIT = 4  # verify: nothing damaged, but the audit found what a sync missed
-
-
-def terminal_safe(text: str) -> str:
-    """Text from mail, escaped for a terminal: control, format (bidi) and other invisible
-    characters as ``\\x1b``/``\\u202e``, so a body cannot move the cursor or reorder a line."""
-    return "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
-    )
 
 
 @cli.command(name="verify")
@@ -1436,11 +1467,11 @@ def verify_command(ctx, anchor, index_path, export_dir, as_json):
             click.echo(json.dumps(checked.as_dict(), indent=2))
         else:
             for problem in checked.problems:
-                click.echo(terminal_safe(str(problem)))
+                click.echo(safe_text(str(problem)))
             for note in checked.notes:
-                click.echo(terminal_safe(f"Note: {note}"), err=True)
+                click.echo(safe_text(f"Note: {note}"), err=True)
             click.echo(
-                terminal_safe(
+                safe_text(
                     f"Checked {checked.files} files ({checked.bytes:,} bytes) of {export_dir} "
                     "against its manifest: "
                     + ("OK" if checked.ok else f"{len(checked.problems)} difference(s)")
@@ -1455,7 +1486,7 @@ def verify_command(ctx, anchor, index_path, export_dir, as_json):
         if exposed:
             files = ", ".join(f"{path} ({mode:04o})" for path, mode in exposed)
             click.echo(
-                terminal_safe(
+                safe_text(
                     f"Warning: group or others may read or write {files}: chmod 600 them"
                 ),
                 err=True,
@@ -1468,22 +1499,22 @@ def verify_command(ctx, anchor, index_path, export_dir, as_json):
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         for line in [*map(str, report.problems), *map(str, report.findings)]:
-            click.echo(terminal_safe(line))
+            click.echo(safe_text(line))
         for note in report.notes:
-            click.echo(terminal_safe(f"Note: {note}"), err=True)
+            click.echo(safe_text(f"Note: {note}"), err=True)
         checked = report.checked
         head = report.chain_head
         chain = f"chain head run {head['run_id']} {head['digest']}" if head else "no sealed run"
         found = len(report.findings)
-        click.echo(
+        summary = (
             f"Checked {checked.get('post_versions', 0)} post versions, "
             f"{checked.get('posts', 0)} posts, {checked.get('blobs', 0)} blobs "
             f"({checked.get('blob_bytes', 0):,} bytes), {checked.get('sync_runs', 0)} sync "
             f"runs; {chain}: "
             + ("OK" if report.ok else f"{len(report.problems)} problem(s)")
-            + (f"; {found} finding(s) of what a sync missed" if found else ""),
-            err=True,
+            + (f"; {found} finding(s) of what a sync missed" if found else "")
         )
+        click.echo(safe_text(summary), err=True)
     if not report.ok:
         raise click.exceptions.Exit(1)
     if not report.complete:
@@ -1568,6 +1599,7 @@ def _bold_snippet(hit, width: int = 110) -> str:
         text = text.replace("\n", " ")
         if used + len(text) > width:
             text = text[: max(0, width - used - 1)] + "…"
+        text = safe_text(text)
         out.append(click.style(text, bold=True) if matched else text)
         used += len(text)
         if used >= width:
@@ -1621,14 +1653,14 @@ def search_command(ctx, query, limit, offset, group, sort, include_deleted, as_t
     finally:
         progress.close()
     for note in results.notes:
-        click.echo(f"Note: {note}", err=True)
+        click.echo(safe_text(f"Note: {note}"), err=True)
     if not results.hits:
         click.echo("No posts match.", err=True)
     if as_table:
         if results.hits:
             rows = [
                 [
-                    (h.receivedDateTime or "")[:16].replace("T", " "),
+                    safe_text((h.receivedDateTime or "")[:16].replace("T", " ")),
                     _cell(h.group_name),
                     _cell(h.sender.get("name") or h.sender.get("address")),
                     _cell(h.topic),
@@ -1638,7 +1670,7 @@ def search_command(ctx, query, limit, offset, group, sort, include_deleted, as_t
             ]
             click.echo(tabulate(rows, headers=SEARCH_COLUMNS, tablefmt="simple"))
             shown = f"{offset + 1}-{offset + len(results.hits)}"
-            click.echo(f"{shown} of {results.total} posts", err=True)
+            click.echo(safe_text(f"{shown} of {results.total} posts"), err=True)
     else:
         echo_json(results.as_dict())
 
@@ -1673,15 +1705,18 @@ def index_command(ctx, rebuild, check, keep_deleted, index_path):
             report = fulltext.check_index(archive, path)
             data = report.as_dict(sample=5)
             click.echo(
-                f"{path}: {data['documents']} documents for {data['posts']} posts; "
-                f"index at change {data['index_seq']}, archive at {data['archive_seq']}"
+                safe_text(
+                    f"{path}: {data['documents']} documents for {data['posts']} posts; "
+                    f"index at change {data['index_seq']}, archive at {data['archive_seq']}"
+                )
             )
             if not report.exists:
                 click.echo("no index: run groupsync index")
             for name in ("missing", "stale", "extra", "duplicates"):
                 if data[name]:
                     ids = ", ".join(data[f"{name}_ids"])
-                    click.echo(f"{data[name]} {name}: {ids}{' …' if data[name] > 5 else ''}")
+                    more = " …" if data[name] > 5 else ""
+                    click.echo(safe_text(f"{data[name]} {name}: {ids}{more}"))
             click.echo("OK" if report.ok else "Run groupsync index to catch up.")
             if not report.ok:
                 raise click.exceptions.Exit(1)

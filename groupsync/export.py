@@ -6,7 +6,9 @@ filters, who exported and the archive's chain head (see ``integrity``). The expo
 recorded in the archive's ``exports`` table with the manifest's SHA-256.
 
 Messages (eml and mbox) are built with ``email.message.EmailMessage`` under the default
-policy, so non-ASCII subjects, names and file names are encoded per RFC 2047/2231:
+policy; the headers made of mail text (subject, names, addresses, categories, attachment
+file names) are written by ``mailheaders``: RFC 2047 encoded words, RFC 2231 file names,
+folded, and never a line break from the mail, so any name exports:
 
 * ``From``/``Sender`` from Graph's ``from``/``sender`` (for group mail, the group and the
   person), ``To`` the group, ``Cc`` the post's ``newParticipants``, ``Date`` its
@@ -21,22 +23,28 @@ policy, so non-ASCII subjects, names and file names are encoded per RFC 2047/223
   and reference attachments, or not readable) as its Graph metadata in JSON;
 * ``X-Groupsync-*`` headers with the Graph ids, the changeKey and the SHA-256 of the
   post version exported, which ``verify`` vouches for.
+
+A post (or one attachment) that still cannot be exported does not stop the export: it is
+left out, listed in the manifest's ``failures`` (post id, what, reason) and counted in
+``failed``; the export is recorded as ``partial`` and the CLI exits ``PARTIAL_EXIT`` (4)
+after writing the manifest. Only the disk or the archive failing (``OSError``,
+``sqlite3.Error``) stops it.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import mimetypes
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email import policy as email_policy
 from email.generator import BytesGenerator
-from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from io import BytesIO
 from pathlib import Path
@@ -47,10 +55,12 @@ from .archive import Archive, utc_now
 from .errors import GroupsyncError
 from .files import create_private, private_dir, write_private
 from .html import to_text
+from .mailheaders import address_pieces, encoded_words, filename_params, header_text
 from .models import ModelError, parse_datetime
 
 __all__ = [
     "FORMATS",
+    "PARTIAL_EXIT",
     "ExportError",
     "ExportOptions",
     "ExportReport",
@@ -74,6 +84,9 @@ ID_HEADERS = (
     "X-Groupsync-Attachment-Id",
 )
 SEARCH_PAGE = 500
+# The exit code of an export that finished, manifest and all, without some posts or
+# attachments (listed in the manifest's "failures"): not 1, which means nothing usable.
+PARTIAL_EXIT = 4
 
 
 class ExportError(GroupsyncError):
@@ -99,6 +112,31 @@ class _VerbatimHeader(UnstructuredHeader):
         if self._parse_tree is None:
             return f"{self.name}: {self}{policy.linesep}"
         return super().fold(policy=policy)
+
+
+class _Prefolded(BaseHeader):
+    """Header text from ``mailheaders``: ASCII pieces, already encoded, written one per line
+    (folded), as they are. ``email`` would parse them again and write ASCII look-alikes of
+    encoded words raw; these are built so that they decode back to the mail's text."""
+
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+        kwds["parse_tree"] = None
+        kwds["decoded"] = value
+
+    def init(self, *args: Any, **kw: Any) -> None:
+        super().init(*args, **kw)
+        self._groupsync_pieces: tuple[str, ...] = ()
+
+    def fold(self, *, policy: Any) -> str:
+        lines = policy.linesep + " "
+        return f"{self.name}: {lines.join(self._groupsync_pieces)}{policy.linesep}"
+
+    @classmethod
+    def make(cls, name: str, pieces: tuple[str, ...] | list[str]) -> _Prefolded:
+        header = cls(name, " ".join(pieces))
+        header._groupsync_pieces = tuple(pieces)
+        return header
 
 
 class _FoldOnce:
@@ -201,6 +239,7 @@ class ExportReport:
     manifest_sha256: str = ""
     chain_digest: str | None = None
     notes: list[str] = field(default_factory=list)
+    failed: int = 0  # posts and attachments left out, each in the manifest's "failures"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -231,27 +270,31 @@ class _HashingFile:
         return entry
 
 
+_ENVELOPE = re.compile(r"[!-~]{1,254}")
+
+
 def _slug(text: str, limit: int = 48) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
     return slug[:limit] or "group"
 
 
-def _address(recipient: Any) -> Address | None:
+def _address(recipient: Any) -> tuple[str, ...] | None:
+    """A Graph recipient as header pieces (``mailheaders.address_pieces``), or None."""
     email = (recipient or {}).get("emailAddress") if isinstance(recipient, dict) else None
     if not isinstance(email, dict):
         return None
-    return _make_address(str(email.get("name") or ""), str(email.get("address") or ""))
-
-
-@functools.lru_cache(maxsize=4096)
-def _make_address(name: str, address: str) -> Address | None:
-    """Addresses repeat (a group, its members): each is parsed once."""
+    name, address = email.get("name"), email.get("address")
     if not name and not address:
         return None
-    try:
-        return Address(display_name=name, addr_spec=address)
-    except Exception:  # noqa: BLE001 - a malformed address keeps its name, loses the rest
-        return Address(display_name=name or address, username="unknown", domain="groupsync.invalid")
+    return address_pieces(str(name or ""), str(address or ""))
+
+
+def _address_list(mailboxes: list[tuple[str, ...]]) -> tuple[str, ...]:
+    pieces: list[str] = []
+    for n, mailbox in enumerate(mailboxes):
+        last = n == len(mailboxes) - 1
+        pieces += [*mailbox[:-1], mailbox[-1] if last else mailbox[-1] + ","]
+    return tuple(pieces)
 
 
 def _maintype(content_type: str | None, name: str | None) -> tuple[str, str]:
@@ -259,8 +302,8 @@ def _maintype(content_type: str | None, name: str | None) -> tuple[str, str]:
     maintype, _, subtype = guess.lower().partition("/")
     subtype = subtype.split(";")[0].strip()
     if (
-        not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]*", maintype)
-        or not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]*", subtype or "")
+        not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}", maintype)
+        or not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}", subtype or "")
         or maintype in {"multipart", "message"}  # their bytes would be parsed, not kept
     ):
         return "application", "octet-stream"
@@ -289,6 +332,7 @@ class _Exporter:
         self.out = Path(options.out)
         self.report = ExportReport(format=options.format, out=str(self.out))
         self.files: list[dict[str, Any]] = []
+        self.failures: list[dict[str, Any]] = []
         self.groups = self._groups()
         self.roots = self._thread_roots()
         self._open: _HashingFile | None = None
@@ -399,19 +443,44 @@ class _Exporter:
         write = {"eml": self._write_eml, "mbox": self._write_mbox, "jsonl": self._write_jsonl}[
             self.options.format
         ]
+        report = self.report
         try:
             for row in self._posts():
                 if selected is not None and row[0] not in selected:
                     continue
                 post = _Post(row)
                 self._groups_seen.add(post.group_id)
-                write(post)
+                counts = (report.attachments, report.attachments_without_bytes, report.failed)
+                failures = len(self.failures)
+                try:
+                    write(post)
+                except Exception as ex:  # noqa: BLE001 - one post must not cost the export
+                    if isinstance(ex, OSError | sqlite3.Error):
+                        raise  # the disk or the archive, not the mail: stop
+                    # Nothing of it was written: its attachments are not counted either.
+                    report.attachments, report.attachments_without_bytes, report.failed = counts
+                    del self.failures[failures:]
+                    self._failed(post, f"post as {self.options.format}", ex)
+                    continue
                 self.report.posts += 1
                 if self.progress is not None and self.report.posts % 500 == 0:
                     self.progress({"posts": self.report.posts, "bytes": self.report.bytes})
         finally:
             self._close_open()
         self.report.groups = len(self._groups_seen)
+
+    def _failed(self, post: _Post, what: str, error: Exception) -> None:
+        """Something of ``post`` left out of the export, for the manifest's ``failures``."""
+        self.failures.append(
+            {
+                "post_id": post.id,
+                "group_id": post.group_id,
+                "thread_id": post.thread_id,
+                "what": what,
+                "reason": f"{type(error).__name__}: {error}"[:1000],
+            }
+        )
+        self.report.failed += 1
 
     def _close_open(self) -> None:
         if self._open is not None:
@@ -434,7 +503,7 @@ class _Exporter:
     def _group_slug(self, group_id: str) -> str:
         group = self.groups.get(group_id) or {}
         name = group.get("mailNickname") or group.get("displayName") or "group"
-        return f"{_slug(name)}-{group_id[:8]}"
+        return f"{_slug(name)}-{_slug(group_id, 8)}"
 
     # -- formats --------------------------------------------------------------------------
 
@@ -451,41 +520,31 @@ class _Exporter:
             self._done(handle)
 
     def _write_mbox(self, post: _Post) -> None:
-        handle = self._group_file(post.group_id, "mbox")
         data = self._message_bytes(post, MBOX_POLICY, mangle_from=True)
         received = _when(post.received) or datetime(1970, 1, 1, tzinfo=UTC)
         sender = (post.version.get("sender") or post.version.get("from") or {}).get(
             "emailAddress"
         ) or {}
-        envelope = re.sub(r"\s+", "", sender.get("address") or "") or "MAILER-DAEMON"
+        envelope = re.sub(r"\s+", "", str(sender.get("address") or ""))
+        if not _ENVELOPE.fullmatch(envelope):
+            envelope = "MAILER-DAEMON"  # the From_ line is one line of ASCII words
+        handle = self._group_file(post.group_id, "mbox")
         handle.write(f"From {envelope} {time.asctime(received.utctimetuple())}\n".encode())
         handle.write(data if data.endswith(b"\n") else data + b"\n")
         handle.write(b"\n")
         handle.posts += 1
 
     def _write_jsonl(self, post: _Post) -> None:
-        handle = self._group_file(post.group_id, "jsonl")
         doc = dict(post.version)
         stored = self._attachment_rows(post.id)
-        attachments = []
+        attachments, blobs = [], []
         for attachment in doc.get("attachments") or []:
             item = dict(attachment)
             sha256 = (stored.get(item.get("id")) or (None, None))[0]
             if sha256:
-                path = f"attachments/{sha256}"
-                if sha256 not in self._blobs_written:
-                    blob = _HashingFile(self.out, path)
-                    try:
-                        for chunk in self.archive.iter_blob(sha256):
-                            blob.write(chunk)
-                    finally:
-                        self._done(blob)
-                    self._blobs_written.add(sha256)
                 item["@groupsync.sha256"] = sha256
-                item["@groupsync.path"] = path
-                self.report.attachments += 1
-            else:
-                self.report.attachments_without_bytes += 1
+                item["@groupsync.path"] = f"attachments/{sha256}"
+                blobs.append(sha256)
             attachments.append(item)
         doc["attachments"] = attachments
         doc["@groupsync"] = {
@@ -497,8 +556,21 @@ class _Exporter:
             "deletedDateTime": post.deleted_at,
             "attachmentsNote": post.attachments_note,
         }
-        line = json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n"
-        handle.write(line.encode("utf-8"))
+        # The line is made before anything is written, so a post that cannot be leaves no trace.
+        line = (json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+        for sha256 in blobs:
+            if sha256 not in self._blobs_written:
+                blob = _HashingFile(self.out, f"attachments/{sha256}")
+                try:
+                    for chunk in self.archive.iter_blob(sha256):
+                        blob.write(chunk)
+                finally:
+                    self._done(blob)
+                self._blobs_written.add(sha256)
+        self.report.attachments += len(blobs)
+        self.report.attachments_without_bytes += len(attachments) - len(blobs)
+        handle = self._group_file(post.group_id, "jsonl")
+        handle.write(line)
         handle.posts += 1
 
     # -- one message ------------------------------------------------------------------------
@@ -509,15 +581,20 @@ class _Exporter:
         BytesGenerator(buffer, mangle_from_=mangle_from, policy=policy).flatten(message)
         return buffer.getvalue()
 
-    def _set(self, message: EmailMessage, name: str, value: Any) -> None:
-        """A header whose value repeats across posts (a group, a thread, a person) is parsed
-        once and the parsed header object reused."""
-        key = (name, str(value) if not isinstance(value, list) else ", ".join(map(str, value)))
+    def _set(self, message: EmailMessage, name: str, value: str | tuple[str, ...]) -> None:
+        """A header whose value repeats across posts (a group, a thread, a person) is made
+        once and reused: pieces from ``mailheaders`` (a tuple) as they are, an id (a str)
+        through ``email``'s own header classes."""
+        key = (name, value)
         header = self._headers.get(key)
         if header is None:
             if len(self._headers) > 50_000:
                 self._headers.clear()
-            header = self._headers[key] = message.policy.header_factory(name, value)
+            if isinstance(value, tuple):
+                header = _Prefolded.make(name, value)
+            else:
+                header = message.policy.header_factory(name, header_text(value))
+            self._headers[key] = header
         message[name] = header
 
     def _message(self, post: _Post, policy: Any) -> EmailMessage:
@@ -543,8 +620,8 @@ class _Exporter:
             a for a in (_address(r) for r in version.get("newParticipants") or []) if a
         ]
         if participants:
-            self._set(message, "Cc", participants)
-        self._set(message, "Subject", post.topic or "")
+            self._set(message, "Cc", _address_list(participants))
+        self._set(message, "Subject", encoded_words(post.topic or ""))
         root = self.roots.get(post.thread_id)
         parent = post.in_reply_to or (root if root and root != post.id else None)
         if parent:
@@ -553,19 +630,19 @@ class _Exporter:
             message["References"] = " ".join(message_id(p) for p in [*chain, parent])
         categories = [c for c in version.get("categories") or [] if isinstance(c, str)]
         if categories:
-            self._set(message, "Keywords", ", ".join(categories))
+            self._set(message, "Keywords", encoded_words(", ".join(categories)))
         self._set(message, "X-Groupsync-Group-Id", post.group_id)
         if post.conversation_id:
             self._set(message, "X-Groupsync-Conversation-Id", post.conversation_id)
         self._set(message, "X-Groupsync-Thread-Id", post.thread_id)
-        message["X-Groupsync-Post-Id"] = post.id
+        message["X-Groupsync-Post-Id"] = header_text(post.id)
         if post.change_key:
-            message["X-Groupsync-ChangeKey"] = post.change_key
+            message["X-Groupsync-ChangeKey"] = header_text(post.change_key)
         message["X-Groupsync-Version-SHA256"] = post.version_sha256
         if post.deleted_at:
-            message["X-Groupsync-Deleted"] = post.deleted_at
+            message["X-Groupsync-Deleted"] = header_text(post.deleted_at)
         if post.attachments_note:
-            message["X-Groupsync-Note"] = post.attachments_note
+            message["X-Groupsync-Note"] = header_text(post.attachments_note)
 
         body = version.get("body") or {}
         content = body.get("content") or ""
@@ -592,49 +669,78 @@ class _Exporter:
             if inline:
                 html_part = message.get_payload()[1]
                 for attachment, sha256 in inline:
-                    self._add(html_part.add_related, attachment, sha256)
+                    self._add(post, html_part, attachment, sha256, related=True)
         else:
             message.set_content(content.encode("utf-8"), "text", "plain", params=utf8)
         placed = {id(a) for a, _ in inline}
         for attachment, sha256 in attachments:
             if id(attachment) not in placed:
-                self._add(message.add_attachment, attachment, sha256)
+                self._add(post, message, attachment, sha256)
         return message
 
     def _add(
-        self, add: Callable[..., None], attachment: dict[str, Any], sha256: str | None
+        self,
+        post: _Post,
+        container: EmailMessage,
+        attachment: dict[str, Any],
+        sha256: str | None,
+        *,
+        related: bool = False,
     ) -> None:
+        """One attachment as a part of ``container``; one that cannot be (its bytes gone,
+        say) is left out and listed in the failures, and the message goes on."""
+        try:
+            part = self._part(container, attachment, sha256, related=related)
+        except Exception as ex:  # noqa: BLE001 - any attachment must not cost the post
+            if isinstance(ex, OSError | sqlite3.Error):
+                raise
+            self._failed(post, f"attachment {attachment.get('id')}", ex)
+            return
+        container.attach(part)
+        if sha256:
+            self.report.attachments += 1
+        else:
+            self.report.attachments_without_bytes += 1
+
+    def _part(
+        self,
+        container: EmailMessage,
+        attachment: dict[str, Any],
+        sha256: str | None,
+        *,
+        related: bool,
+    ) -> EmailMessage:
+        kind = "related" if related else "mixed"
+        if container.get_content_type() != f"multipart/{kind}":
+            getattr(container, f"make_{kind}")()
+        part = EmailMessage(policy=container.policy)
         name = attachment.get("name") or "attachment"
-        headers = [f"X-Groupsync-Attachment-Id: {attachment.get('id', '')}"]
-        kind = (attachment.get("@odata.type") or "").rsplit(".", 1)[-1]
+        attachment_id = header_text(str(attachment.get("id") or ""))
+        headers = [_Prefolded.make("X-Groupsync-Attachment-Id", (attachment_id,))]
         if sha256:
             maintype, subtype = _maintype(attachment.get("contentType"), name)
-            if attachment.get("contentId"):
-                cid = str(attachment["contentId"]).strip("<>")
-                extra: dict[str, Any] = {"cid": f"<{cid}>"}
-            else:
-                extra = {}
-            add(
-                self.archive.read_blob(sha256),
-                maintype,
-                subtype,
-                filename=name,
-                headers=headers,
-                **extra,
+            part.set_content(self.archive.read_blob(sha256), maintype, subtype)
+            content_id = header_text(str(attachment.get("contentId") or "")).strip("<>")
+            if related and re.fullmatch(r"[!-;=?-~]+", content_id):
+                headers.append(_Prefolded.make("Content-ID", (f"<{content_id}>",)))
+        else:
+            # No bytes here: an item or reference attachment, or one Graph would not give us.
+            graph_type = (attachment.get("@odata.type") or "").rsplit(".", 1)[-1]
+            headers.append(
+                _Prefolded.make(
+                    "X-Groupsync-Attachment-Type", (header_text(graph_type or "attachment"),)
+                )
             )
-            self.report.attachments += 1
-            return
-        # No bytes here: an item or reference attachment, or one Graph would not give us.
-        headers.append(f"X-Groupsync-Attachment-Type: {kind or 'attachment'}")
-        metadata = json.dumps(attachment, ensure_ascii=False, sort_keys=True, indent=2)
-        add(
-            metadata.encode("utf-8"),
-            "application",
-            "json",
-            filename=f"{name}.json",
-            headers=headers,
+            metadata = json.dumps(attachment, ensure_ascii=False, sort_keys=True, indent=2)
+            part.set_content(metadata.encode("utf-8"), "application", "json")
+            name = f"{name}.json"
+        disposition = "inline" if related else "attachment"
+        headers.append(
+            _Prefolded.make("Content-Disposition", (f"{disposition};", *filename_params(name)))
         )
-        self.report.attachments_without_bytes += 1
+        for header in headers:
+            part[header.name] = header
+        return part
 
 
 class _Post:
@@ -740,8 +846,10 @@ def export(
                 "attachments_without_bytes": report.attachments_without_bytes,
                 "files": report.files,
                 "bytes": report.bytes,
+                "failed": report.failed,
             },
             "files": exporter.files,
+            "failures": exporter.failures,
         }
         data = (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
         write_private(out / MANIFEST, data)
@@ -789,10 +897,11 @@ class _Audit:
             return
         with self.archive.atomic():
             self.archive.conn.execute(
-                "UPDATE exports SET status = 'complete', finished_at = ?, groups = ?, "
-                "posts = ?, attachments = ?, files = ?, bytes = ?, manifest_sha256 = ? "
+                "UPDATE exports SET status = ?, finished_at = ?, groups = ?, posts = ?, "
+                "attachments = ?, files = ?, bytes = ?, manifest_sha256 = ?, error = ? "
                 "WHERE id = ?",
                 (
+                    "partial" if report.failed else "complete",
                     self.now(),
                     report.groups,
                     report.posts,
@@ -800,6 +909,9 @@ class _Audit:
                     report.files,
                     report.bytes,
                     report.manifest_sha256,
+                    f"{report.failed} item(s) left out: see the manifest's failures"
+                    if report.failed
+                    else None,
                     export_id,
                 ),
             )

@@ -23,7 +23,9 @@ OWNERS = {
     "nh3": {"html"},
     "selectolax": {"html"},
 }
-LEAVES = {"errors", "files", "models", "html", "throttle", "config", "ids"}
+LEAVES = {
+    "errors", "files", "models", "html", "throttle", "config", "ids", "mailheaders", "terminal",
+}
 
 
 def modules():

@@ -262,7 +262,7 @@ TABLES: dict[str, dict[str, Any]] = {
             "id": "Export number",
             "started_at": "When it started (UTC)",
             "finished_at": "When it finished (UTC)",
-            "status": "How it ended",
+            "status": "complete, partial (items left out, see error) or failed",
             "identity": "Who exported, as groupsync knows them",
             "os_user": "The operating-system user who ran it",
             "format": "The export format",
@@ -275,7 +275,7 @@ TABLES: dict[str, dict[str, Any]] = {
             "bytes": "Bytes written",
             "chain_digest": "The sealed run digest the export was taken at",
             "manifest_sha256": "SHA-256 of the export's manifest",
-            "error": "The error that stopped it, if any",
+            "error": "The error that stopped it, or what was left out",
         },
     },
     "_sync_state": {
