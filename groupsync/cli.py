@@ -84,7 +84,9 @@ class GroupsyncGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GroupsyncError as ex:
-            click.echo(f"Error: {safe_text(ex)}", err=True)
+            lines = str(ex).split("\n") if ex.multiline else [str(ex)]
+            click.echo("\n".join(safe_text(line) for line in [f"Error: {lines[0]}", *lines[1:]]),
+                       err=True)
             ctx.exit(ex.exit_code)
         except click.UsageError as ex:
             _usage_error(ex)

@@ -57,9 +57,14 @@ __all__ = [
 
 
 class GroupsyncError(Exception):
-    """Base of every error groupsync raises on purpose."""
+    """Base of every error groupsync raises on purpose.
+
+    The CLI prints one line, with control characters (a line break too) shown escaped;
+    ``multiline`` errors build every line of their own from escaped text and keep them.
+    """
 
     exit_code = 1
+    multiline = False
 
 
 class ConfigError(GroupsyncError):
@@ -103,7 +108,10 @@ class GroupRefError(GroupsyncError):
 
 
 class AmbiguousGroupError(GroupRefError):
-    """A group name that fits several archived groups; ``candidates`` holds their ids."""
+    """A group name that fits several archived groups; ``candidates`` holds their ids, and
+    the message one line each (their names escaped by ``ids.printable``)."""
+
+    multiline = True
 
     def __init__(self, message: str, candidates: list[str]) -> None:
         super().__init__(message)

@@ -128,7 +128,9 @@ class _Resolver:
         try:
             return frozenset([resolve_group(self.archive, value)])
         except GroupRefError as ex:
-            raise QueryError(str(ex)) from None
+            error = QueryError(str(ex))
+            error.multiline = ex.multiline  # the candidates, one line each
+            raise error from None
 
 
 def _term_text(q: wquery.Query) -> str | None:
