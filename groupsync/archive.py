@@ -251,32 +251,30 @@ def connect_readonly(path: str) -> tuple[sqlite3.Connection, bool]:
 
 
 class Archive:
-    """An archive database, created or migrated on open.
+    """An archive database, opened without writing to it.
 
     Parameters: ``path`` of the SQLite file (``":memory:"`` for tests), ``readonly`` to
-    open an existing archive without writing (Datasette and the read commands).
+    open it read-only (Datasette and the read commands). Opening never creates, migrates
+    or tunes the file: the writing commands do that once, through ``open_for_writing``
+    (or ``migrate()`` on an archive already open), as ``sqlite_utils.Database`` leaves
+    ``Migrations.apply`` to its caller.
     """
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = str(path)
         self.readonly = readonly
         self.immutable = False
+        if self.path != ":memory:" and not Path(self.path).exists():
+            raise ArchiveError(f"no archive at {self.path}; run `groupsync sync` first")
         if readonly:
-            if self.path != ":memory:" and not Path(self.path).exists():
-                raise ArchiveError(f"no archive at {self.path}; run `groupsync sync` first")
             conn, self.immutable = connect_readonly(self.path)
             self.db = Database(conn)
         else:
-            if self.path != ":memory:" and Path(self.path).exists() and not writable(self.path):
+            if self.path != ":memory:" and not writable(self.path):
                 raise ArchiveError(
                     f"{self.path} is read-only here (it or its folder cannot be written); "
                     "the reading commands work on it as it is"
                 )
-            if self.path != ":memory:":
-                try:
-                    touch_private(self.path)  # SQLite gives -wal and -shm the same mode
-                except OSError as ex:
-                    raise ArchiveError(f"cannot create {self.path}: {ex.strerror}") from None
             try:
                 self.db = Database(self.path)
             except sqlite3.DatabaseError as ex:
@@ -287,34 +285,55 @@ class Archive:
         self._people_seen: dict[str, tuple[str | None, str]] = {}
         self._seq: int | None = None
         self._depth = 0
+        self._guard(self._connect)
+
+    @classmethod
+    def open_for_writing(cls, path: str | Path) -> Archive:
+        """The archive the writing commands use: created (private to its owner) if it is
+        missing, set up and migrated to this version's schema."""
+        path = str(path)
+        if path != ":memory:" and not Path(path).exists():
+            try:
+                touch_private(path)  # SQLite gives -wal and -shm the same mode
+            except OSError as ex:
+                raise ArchiveError(f"cannot create {path}: {ex.strerror}") from None
+        archive = cls(path)
+        archive._guard(archive.migrate)
+        return archive
+
+    def _guard(self, step: Callable[[], None]) -> None:
+        """Run a step of opening; on failure close, and name the file in the error."""
         try:
-            self._prepare()
+            step()
         except BaseException as ex:
             self.db.close()
             if isinstance(ex, sqlite3.DatabaseError):
                 raise archive_error(self.path, ex) from None
             raise
 
-    def _prepare(self) -> None:
-        """Check the schema; for writing, set the file up and migrate it."""
-        if not self.readonly:
-            # Only a new, empty file takes it. A post's row (HTML and text of its body)
-            # or version (its JSON) is 2-4 kB: 8 kB pages hold them with less slack,
-            # which made the archive 9 % smaller and its writes 13 % faster.
-            self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+    def _connect(self) -> None:
+        """Check the schema and set this connection's options (none is stored in the file)."""
         self._check_schema()
-        if not self.readonly:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            # In WAL mode NORMAL survives a killed process; only a power cut can lose
-            # the last commits, which the next sync fetches again.
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            apply_migrations(self.db)
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA busy_timeout=30000")
         # 64 MiB of page cache: the sync's lookups by long Exchange ids stay in memory.
         self.db.execute("PRAGMA cache_size=-65536")
-        if not self.readonly:
-            self._tune_fts()
+
+    def migrate(self) -> None:
+        """Set the file up for writing and bring its schema to this version: idempotent,
+        called once by each writing command."""
+        if self.readonly:
+            raise ArchiveError(f"{self.path} is open read-only; it cannot be migrated")
+        # Only a new, empty file takes it. A post's row (HTML and text of its body)
+        # or version (its JSON) is 2-4 kB: 8 kB pages hold them with less slack,
+        # which made the archive 9 % smaller and its writes 13 % faster.
+        self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL survives a killed process; only a power cut can lose
+        # the last commits, which the next sync fetches again.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        apply_migrations(self.db)
+        self._tune_fts()
 
     def close(self) -> None:
         self.db.close()

@@ -442,7 +442,7 @@ def message_options(f):
 
 def _queue(ctx, action, group_id, draft, **targets):
     settings = settings_from(ctx)
-    with Archive(settings.db) as archive:
+    with Archive.open_for_writing(settings.db) as archive:
         outbox = Outbox(
             archive,
             identity=_identity_for(settings),
@@ -572,7 +572,7 @@ def outbox(ctx, state, as_table):
     if ctx.invoked_subcommand is not None:
         return
     settings = settings_from(ctx)
-    with Archive(settings.db) as archive:
+    with Archive.open_for_writing(settings.db) as archive:
         items = [_item_summary(i) for i in Outbox(archive).iter_items(state)]
     if as_table:
         echo_table(items, OUTBOX_COLUMNS)
@@ -586,7 +586,7 @@ def outbox(ctx, state, as_table):
 def outbox_show(ctx, item_id):
     """One item: its request body (attachments by hash) and its history."""
     settings = settings_from(ctx)
-    with Archive(settings.db) as archive:
+    with Archive.open_for_writing(settings.db) as archive:
         box = Outbox(archive)
         item = box.get(item_id)
         item["history"] = box.history(item_id)
@@ -599,7 +599,7 @@ def outbox_show(ctx, item_id):
 def outbox_cancel(ctx, item_id):
     """Drop an item that has not been sent."""
     settings = settings_from(ctx)
-    with Archive(settings.db) as archive:
+    with Archive.open_for_writing(settings.db) as archive:
         echo_json(_item_summary(Outbox(archive, identity=_identity_for(settings)).cancel(item_id)))
 
 
@@ -609,7 +609,7 @@ def outbox_cancel(ctx, item_id):
 def outbox_retry(ctx, item_id):
     """Queue a failed item again, or resend an uncertain forward."""
     settings = settings_from(ctx)
-    with Archive(settings.db) as archive:
+    with Archive.open_for_writing(settings.db) as archive:
         echo_json(_item_summary(Outbox(archive, identity=_identity_for(settings)).retry(item_id)))
 
 
@@ -657,7 +657,7 @@ def replay_outbox(ctx, settings, graph, max_per_minute, reconcile_delay, no_wait
             (max_per_minute, 60.0), settings.db + ".throttle", key="send|" + throttle_key(settings)
         )
     try:
-        with Archive(settings.db) as archive:
+        with Archive.open_for_writing(settings.db) as archive:
             box = Outbox(archive, identity=_identity_for(settings), reconcile_delay=reconcile_delay)
             return box.send(graph, sending_cap=cap, stop=stop, wait=not no_wait)
     finally:
@@ -789,7 +789,7 @@ def sync(
     started = time.monotonic()
     with (
         WriterLock(settings.db, "groupsync sync"),
-        Archive(settings.db) as archive,
+        Archive.open_for_writing(settings.db) as archive,
         _client(ctx, settings, token) as graph,
     ):
         if send_first:
@@ -1286,7 +1286,7 @@ def watch(
     try:
         with (
             WriterLock(settings.db, "groupsync watch"),
-            Archive(settings.db) as archive,
+            Archive.open_for_writing(settings.db) as archive,
             _client(ctx, settings, token) as graph,
             contextlib.ExitStack() as stack,
         ):
@@ -1406,7 +1406,11 @@ def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, quer
     )
     started = time.monotonic()
     Archive(settings.db, readonly=True).close()  # a missing archive: say so, make none
-    with Archive(settings.db, readonly=not writable(settings.db)) as archive:
+    if writable(settings.db):
+        opened = Archive.open_for_writing(settings.db)
+    else:
+        opened = Archive(settings.db, readonly=True)
+    with opened as archive:
         report = export_archive(
             archive, options, identity=_identity_for(settings), os_user=os_user
         )

@@ -126,7 +126,7 @@ def ensure_index(db: Path) -> None:
     if has_index_command:
         groupsync("--db", str(db), "index", check=True, stdout=subprocess.DEVNULL)
     else:
-        with Archive(db) as archive:
+        with Archive.open_for_writing(db) as archive:
             search.update_index(archive, search.index_path_for(db))
         search.close_indexes()
     took = time.perf_counter() - began

@@ -60,7 +60,10 @@ def run(tenant: Path, mode: str) -> dict[str, int]:
     transport = Counting(make_app(tenant, SimulatorOptions(max_top=50)), mode)
     graph = GraphClient("http://graph.test/v1.0", lambda force_refresh=False: "t",
                         transport=transport)
-    with tempfile.TemporaryDirectory() as folder, Archive(Path(folder) / "a.db") as archive:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        Archive.open_for_writing(Path(folder) / "a.db") as archive,
+    ):
         Syncer(archive, graph, options=SyncOptions(full=True)).run(all_groups=True)
         inline = archive.conn.execute(
             "SELECT count(*) FROM attachments WHERE isInline = 1 AND sha256 IS NOT NULL"

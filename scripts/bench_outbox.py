@@ -68,7 +68,7 @@ def run(replies: int, write_504_rate: float) -> dict[str, float]:
             subprocess.run(
                 [sys.executable, "-m", "groupsync", "sync", "--quiet"], env=env, check=True
             )
-            with Archive(db) as archive:
+            with Archive.open_for_writing(db) as archive:
                 threads = [
                     r[0]
                     for r in archive.conn.execute(

@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
                     (f" {MARKER} edited", seq + n, post_id),
                 )
         fts_update = time.perf_counter() - started
-    with Archive(copy) as archive:
+    with Archive.open_for_writing(copy) as archive:
         update = search.update_index(archive, index)
         check = search.check_index(archive, index)
         marked = search.search(archive, index, MARKER, limit=1).total

@@ -136,7 +136,7 @@ def named_groups():
     misbehave (control characters, a bidi override, markup), some deleted upstream."""
     from groupsync.archive import Archive
 
-    with Archive(":memory:") as archive:
+    with Archive.open_for_writing(":memory:") as archive:
         save_named_groups(archive)
         yield archive
 
@@ -236,7 +236,7 @@ def sample_archive(tmp_path_factory) -> Path:
         clock=FakeClock(),
         max_attempts=2,
     )
-    with graph, Archive(path) as archive:
+    with graph, Archive.open_for_writing(path) as archive:
         Syncer(archive, graph).run(["36a8fb87-f96d-447b-8a27-33dd4dc585be"], joined=True)
     return path
 
@@ -268,7 +268,7 @@ def hostile_archive(sample_archive, tmp_path_factory) -> Path:
     def pick(items: list, n: int):
         return items[n % len(items)]
 
-    with Archive(path) as archive, archive.atomic():
+    with Archive.open_for_writing(path) as archive, archive.atomic():
         conn = archive.conn
         for n, (group_json,) in enumerate(conn.execute("SELECT json FROM groups").fetchall()):
             group = json.loads(group_json)

@@ -87,7 +87,7 @@ def archive(tmp_path_factory) -> dict[str, Any]:
         lambda force_refresh=False: "t",
         transport=httpx.WSGITransport(app=app),
     )
-    with graph, Archive(path) as db:
+    with graph, Archive.open_for_writing(path) as db:
         Syncer(db, graph).run([PUBLIC], joined=True)
         search.update_index(db, search.index_path_for(path))
     search.close_indexes()

@@ -46,7 +46,7 @@ def graph_for(app, token=None) -> GraphClient:
 
 
 def sync_into(db: Path, app, **options) -> None:
-    with Archive(db) as archive, graph_for(app) as graph:
+    with Archive.open_for_writing(db) as archive, graph_for(app) as graph:
         Syncer(archive, graph, options=SyncOptions(**options)).run()
 
 
@@ -68,7 +68,7 @@ def rows(db: Path, sql: str, params=()) -> list[tuple]:
 
 
 def run_export(db: Path, out: Path, fmt: str, **options) -> dict:
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         report = export(
             archive, ExportOptions(format=fmt, out=out, **options), identity="tester"
         )
@@ -399,7 +399,7 @@ def test_query_with_the_real_index_exports_what_search_finds(synced, tmp_path):
     shutil.copy(synced, db)
     index = tmp_path / "a.db.whoosh"
     try:
-        with Archive(db) as archive:
+        with Archive.open_for_writing(db) as archive:
             found = groupsync.search.search(archive, index, "invoice", limit=100)
             expected = {h.post_id for h in found.hits}
         assert expected

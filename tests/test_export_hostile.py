@@ -62,7 +62,7 @@ def live_posts(db: Path) -> dict[str, dict]:
 
 
 def run_export(db: Path, out: Path, fmt: str) -> tuple[dict, dict]:
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         report = export(archive, ExportOptions(format=fmt, out=out), identity="tester")
     manifest = json.loads((out / "manifest.json").read_text())
     return report.as_dict(), manifest

@@ -40,7 +40,7 @@ SHOT = bytes.fromhex(
 
 
 def run_sync(app: Any, path: Path, token: str = "t", **kwargs: Any) -> Any:
-    with graph_for(app, token) as graph, Archive(path) as archive:
+    with graph_for(app, token) as graph, Archive.open_for_writing(path) as archive:
         return Syncer(archive, graph, options=SyncOptions()).run(**kwargs)
 
 
@@ -211,7 +211,7 @@ def test_a_group_that_answers_404_on_its_first_sync_is_not_deleted(tmp_path):
     assert report.items_new > 0 and report.items_deleted == 0
     # Once archived, the same answer on a full reconcile is a deletion, as before.
     wrapped.ready = False
-    with graph_for(wrapped) as graph, Archive(path) as archive:
+    with graph_for(wrapped) as graph, Archive.open_for_writing(path) as archive:
         report = Syncer(archive, graph, options=SyncOptions(full=True)).run([PARIS])
     assert report.items_deleted == 1
 
@@ -223,14 +223,14 @@ def test_full_sync_repairs_an_archive_that_lost_inline_only_images(tmp_path):
     path = tmp_path / "a.db"
     run_sync(app, path, group_ids=[MARKETING])
     found = inline_only_posts(app, MARKETING)
-    with Archive(path) as archive, archive.atomic():
+    with Archive.open_for_writing(path) as archive, archive.atomic():
         for _, post in found:
             archive.conn.execute("DELETE FROM attachments WHERE post_id = ?", (post["id"],))
         versions = archive.conn.execute("SELECT count(*) FROM post_versions").fetchone()
     app.log.reset()
     report = run_sync(app, path, group_ids=[MARKETING])
     assert report.mode == "incremental" and report.attachments_new == 0  # not its job
-    with graph_for(app) as graph, Archive(path) as archive:
+    with graph_for(app) as graph, Archive.open_for_writing(path) as archive:
         report = Syncer(archive, graph, options=SyncOptions(full=True)).run([MARKETING])
         assert archive.conn.execute("SELECT count(*) FROM post_versions").fetchone() == versions
     assert report.items_new == report.items_changed == 0
@@ -238,6 +238,6 @@ def test_full_sync_repairs_an_archive_that_lost_inline_only_images(tmp_path):
     assert any("lacked their attachments" in note for note in report.notes)
     for _, post in found:
         assert archived_sha256(path, post["id"]) == expected_sha256(post)
-    with graph_for(app) as graph, Archive(path) as archive:
+    with graph_for(app) as graph, Archive.open_for_writing(path) as archive:
         again = Syncer(archive, graph, options=SyncOptions(full=True)).run([MARKETING])
     assert again.attachments_new == 0 and not again.notes  # repaired once, then quiet

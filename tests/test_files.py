@@ -93,7 +93,7 @@ def test_the_library_creates_only_private_files(tmp_path, umask):
     with WriterLock(db, "test"), Throttle((10, 1.0), f"{db}.throttle") as throttle:
         throttle.acquire().release()
         sync_sample(app, db)
-        with Archive(db) as archive:
+        with Archive.open_for_writing(db) as archive:
             archive.conn.execute("UPDATE groups SET access_note = 'x'")  # -wal, -shm
             assert {f"{db.name}-wal", f"{db.name}-shm"} <= set(os.listdir(db.parent))
             assert not_private(tmp_path) == {}

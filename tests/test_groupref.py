@@ -93,7 +93,7 @@ def test_without_an_archive_a_name_is_a_clear_error():
 
 
 def test_a_long_list_of_candidates_is_cut():
-    with Archive(":memory:") as archive:
+    with Archive.open_for_writing(":memory:") as archive:
         for n in range(MAX_CANDIDATES + 5):
             group_id = f"7a000000-0000-4000-8000-{n:012d}"
             archive.save_group({"id": group_id, "displayName": f"Team {n}"}, "2025-01-01")

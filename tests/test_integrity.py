@@ -193,7 +193,7 @@ def test_a_forger_who_reseals_every_run_is_caught_by_an_anchor(db):
     execute(db, "delete from post_versions where sync_run_id = 2")
     execute(db, "delete from posts where version_count = 1 and body_content like '%Late%'")
     execute(db, "update sync_runs set digest = null")
-    with Archive(db) as archive, archive.atomic():
+    with Archive.open_for_writing(db) as archive, archive.atomic():
         archive.seal_runs(utc_now())
     assert check(db).ok  # consistent again: only the anchor noted earlier tells
     report = check(db, anchor=anchor)
@@ -209,7 +209,7 @@ def test_a_killed_run_is_sealed_by_the_next_and_the_chain_verifies(db):
     """A run that died mid-way keeps what it committed; the next run seals it first."""
     app = make_app(SAMPLE_DATA)
     thread = app.state.threads(MARKETING)[1]
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         run_id = archive.start_run("incremental", [MARKETING], "killed", utc_now())
         with archive.atomic():
             post = {
@@ -221,7 +221,7 @@ def test_a_killed_run_is_sealed_by_the_next_and_the_chain_verifies(db):
     report = check(db)
     assert report.ok and report.notes == [f"run {run_id} (running) is not sealed yet; "
                                           "the next sync seals it"]  # fmt: skip
-    with Archive(db) as archive, graph_for(app) as graph:
+    with Archive.open_for_writing(db) as archive, graph_for(app) as graph:
         Syncer(archive, graph).run()
     statuses = execute(
         db, "select id, status, digest_items from sync_runs where id >= ?", (run_id,)
@@ -246,13 +246,13 @@ def test_an_archive_from_before_the_chain_is_upgraded_and_sealed(db, tmp_path):
     old.conn.commit()
     old.execute("DETACH DATABASE src")
     old.close()
-    with Archive(legacy) as archive:  # migrates
+    with Archive.open_for_writing(legacy) as archive:  # migrates
         assert archive.chain_head() is None
     report = check(legacy)
     assert report.ok and len(report.notes) == 3  # three runs, not sealed yet
     blobs = execute(legacy, "select count(*) from blobs where sync_run_id is null")[0][0]
     assert blobs == 0  # attributed to the run of the first version carrying them
-    with Archive(legacy) as archive, graph_for(make_app(SAMPLE_DATA)) as graph:
+    with Archive.open_for_writing(legacy) as archive, graph_for(make_app(SAMPLE_DATA)) as graph:
         Syncer(archive, graph).run()
     report = check(legacy)
     assert report.ok and report.notes == [], report
@@ -333,7 +333,7 @@ def test_what_the_audit_finds_one_full_sync_repairs(tmp_path):
     lost = execute(db, "select post_id from attachments where post_id != ? limit 1", (post_id,))
     execute(db, "delete from attachments where post_id = ?", (lost[0][0],))
     assert {f.kind for f in check(db).findings} == {"missing-inline", "missing-attachment"}
-    with graph_for(app) as graph, Archive(db) as archive:
+    with graph_for(app) as graph, Archive.open_for_writing(db) as archive:
         Syncer(archive, graph, options=SyncOptions(full=True)).run()
     report = check(db)
     assert report.ok and report.findings == [], report.findings
@@ -486,7 +486,7 @@ def test_verify_writes_nothing(db):
 
 def test_the_search_index_is_checked_against_the_archive(db, tmp_path):
     index = tmp_path / "ix"
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         groupsync.search.update_index(archive, index)
     report = check(db, index_path=index)
     assert report.ok and report.notes == [] and report.checked["index_documents"] >= 87
@@ -602,7 +602,7 @@ def test_an_export_whose_chain_head_was_rewritten_away_is_named(db, exported):
     execute(db, "delete from post_versions where sync_run_id = 2")
     execute(db, "delete from posts where version_count = 1 and body_content like '%Late%'")
     execute(db, "update sync_runs set digest = null")
-    with Archive(db) as archive, archive.atomic():
+    with Archive.open_for_writing(db) as archive, archive.atomic():
         archive.seal_runs(utc_now())
     result = verify_export(db, exported)
     assert result.exit_code == 1

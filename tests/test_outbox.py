@@ -310,7 +310,7 @@ def _queue_replies(db: Path, threads: list[str], n: int) -> None:
         "from groupsync.archive import Archive\n"
         "from groupsync.outbox import Outbox, Draft\n"
         "db, n, group, *threads = sys.argv[1:]\n"
-        "with Archive(db) as a:\n"
+        "with Archive.open_for_writing(db) as a:\n"
         "    box = Outbox(a)\n"
         "    for i in range(int(n)):\n"
         "        box.queue('reply-to-thread', group, Draft(content=f'<p>reply {i}</p>'),\n"

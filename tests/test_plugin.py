@@ -89,7 +89,7 @@ def sample(tmp_path_factory) -> dict[str, Any]:
     """The sample archive: synced, then an edit, an attachment and a deletion reconciled."""
     path = tmp_path_factory.mktemp("plugin") / "groupsync.db"
     app = make_app(ROOT / "sample_data")
-    with _graph(app) as graph, Archive(path) as archive:
+    with _graph(app) as graph, Archive.open_for_writing(path) as archive:
         Syncer(archive, graph).run([PUBLIC], joined=True)
     tenant = Tenant(app)
     travel = tenant.thread_by_topic(PUBLIC, "New travel & expenses policy")
@@ -103,7 +103,7 @@ def sample(tmp_path_factory) -> dict[str, Any]:
     gone_posts = [p["id"] for p in gone["posts"]]
     gone_attachments = [a["name"] for p in gone["posts"] for a in p.get("attachments") or []]
     app.delete_thread(ENGINEERING, gone["id"])
-    with _graph(app) as graph, Archive(path) as archive:
+    with _graph(app) as graph, Archive.open_for_writing(path) as archive:
         Syncer(archive, graph, options=SyncOptions(full=True)).run()
         search.update_index(archive, search.index_path_for(path), keep_deleted=True)
     search.close_indexes()
@@ -1069,7 +1069,7 @@ async def test_an_ambiguous_group_in_the_query_lists_the_candidates(ds):
 @pytest.mark.asyncio
 async def test_hostile_group_names_in_the_error_are_escaped(tmp_path):
     path = tmp_path / "named.db"
-    with Archive(path) as archive:
+    with Archive.open_for_writing(path) as archive:
         save_named_groups(archive)
     ds = make_datasette(path)
     response, page = await search_page(ds, q="group:ev budget")

@@ -48,7 +48,7 @@ QUERIES = st.one_of(
 @pytest.fixture(scope="module")
 def groups(tmp_path_factory) -> Iterator[_Resolver]:
     """What ``_Resolver`` reads: a real archive's ``groups`` table, with two groups."""
-    with Archive(tmp_path_factory.mktemp("groups") / "groups.db") as archive:
+    with Archive.open_for_writing(tmp_path_factory.mktemp("groups") / "groups.db") as archive:
         with archive.atomic():
             for gid, name, nickname in [
                 ("6f1e0c1a-0000-4000-8000-0000000000a1", "Marketing", "marketing"),
@@ -66,7 +66,7 @@ def groups(tmp_path_factory) -> Iterator[_Resolver]:
 def sample(tmp_path_factory):
     db, _app = build(tmp_path_factory.mktemp("properties") / "sample.db")
     index = search.index_path_for(db)
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         search.rebuild_index(archive, index, procs=1)
     yield db, index
     search.close_indexes()

@@ -40,7 +40,7 @@ def evidence(tmp_path, mounts) -> Path:
     source.mkdir()
     db = source / "archive.db"
     sync_sample(make_app(SAMPLE_DATA), db)
-    with Archive(db) as archive:  # the last writer to close removes -wal and -shm
+    with Archive.open_for_writing(db) as archive:  # the last writer to close removes -wal and -shm
         search.update_index(archive, search.index_path_for(db))
     search.close_indexes()
     assert sorted(os.listdir(source)) == ["archive.db", "archive.db.whoosh"]

@@ -43,7 +43,7 @@ def graph_for(app: Simulator, token: str = "t") -> GraphClient:
 
 def sync_sample(app: Simulator, path: Path, *, full: bool = False, token: str = "t") -> None:
     """The real sync: the joined groups plus the public one, then (``full``) a reconcile."""
-    with graph_for(app, token) as graph, Archive(path) as archive:
+    with graph_for(app, token) as graph, Archive.open_for_writing(path) as archive:
         if full:
             Syncer(archive, graph, options=SyncOptions(full=True)).run()
         else:
@@ -445,7 +445,7 @@ def test_content_bytes_are_encoded_piece_by_piece(archive, monkeypatch):
 def test_attachments_the_identity_could_not_read_are_explained(tmp_path):
     app = make_app(SAMPLE_DATA)
     path = tmp_path / "app-only.db"
-    with graph_for(app, "app-token") as graph, Archive(path) as archive:
+    with graph_for(app, "app-token") as graph, Archive.open_for_writing(path) as archive:
         Syncer(archive, graph).run([MARKETING])
     with Archive(path, readonly=True) as archive:
         thread, post = first_with_attachments(archive, MARKETING)

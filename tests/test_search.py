@@ -41,13 +41,13 @@ def graph_for(app) -> GraphClient:
 def build(path: Path, app=None) -> tuple[Path, object]:
     """The sample tenant synced into ``path`` (every readable group), and the simulator."""
     app = app or make_app(SAMPLE_DATA)
-    with graph_for(app) as graph, Archive(path) as archive:
+    with graph_for(app) as graph, Archive.open_for_writing(path) as archive:
         Syncer(archive, graph).run([ANNOUNCEMENTS], joined=True)
     return path, app
 
 
 def resync(path: Path, app) -> None:
-    with graph_for(app) as graph, Archive(path) as archive:
+    with graph_for(app) as graph, Archive.open_for_writing(path) as archive:
         Syncer(archive, graph, options=SyncOptions(full=True)).run()
 
 
@@ -56,7 +56,7 @@ def sample(tmp_path_factory) -> tuple[Path, Path]:
     """The sample archive and its index, built once for the module's read-only tests."""
     db, _app = build(tmp_path_factory.mktemp("search") / "sample.db")
     index = search.index_path_for(db)
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         search.rebuild_index(archive, index, procs=1)
     yield db, index
     search.close_indexes()
@@ -414,7 +414,7 @@ def test_bulk_evaluation_matches_whoosh(sample, query):
 
 def test_update_index_creates_then_reports_current(fresh):
     db, index, _app = fresh
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         first = search.update_index(archive, index)
         again = search.update_index(archive, index)
         check = search.check_index(archive, index)
@@ -428,12 +428,12 @@ def test_update_index_creates_then_reports_current(fresh):
 def test_an_empty_archive_then_its_first_sync(tmp_path):
     db = tmp_path / "empty.db"
     index = search.index_path_for(db)
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         assert search.update_index(archive, index).documents == 0
         assert search.search(archive, index, "latency").total == 0
         assert search.check_index(archive, index).ok
     build(db)
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         assert search.update_index(archive, index).indexed == 95
         assert search.search(archive, index, "latency").total == 6
         assert search.check_index(archive, index).ok
@@ -442,13 +442,13 @@ def test_an_empty_archive_then_its_first_sync(tmp_path):
 
 def test_an_edited_post_is_found_by_its_new_words_only(fresh):
     db, index, app = fresh
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         search.update_index(archive, index)
         old = search.search(archive, index, "latency", group=ENGINEERING)
     hit = next(h for h in old.hits if "8.4 s" in h.snippet_text)
     app.edit_post(ENGINEERING, hit.thread_id, hit.post_id, content="<p>Zebra xylophone drill</p>")
     resync(db, app)
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         report = search.update_index(archive, index)
         assert report.indexed == 1 and report.mode == "updated"
         new = search.search(archive, index, "xylophone")
@@ -460,13 +460,13 @@ def test_an_edited_post_is_found_by_its_new_words_only(fresh):
 
 def test_a_deleted_post_leaves_default_results(fresh):
     db, index, app = fresh
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         search.update_index(archive, index)
         before = search.search(archive, index, "hackathon")
     thread_id = before.hits[0].thread_id
     app.delete_thread(ENGINEERING, thread_id)
     resync(db, app)
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         report = search.update_index(archive, index)
         assert report.removed == before.total
         assert search.search(archive, index, "hackathon").total == 0
@@ -477,12 +477,12 @@ def test_a_deleted_post_leaves_default_results(fresh):
 
 def test_deleted_posts_kept_and_marked_for_compliance(fresh):
     db, index, app = fresh
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         search.update_index(archive, index, keep_deleted=True)
         thread_id = search.search(archive, index, "hackathon").hits[0].thread_id
     app.delete_thread(ENGINEERING, thread_id)
     resync(db, app)
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         report = search.update_index(archive, index)  # keeps what the index was built with
         assert report.kept_deleted == 4
         assert search.search(archive, index, "hackathon").total == 0
@@ -497,7 +497,7 @@ def test_deleted_posts_kept_and_marked_for_compliance(fresh):
 
 def test_a_crash_between_the_database_and_the_index_heals(fresh):
     db, index, app = fresh
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         search.update_index(archive, index)
     thread_id = sql(db, "SELECT id FROM threads WHERE topic LIKE 'Hackathon%'")[0][0]
     app.add_post(
@@ -505,7 +505,7 @@ def test_a_crash_between_the_database_and_the_index_heals(fresh):
         thread_id,
         {"body": {"contentType": "html", "content": "<p>Quokka telemetry dashboard</p>"}},
     )
-    with graph_for(app) as graph, Archive(db) as archive:
+    with graph_for(app) as graph, Archive.open_for_writing(db) as archive:
         Syncer(archive, graph).run()  # the database moves on; the index is not updated
         check = search.check_index(archive, index)
         assert not check.ok and len(check.missing) == 1 and check.behind == 1
@@ -513,7 +513,7 @@ def test_a_crash_between_the_database_and_the_index_heals(fresh):
         archive.readonly = True  # what a read-only opening should say (see the report)
         stale = search.search(archive, index, "quokka")
         assert stale.total == 0 and stale.behind == 1 and "behind" in stale.notes[0]
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         healed = search.search(archive, index, "quokka")  # catches up first
         assert healed.total == 1 and healed.behind == 0
         assert search.check_index(archive, index).ok
@@ -521,13 +521,13 @@ def test_a_crash_between_the_database_and_the_index_heals(fresh):
 
 def test_check_reports_stale_and_extra_documents(fresh):
     db, index, _app = fresh
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         search.update_index(archive, index)
     post_id = sql(db, "SELECT id FROM posts ORDER BY id LIMIT 1")[0][0]
     with sqlite3.connect(db) as conn:
         (top,) = conn.execute("SELECT max(change_seq) FROM posts").fetchone()
         conn.execute("UPDATE posts SET change_seq = ? WHERE id = ?", (top + 1, post_id))
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         check = search.check_index(archive, index)
         assert check.stale == [post_id] and not check.ok
         search.update_index(archive, index)
@@ -536,7 +536,7 @@ def test_check_reports_stale_and_extra_documents(fresh):
 
 def test_rebuild_replaces_the_index(fresh):
     db, index, _app = fresh
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         search.update_index(archive, index)
         assert search.search(archive, index, "latency").total == 6
         events = []
@@ -550,7 +550,7 @@ def test_rebuild_replaces_the_index(fresh):
 def test_rebuild_in_two_processes(fresh, monkeypatch):
     db, index, _app = fresh
     monkeypatch.setattr(search.indexer, "BATCH", 8)  # enough batches for both builders
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         report = search.rebuild_index(archive, index, procs=2)
         assert report.documents == 95
         assert search.check_index(archive, index).ok
@@ -559,7 +559,7 @@ def test_rebuild_in_two_processes(fresh, monkeypatch):
 
 def test_a_schema_change_rebuilds_the_index(fresh):
     db, index, _app = fresh
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         search.update_index(archive, index)
         state = json.loads((index / search.STATE_FILE).read_text())
         state["format"] = 0
@@ -634,7 +634,7 @@ def test_cli_index_check_rebuild_and_catch_up(fresh):
     assert invoke(db, "index", "--check").exit_code == 0
     thread_id = sql(db, "SELECT id FROM threads WHERE topic LIKE 'Hackathon%'")[0][0]
     app.add_post(ENGINEERING, thread_id, {"body": {"contentType": "text", "content": "wombat"}})
-    with graph_for(app) as graph, Archive(db) as archive:
+    with graph_for(app) as graph, Archive.open_for_writing(db) as archive:
         Syncer(archive, graph).run()
     check = invoke(db, "index", "--check")
     assert check.exit_code == 1 and "missing" in check.stdout

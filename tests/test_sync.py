@@ -396,7 +396,7 @@ def test_save_posts_splits_rows_at_sqlites_parameter_limit(tmp_path):
     from groupsync.archive import Archive, utc_now
 
     now = utc_now()
-    with Archive(tmp_path / "a.db") as archive:
+    with Archive.open_for_writing(tmp_path / "a.db") as archive:
         archive.conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 60)
         with archive.atomic():
             archive.save_group({"id": "g"}, now)
@@ -427,7 +427,7 @@ def test_save_posts_knows_a_post_archived_under_another_thread(tmp_path):
     from groupsync.archive import Archive, utc_now
 
     now = utc_now()
-    with Archive(tmp_path / "a.db") as archive, archive.atomic():
+    with Archive.open_for_writing(tmp_path / "a.db") as archive, archive.atomic():
         archive.save_group({"id": "g"}, now)
         for thread_id in ("t1", "t2"):
             archive.save_thread("g", {"id": thread_id}, None, now)

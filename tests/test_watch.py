@@ -88,7 +88,7 @@ def watch(db: Path, app, steps, *, hook=None, token=None, **options):
     logs: list[dict] = []
     emitted: list[dict] = []
     graph = graph_for(app, token)
-    with Archive(db) as archive, graph:
+    with Archive.open_for_writing(db) as archive, graph:
         watcher = Watcher(
             archive,
             graph,
@@ -240,7 +240,7 @@ def test_stop_between_threads_leaves_whole_threads_and_a_sealed_run(tmp_path):
         if event["stage"] == "posts":
             stop.set()
 
-    with Archive(db) as archive, graph_for(app) as graph:
+    with Archive.open_for_writing(db) as archive, graph_for(app) as graph:
         report = Syncer(archive, graph, progress=progress, stop=stop).run([MARKETING])
     assert report.status == "stopped" and report.threads_fetched == 1
     assert rows(db, "select status, digest is not null from sync_runs") == [("stopped", 1)]
@@ -251,7 +251,7 @@ def test_stop_between_threads_leaves_whole_threads_and_a_sealed_run(tmp_path):
         "(select count(*) from posts p where p.thread_id = t.id)",
     )
     assert partial == []
-    with Archive(db) as archive, graph_for(app) as graph:
+    with Archive.open_for_writing(db) as archive, graph_for(app) as graph:
         assert verify(archive).ok
         again = Syncer(archive, graph).run([MARKETING])
     assert again.status == "complete" and again.events == 0  # still the group's backfill
@@ -307,7 +307,7 @@ def failed_hook_archive(tmp_path: Path, command: str) -> tuple[Path, HookOutputL
     db = tmp_path / "a.db"
     watch(db, make_app(SAMPLE_DATA), [], group_ids=[MARKETING], fire_on_backfill=True)
     outputs = HookOutputLog(hook_output_path(db))
-    with Archive(db) as archive:
+    with Archive.open_for_writing(db) as archive:
         deliver_pending(archive, ShellHook(command, timeout=30), outputs=outputs,
                         max_consecutive_failures=1)  # fmt: skip
     return db, outputs
@@ -353,7 +353,7 @@ def test_hook_output_an_earlier_version_kept_in_the_archive_is_scrubbed(tmp_path
         conn.execute("delete from _sqlite_migrations where name = ?",
                      ("005_events_without_hook_output",))  # fmt: skip
     conn.close()
-    with Archive(db):
+    with Archive.open_for_writing(db):
         pass
     assert sorted(rows(db, "select last_error from events where last_error is not null")) == [
         ("the hook did not finish within 60 s",), ("the hook exited with status 3",)
