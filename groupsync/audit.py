@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .archive import Archive
+from .archive.queries import audit as queries
 from .html import content_ids, same_content_id
 
 __all__ = ["Finding", "audit", "incomplete_posts"]
@@ -75,33 +76,22 @@ def incomplete_posts(archive: Archive, group_id: str) -> dict[str, set[str]]:
     return found
 
 
-def _in_group(group_id: str | None, column: str = "group_id") -> tuple[str, tuple[str, ...]]:
-    return ("", ()) if group_id is None else (f"AND {column} = ?", (group_id,))
-
-
 def _inline_images(
     archive: Archive, checked: dict[str, int] | None, group_id: str | None
 ) -> list[Finding]:
-    conn = archive.conn
     refs = 0
     findings = []
-    where, params = _in_group(group_id)
-    rows = conn.execute(
-        "SELECT id, group_id, thread_id, body_content, attachments_note "
-        f"FROM posts WHERE deleted_at IS NULL AND body_content LIKE '%cid:%' {where} "
-        "AND coalesce(body_contentType, 'html') = 'html' ORDER BY receivedDateTime, id",
-        params,
-    ).fetchall()
-    for post_id, group_id, thread_id, body, note in rows:
+    rows = queries.posts_with_cid_references(archive, group_id)
+    for post_id, group, thread_id, body, note in rows:
         wanted = content_ids(body)
         refs += len(wanted)
         if not wanted or note is not None:
             continue
-        own = _content_ids_of(archive, "a.post_id = ?", post_id)
+        own = {same_content_id(c) for c in queries.attachment_content_ids(archive, post_id)}
         missing = [c for c in wanted if same_content_id(c) not in own]
         findings.extend(
-            Finding("missing-inline", group_id, thread_id, post_id, {"cid": cid},
-                    _full_sync(group_id))
+            Finding("missing-inline", group, thread_id, post_id, {"cid": cid},
+                    _full_sync(group))
             for cid in missing
         )  # fmt: skip
     if checked is not None:
@@ -109,23 +99,8 @@ def _inline_images(
     return findings
 
 
-def _content_ids_of(archive: Archive, where: str, *params: Any) -> set[str]:
-    rows = archive.conn.execute(
-        "SELECT a.contentId FROM attachments AS a JOIN posts AS p ON p.id = a.post_id "
-        f"WHERE a.contentId IS NOT NULL AND {where}",
-        params,
-    )
-    return {same_content_id(r[0]) for r in rows}
-
-
 def _attachments(archive: Archive, group_id: str | None) -> list[Finding]:
-    where, params = _in_group(group_id, "p.group_id")
-    rows = archive.conn.execute(
-        "SELECT p.id, p.group_id, p.thread_id FROM posts AS p "
-        "WHERE p.deleted_at IS NULL AND p.hasAttachments = 1 AND p.attachments_note IS NULL "
-        f"AND NOT EXISTS (SELECT 1 FROM attachments AS a WHERE a.post_id = p.id) {where}",
-        params,
-    )
+    rows = queries.posts_missing_attachments(archive, group_id)
     return [
         Finding("missing-attachment", group_id, thread_id, post_id, {}, _full_sync(group_id))
         for post_id, group_id, thread_id in rows
@@ -133,14 +108,7 @@ def _attachments(archive: Archive, group_id: str | None) -> list[Finding]:
 
 
 def _post_counts(archive: Archive) -> list[Finding]:
-    rows = archive.conn.execute(
-        """
-        SELECT t.group_id, t.id, t.post_count, count(p.id) FROM threads AS t
-        LEFT JOIN posts AS p ON p.thread_id = t.id AND p.deleted_at IS NULL
-        WHERE t.deleted_at IS NULL AND t.possibly_truncated = 0
-        GROUP BY t.id HAVING count(p.id) != t.post_count
-        """
-    )
+    rows = queries.threads_with_other_post_counts(archive)
     return [
         Finding("post-count", group_id, thread_id, None,
                 {"archived": archived, "graph": listed}, _full_sync(group_id))

@@ -52,6 +52,7 @@ from typing import IO, Any
 
 from . import __version__
 from .archive import Archive, utc_now
+from .archive.queries import exports as queries
 from .errors import GroupsyncError
 from .files import create_private, private_dir, write_private
 from .html import to_text
@@ -344,23 +345,11 @@ class _Exporter:
     # -- reading the archive --------------------------------------------------------------
 
     def _groups(self) -> dict[str, dict[str, Any]]:
-        cursor = self.archive.conn.execute(
-            "SELECT id, displayName, mail, mailNickname FROM groups"
-        )
-        return {
-            r[0]: {"displayName": r[1], "mail": r[2], "mailNickname": r[3]} for r in cursor
-        }
+        return queries.group_labels(self.archive)
 
     def _thread_roots(self) -> dict[str, str]:
         """Each thread's first post (deleted ones too), which every reply references."""
-        groups = self.options.group_ids
-        where = f"WHERE group_id IN ({', '.join('?' * len(groups))})" if groups else ""
-        rows = self.archive.conn.execute(
-            "SELECT thread_id, id, min(coalesce(receivedDateTime, createdDateTime, '') || id) "
-            f"FROM posts {where} GROUP BY thread_id",
-            groups,
-        )
-        return {r[0]: r[1] for r in rows}
+        return queries.thread_roots(self.archive, self.options.group_ids)
 
     def _selected(self) -> set[str] | None:
         if not self.options.query:
@@ -398,43 +387,17 @@ class _Exporter:
             offset += len(hits)
 
     def _posts(self) -> Iterator[tuple[Any, ...]]:
-        where, params = [], []
         options = self.options
-        if options.group_ids:
-            where.append(f"p.group_id IN ({', '.join('?' * len(options.group_ids))})")
-            params.extend(options.group_ids)
-        since, until = parse_bound(options.since), parse_bound(options.until, end=True)
-        moment = "substr(coalesce(p.receivedDateTime, p.createdDateTime), 1, 19)"
-        if since:
-            where.append(f"{moment} >= ?")
-            params.append(since)
-        if until:
-            where.append(f"{moment} <= ?")
-            params.append(until)
-        if not options.include_deleted:
-            where.append("p.deleted_at IS NULL")
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        yield from self.archive.conn.execute(
-            f"""
-            SELECT p.id, p.group_id, p.thread_id, p.conversation_id, p.changeKey,
-                p.deleted_at, p.in_reply_to_id, p.attachments_note, t.topic, v.json, v.sha256,
-                coalesce(p.receivedDateTime, p.createdDateTime)
-            FROM posts AS p
-            JOIN threads AS t ON t.id = p.thread_id
-            JOIN post_versions AS v ON v.post_id = p.id AND v.changeKey = p.changeKey
-            {clause}
-            ORDER BY p.group_id, p.receivedDateTime, p.id
-            """,
-            params,
+        return queries.exported_posts(
+            self.archive,
+            options.group_ids,
+            parse_bound(options.since),
+            parse_bound(options.until, end=True),
+            options.include_deleted,
         )
 
     def _attachment_rows(self, post_id: str) -> dict[str, tuple[str | None, str | None]]:
-        return {
-            r[0]: (r[1], r[2])
-            for r in self.archive.conn.execute(
-                "SELECT id, sha256, deleted_at FROM attachments WHERE post_id = ?", (post_id,)
-            )
-        }
+        return queries.attachment_states(self.archive, post_id)
 
     # -- the run --------------------------------------------------------------------------
 
@@ -805,15 +768,15 @@ def export(
     }
     audit = _Audit(archive, now)
     export_id = audit.start(
-        (
-            started,
-            identity,
-            os_user,
-            options.format,
-            str(out.resolve()),
-            json.dumps(filters, ensure_ascii=False),
-            head[1] if head else None,
-        )
+        {
+            "started_at": started,
+            "identity": identity,
+            "os_user": os_user,
+            "format": options.format,
+            "out": str(out.resolve()),
+            "filters": json.dumps(filters, ensure_ascii=False),
+            "chain_digest": head[1] if head else None,
+        }
     )
     exporter = _Exporter(archive, options, progress)
     report = exporter.report
@@ -871,47 +834,33 @@ class _Audit:
         self.archive = archive
         self.now = now
 
-    def start(self, values: tuple[Any, ...]) -> int | None:
+    def start(self, values: dict[str, Any]) -> int | None:
         if self.archive.readonly:
             return None
-        with self.archive.atomic():
-            cursor = self.archive.conn.execute(
-                "INSERT INTO exports (started_at, status, identity, os_user, format, out, "
-                "filters, chain_digest) VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
-                values,
-            )
-        return int(cursor.lastrowid or 0)
+        return queries.start_export(self.archive, values)
 
     def failed(self, export_id: int | None, error: str, posts: int) -> None:
         if export_id is None:
             return
-        with self.archive.atomic():
-            self.archive.conn.execute(
-                "UPDATE exports SET status = 'failed', finished_at = ?, error = ?, posts = ? "
-                "WHERE id = ?",
-                (self.now(), error, posts, export_id),
-            )
+        queries.fail_export(self.archive, export_id, self.now(), error, posts)
 
     def complete(self, export_id: int | None, report: ExportReport) -> None:
         if export_id is None:
             return
-        with self.archive.atomic():
-            self.archive.conn.execute(
-                "UPDATE exports SET status = ?, finished_at = ?, groups = ?, posts = ?, "
-                "attachments = ?, files = ?, bytes = ?, manifest_sha256 = ?, error = ? "
-                "WHERE id = ?",
-                (
-                    "partial" if report.failed else "complete",
-                    self.now(),
-                    report.groups,
-                    report.posts,
-                    report.attachments,
-                    report.files,
-                    report.bytes,
-                    report.manifest_sha256,
-                    f"{report.failed} item(s) left out: see the manifest's failures"
-                    if report.failed
-                    else None,
-                    export_id,
-                ),
-            )
+        queries.finish_export(
+            self.archive,
+            export_id,
+            {
+                "status": "partial" if report.failed else "complete",
+                "finished_at": self.now(),
+                "groups": report.groups,
+                "posts": report.posts,
+                "attachments": report.attachments,
+                "files": report.files,
+                "bytes": report.bytes,
+                "manifest_sha256": report.manifest_sha256,
+                "error": f"{report.failed} item(s) left out: see the manifest's failures"
+                if report.failed
+                else None,
+            },
+        )

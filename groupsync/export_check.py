@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .archive import Archive
+from .archive.queries import exports as queries
 from .errors import GroupsyncError
 from .export import MANIFEST
 from .integrity import Problem
@@ -144,31 +145,24 @@ def _check_archive(
     archive: Archive, manifest: dict[str, Any], manifest_sha256: str, report: ExportCheck
 ) -> None:
     digest = (report.chain_head or {}).get("digest")
-    if digest is not None:
-        known = archive.conn.execute(
-            "SELECT 1 FROM sync_runs WHERE digest = ?", (str(digest).lower(),)
-        ).fetchone()
-        if known is None:
-            report.problems.append(
-                Problem(
-                    "anchor",
-                    MANIFEST,
-                    f"its chain head {digest} is not in the archive's chain: the history "
-                    "was rewritten since, or the export is of another archive",
-                )
+    if digest is not None and not queries.has_digest(archive, str(digest).lower()):
+        report.problems.append(
+            Problem(
+                "anchor",
+                MANIFEST,
+                f"its chain head {digest} is not in the archive's chain: the history "
+                "was rewritten since, or the export is of another archive",
             )
-    row = archive.conn.execute(
-        "SELECT manifest_sha256 FROM exports WHERE id = ? AND started_at = ?",
-        (manifest.get("export_id"), manifest.get("started_at")),
-    ).fetchone()
+        )
+    row = queries.export_record(archive, manifest.get("export_id"), manifest.get("started_at"))
     if row is None:
         report.notes.append("the archive has no record of this export")
-    elif row[0] and row[0] != manifest_sha256:
+    elif (recorded := row["manifest_sha256"]) and recorded != manifest_sha256:
         report.problems.append(
             Problem(
                 "changed-manifest",
                 MANIFEST,
-                f"hashes to {manifest_sha256}; the archive recorded {row[0]} for export "
+                f"hashes to {manifest_sha256}; the archive recorded {recorded} for export "
                 f"{manifest.get('export_id')}",
             )
         )

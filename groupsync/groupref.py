@@ -12,12 +12,12 @@ step is an error that lists them: never a silent union.
 
 from __future__ import annotations
 
-import sqlite3
 import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import AmbiguousGroupError, ArchiveError, GroupRefError
+from .archive.queries.groups import group_names
+from .errors import AmbiguousGroupError, GroupRefError
 from .ids import is_guid, printable
 
 if TYPE_CHECKING:
@@ -71,12 +71,7 @@ def resolve_group(archive: Archive | None, text: str) -> str:
 
 
 def _groups(archive: Archive) -> list[_Group]:
-    try:
-        rows = archive.conn.execute(
-            "SELECT id, displayName, mail, mailNickname, deleted_at FROM groups"
-        ).fetchall()
-    except sqlite3.Error as ex:
-        raise ArchiveError(f"cannot read the archive's groups: {ex}") from None
+    rows = group_names(archive)
     return [
         _Group(
             id=group_id,

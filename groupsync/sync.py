@@ -432,10 +432,7 @@ class Syncer:
                 values["early_stop"] = 0
             self.archive.save_sync_state(group_id, **values)
             if missed:
-                self.archive.conn.execute(
-                    "UPDATE _sync_state SET missed_changes = missed_changes + ? WHERE group_id = ?",
-                    (missed, group_id),
-                )
+                self.archive.add_missed_changes(group_id, missed)
 
     def _missed_by_early_stop(
         self,

@@ -59,6 +59,14 @@ class Runs(Connection):
                 f"UPDATE _sync_state SET {key} = ? WHERE group_id = ?", (value, group_id)
             )
 
+    def add_missed_changes(self, group_id: str, count: int) -> None:
+        """Count changes an early-stopping incremental sync missed (a full pass found them)."""
+        self.conn.execute(
+            "UPDATE _sync_state SET missed_changes = missed_changes + :count "
+            "WHERE group_id = :group_id",
+            {"count": count, "group_id": group_id},
+        )
+
     def start_run(self, mode: str, groups: list[str], identity: str | None, now: str) -> int:
         """A new run; runs left ``running`` by a killed process are sealed as interrupted."""
         with self.atomic():
