@@ -19,15 +19,15 @@ import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 from .archive import Archive, utc_now
+from .archive.hook_output import HookOutputLog
+from .archive.queries import events as queries
 from .config import SECRET_ENV_VARS
 from .errors import GroupsyncError
 
@@ -51,12 +51,6 @@ __all__ = [
 
 EVENT_STATES = ("pending", "delivered", "failed")
 Hook = Callable[[dict[str, Any]], "HookOutput | None"]
-_COLUMNS = (
-    "id, kind, group_id, conversation_id, thread_id, post_id, sync_run_id, json, state, "
-    "attempts, last_error, created_at, last_attempt_at, delivered_at"
-)
-
-
 def event_payload(row: dict[str, Any]) -> dict[str, Any]:
     """An ``events`` row as the hook and ``--jsonl`` see it: the connector shape plus ours."""
     payload = json.loads(row["json"])
@@ -68,13 +62,6 @@ def event_payload(row: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def _rows(archive: Archive, sql: str, params: tuple[Any, ...]) -> Iterator[dict[str, Any]]:
-    cursor = archive.conn.execute(sql, params)
-    names = [d[0] for d in cursor.description]
-    for row in cursor:
-        yield dict(zip(names, row, strict=True))
-
-
 def iter_events(
     archive: Archive,
     *,
@@ -84,26 +71,13 @@ def iter_events(
     after_id: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Events oldest first: recorded at or after ``since`` (a Graph-style UTC time)."""
-    where, params = [], []
-    if since is not None:
-        where.append("created_at >= ?")
-        params.append(since)
-    if state is not None:
-        where.append("state = ?")
-        params.append(state)
-    if group_id is not None:
-        where.append("group_id = ?")
-        params.append(group_id)
-    if after_id is not None:
-        where.append("id > ?")
-        params.append(after_id)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    yield from _rows(archive, f"SELECT {_COLUMNS} FROM events {clause} ORDER BY id", tuple(params))
+    return queries.iter_event_rows(
+        archive, since=since, state=state, group_id=group_id, after_id=after_id
+    )
 
 
 def latest_event_id(archive: Archive) -> int:
-    row = archive.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
-    return int(row[0])
+    return queries.latest_event_id(archive)
 
 
 @dataclass
@@ -131,19 +105,14 @@ def deliver_pending(
     to ``outputs``, outside the archive.
     """
     report = DeliveryReport()
-    todo = [
-        r["id"]
-        for r in _rows(
-            archive, "SELECT id FROM events WHERE state IN ('pending', 'failed') ORDER BY id", ()
-        )
-    ]
+    todo = queries.undelivered_event_ids(archive)
     streak = 0
     for index, event_id in enumerate(todo):
         if should_stop() or streak >= max_consecutive_failures:
             report.left = len(todo) - index
             break
-        (row,) = _rows(archive, f"SELECT {_COLUMNS} FROM events WHERE id = ?", (event_id,))
-        if row["state"] == "delivered":
+        row = queries.event_row(archive, event_id)
+        if row is None or row["state"] == "delivered":
             continue
         error: str | None = None
         logged: str | None = None
@@ -157,17 +126,9 @@ def deliver_pending(
             outputs.save(event_id, at, output)
         with archive.atomic():
             if error is None:
-                archive.conn.execute(
-                    "UPDATE events SET state = 'delivered', attempts = attempts + 1, "
-                    "last_attempt_at = ?, delivered_at = ?, last_error = NULL WHERE id = ?",
-                    (at, at, event_id),
-                )
+                queries.mark_delivered(archive, event_id, at)
             else:
-                archive.conn.execute(
-                    "UPDATE events SET state = 'failed', attempts = attempts + 1, "
-                    "last_attempt_at = ?, last_error = ? WHERE id = ?",
-                    (at, error, event_id),
-                )
+                queries.mark_failed(archive, event_id, at, error)
         if error is None:
             report.delivered += 1
             streak = 0
@@ -383,57 +344,3 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 def hook_output_path(db: str | os.PathLike[str]) -> str:
     """``<db>.hooks``: beside the archive, never inside it (Datasette serves the archive)."""
     return os.fspath(db) + ".hooks"
-
-
-class HookOutputLog:
-    """What hooks printed, the latest attempt per event, in a SQLite file of its own (0600).
-
-    Not in the archive: Datasette, exports and anyone the archive is shared with would see
-    it there, and a hook may well print a credential of its own. Keeps the ``keep`` most
-    recent events' output. ``readonly`` opens an existing file and never writes.
-    """
-
-    def __init__(self, path: str, *, keep: int = 1000, readonly: bool = False) -> None:
-        self.path = path
-        self.keep = keep
-        if readonly:
-            self.conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
-            return
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        os.chmod(path, 0o600)
-        self.conn = sqlite3.connect(path, isolation_level=None)
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS hook_output (event_id INTEGER PRIMARY KEY, at TEXT, "
-            "status INTEGER, stdout TEXT, stderr TEXT)"
-        )
-
-    def save(self, event_id: int, at: str, output: HookOutput) -> None:
-        with self.conn:
-            self.conn.execute("BEGIN")
-            self.conn.execute(
-                "INSERT OR REPLACE INTO hook_output VALUES (?, ?, ?, ?, ?)",
-                (event_id, at, output.status, output.stdout, output.stderr),
-            )
-            self.conn.execute(
-                "DELETE FROM hook_output WHERE event_id NOT IN "
-                "(SELECT event_id FROM hook_output ORDER BY event_id DESC LIMIT ?)",
-                (self.keep,),
-            )
-
-    def get(self, event_id: int) -> dict[str, Any] | None:
-        row = self.conn.execute(
-            "SELECT at, status, stdout, stderr FROM hook_output WHERE event_id = ?", (event_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        return dict(zip(("at", "status", "stdout", "stderr"), row, strict=True))
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def __enter__(self) -> HookOutputLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
