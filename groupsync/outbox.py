@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .archive import Archive, utc_now
+from .archive.queries import outbox as queries
 from .errors import (
     GraphError,
     NotFoundError,
@@ -183,29 +184,22 @@ class Outbox:
                     body = {"topic": self._topic(draft), "posts": [post]}
                 else:
                     body = {"post": post}
-            cursor = self.archive.conn.execute(
-                """
-                INSERT INTO _outbox (action, group_id, conversation_id, thread_id, post_id,
-                    topic, body, marker, content_sha256, state, identity, created_at,
-                    next_attempt_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)
-                """,
-                (
-                    action,
-                    group_id,
-                    conversation_id,
-                    thread_id,
-                    post_id,
-                    draft.topic,
-                    json.dumps(body, ensure_ascii=False),
-                    marker,
-                    content_hash,
-                    self.identity,
-                    now,
-                    now,
-                ),
+            item_id = queries.insert_item(
+                self.archive,
+                {
+                    "action": action,
+                    "group_id": group_id,
+                    "conversation_id": conversation_id,
+                    "thread_id": thread_id,
+                    "post_id": post_id,
+                    "topic": draft.topic,
+                    "body": json.dumps(body, ensure_ascii=False),
+                    "marker": marker,
+                    "content_sha256": content_hash,
+                    "identity": self.identity,
+                    "now": now,
+                },
             )
-            item_id = int(cursor.lastrowid or 0)
             self._log(item_id, "queued", None, now)
         return self.get(item_id)
 
@@ -217,27 +211,20 @@ class Outbox:
         thread_id: str | None,
         post_id: str | None,
     ) -> None:
-        conn = self.archive.conn
-        group = conn.execute("SELECT deleted_at FROM groups WHERE id = ?", (group_id,)).fetchone()
+        group = queries.group_deleted_at(self.archive, group_id)
         if group is None:
             raise ValidationError(f"group {group_id} is not in the archive; sync it first")
         if group[0] is not None:
             raise ValidationError(f"group {group_id} can no longer be read by this identity")
         if conversation_id is not None:
-            row = conn.execute(
-                "SELECT deleted_at FROM conversations WHERE id = ? AND group_id = ?",
-                (conversation_id, group_id),
-            ).fetchone()
-            if row is None or row[0] is not None:
+            found = queries.conversation_deleted_at(self.archive, group_id, conversation_id)
+            if found is None or found[0] is not None:
                 raise ValidationError(f"conversation {conversation_id} is not in group {group_id}")
         if action in {"new-conversation", "new-thread"}:
             return
         if thread_id is None:
             raise ValidationError(f"{action} needs a thread id")
-        row = conn.execute(
-            "SELECT deleted_at, isLocked FROM threads WHERE id = ? AND group_id = ?",
-            (thread_id, group_id),
-        ).fetchone()
+        row = queries.thread_deleted_and_locked(self.archive, group_id, thread_id)
         if row is None:
             raise ValidationError(f"thread {thread_id} is not in group {group_id}'s archive")
         if row[0] is not None:
@@ -247,11 +234,8 @@ class Outbox:
         if action in {"reply-to-post", "forward"}:
             if post_id is None:
                 raise ValidationError(f"{action} needs a post id")
-            row = conn.execute(
-                "SELECT deleted_at FROM posts WHERE id = ? AND thread_id = ?",
-                (post_id, thread_id),
-            ).fetchone()
-            if row is None or row[0] is not None:
+            post = queries.post_deleted_at(self.archive, thread_id, post_id)
+            if post is None or post[0] is not None:
                 raise ValidationError(f"post {post_id} is not in thread {thread_id}")
 
     @staticmethod
@@ -321,32 +305,19 @@ class Outbox:
     # -- reading and managing the queue ---------------------------------------------------
 
     def get(self, item_id: int) -> dict[str, Any]:
-        cursor = self.archive.conn.execute("SELECT * FROM _outbox WHERE id = ?", (item_id,))
-        row = cursor.fetchone()
-        if row is None:
+        item = queries.item_row(self.archive, item_id)
+        if item is None:
             raise OutboxError(f"no outbox item {item_id}")
-        item = dict(zip([d[0] for d in cursor.description], row, strict=True))
         item["body"] = json.loads(item["body"])
         item["result"] = json.loads(item["result"]) if item["result"] else None
         return item
 
     def iter_items(self, state: str | None = None) -> Iterator[dict[str, Any]]:
-        where, params = ("WHERE state = ?", (state,)) if state else ("", ())
-        ids = [
-            r[0]
-            for r in self.archive.conn.execute(
-                f"SELECT id FROM _outbox {where} ORDER BY id", params
-            )
-        ]
-        for item_id in ids:
+        for item_id in queries.item_ids(self.archive, state):
             yield self.get(item_id)
 
     def history(self, item_id: int) -> list[dict[str, Any]]:
-        cursor = self.archive.conn.execute(
-            "SELECT at, state, detail, identity FROM _outbox_log WHERE outbox_id = ? ORDER BY id",
-            (item_id,),
-        )
-        return [dict(zip(("at", "state", "detail", "identity"), r, strict=True)) for r in cursor]
+        return queries.item_history(self.archive, item_id)
 
     def cancel(self, item_id: int) -> dict[str, Any]:
         """Drop an item that has not been sent (an uncertain one only if it is a forward)."""
@@ -375,11 +346,7 @@ class Outbox:
         return self.get(item_id)
 
     def _log(self, item_id: int, state: str, detail: str | None, now: str) -> None:
-        self.archive.conn.execute(
-            "INSERT INTO _outbox_log (outbox_id, at, state, detail, identity) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (item_id, now, state, detail, self.identity),
-        )
+        queries.log_transition(self.archive, item_id, state, detail, now, self.identity)
 
     def _set(
         self,
@@ -405,11 +372,8 @@ class Outbox:
             values["last_error"] = detail
         elif state == "sent":
             values["last_error"] = None
-        sql = ", ".join(f"{k} = ?" for k in values)
         with self.archive.atomic():
-            self.archive.conn.execute(
-                f"UPDATE _outbox SET {sql} WHERE id = ?", (*values.values(), item_id)
-            )
+            queries.update_item(self.archive, item_id, values)
             self._log(item_id, state, detail, now)
             if deleted_thread is not None:
                 gone_at = columns.get("sent_at") or now
@@ -456,51 +420,23 @@ class Outbox:
 
     def _recover_interrupted(self) -> None:
         """Items left ``sending`` by a process that died: their outcome is unknown."""
-        stale = [
-            r[0]
-            for r in self.archive.conn.execute("SELECT id FROM _outbox WHERE state = 'sending'")
-        ]
-        for item_id in stale:
+        for item_id in queries.sending_item_ids(self.archive):
             self._set(item_id, "uncertain", detail="interrupted while sending", next_attempt=0)
 
     def _next_item(self) -> dict[str, Any] | None:
         """The oldest item due now whose thread has nothing older still open."""
-        now = self.now()
-        row = self.archive.conn.execute(
-            """
-            SELECT id FROM _outbox AS o
-            WHERE state IN ('queued', 'uncertain')
-              AND coalesce(next_attempt_at, '') <= ?
-              AND NOT (state = 'uncertain' AND action = 'forward')
-              AND NOT EXISTS (
-                SELECT 1 FROM _outbox AS earlier
-                WHERE earlier.id < o.id
-                  AND earlier.state IN ('queued', 'sending', 'uncertain')
-                  AND NOT (earlier.state = 'uncertain' AND earlier.action = 'forward')
-                  AND coalesce(earlier.thread_id, earlier.conversation_id, '#' || earlier.id)
-                    = coalesce(o.thread_id, o.conversation_id, '#' || o.id)
-              )
-            ORDER BY id LIMIT 1
-            """,
-            (now,),
-        ).fetchone()
-        return self.get(row[0]) if row else None
+        item_id = queries.next_item_id(self.archive, self.now())
+        return None if item_id is None else self.get(item_id)
 
     def _next_wait(self) -> float | None:
-        row = self.archive.conn.execute(
-            "SELECT min(next_attempt_at) FROM _outbox WHERE state IN ('queued', 'uncertain') "
-            "AND NOT (state = 'uncertain' AND action = 'forward')"
-        ).fetchone()
-        if not row or row[0] is None:
+        due = queries.next_attempt_at(self.archive)
+        if due is None:
             return None
-        delta = (parse_datetime(row[0]) - parse_datetime(self.now())).total_seconds()
+        delta = (parse_datetime(due) - parse_datetime(self.now())).total_seconds()
         return max(0.05, delta)
 
     def _count_waiting(self) -> int:
-        row = self.archive.conn.execute(
-            "SELECT count(*) FROM _outbox WHERE state IN ('queued', 'uncertain', 'sending')"
-        ).fetchone()
-        return int(row[0])
+        return queries.count_waiting(self.archive)
 
     def _process(
         self,
