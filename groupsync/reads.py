@@ -14,13 +14,13 @@ import base64
 import hashlib
 import json
 import re
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
-from .archive import MAILBOX_GROUPS, Archive
+from .archive import Archive
+from .archive.queries import reads as queries
 from .errors import ArchiveError, GroupsyncError, NotFoundError
 from .files import create_private, private_dir
 from .html import BIDI_CONTROLS, to_text
@@ -66,7 +66,6 @@ FILE_ATTACHMENT = "#microsoft.graph.fileAttachment"
 B64_READ = 3 * 256 * 1024
 MAX_NAME_BYTES = 200  # leaves room for " (NNN)" under the usual 255-byte file name limit
 
-_DELETED = "deleted_at IS NULL"
 # The archive stores JSON canonically (keys sorted, for stable hashes); answers put the keys
 # back in the order Graph sends them, which reads better and diffs cleanly against Graph.
 _POST_ORDER = (
@@ -138,19 +137,13 @@ def iter_groups(archive: Archive, *, include_deleted: bool = False) -> Iterator[
     The archive cannot tell which of them the identity still belongs to; it lists every
     group it holds, so that the offline answer names every group that can be read offline.
     """
-    where = f"WHERE {MAILBOX_GROUPS}" + ("" if include_deleted else f" AND {_DELETED}")
-    rows = archive.conn.execute(
-        f"SELECT json, deleted_at FROM groups {where} ORDER BY displayName COLLATE NOCASE, id"
-    ).fetchall()
-    for text, deleted_at in rows:
+    for text, deleted_at in queries.group_rows(archive, include_deleted):
         yield _group(text, deleted_at)
 
 
 def get_group(archive: Archive, group_id: str, *, include_deleted: bool = False) -> Group:
     """One archived group, as Graph's ``GET /groups/{id}`` shapes it."""
-    row = archive.conn.execute(
-        "SELECT json, deleted_at FROM groups WHERE id = ?", (group_id,)
-    ).fetchone()
+    row = queries.group_row(archive, group_id)
     if row is None:
         raise NotFoundError(f"group {group_id} not found in the archive")
     if row[1] is not None and not include_deleted:
@@ -159,22 +152,17 @@ def get_group(archive: Archive, group_id: str, *, include_deleted: bool = False)
 
 
 def _require_group(archive: Archive, group_id: str, include_deleted: bool) -> None:
-    row = archive.conn.execute("SELECT deleted_at FROM groups WHERE id = ?", (group_id,)).fetchone()
+    row = queries.group_row(archive, group_id)
     if row is None:
         raise NotFoundError(
             f"group {group_id} not found in the archive; "
             f"run `groupsync sync --group {group_id}` first"
         )
-    if row[0] is not None and not include_deleted:
-        raise _gone("group", group_id, row[0])
+    if row[1] is not None and not include_deleted:
+        raise _gone("group", group_id, row[1])
 
 
 # -- conversations ------------------------------------------------------------------------
-
-_CONVERSATION_COLUMNS = (
-    "id, topic, hasAttachments, lastDeliveredDateTime, uniqueSenders, preview, deleted_at"
-)
-
 
 def _conversation_fields(row: tuple[Any, ...]) -> dict[str, Any]:
     """The six fields a conversation and a thread share, in Graph's order."""
@@ -197,12 +185,7 @@ def iter_conversations(
 ) -> Iterator[Conversation]:
     """A group's conversations, newest delivery first ("List group conversations")."""
     _require_group(archive, group_id, include_deleted)
-    deleted = "" if include_deleted else f"AND {_DELETED}"
-    rows = archive.conn.execute(
-        f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE group_id = ? {deleted} "
-        "ORDER BY lastDeliveredDateTime DESC, id",
-        (group_id,),
-    ).fetchall()
+    rows = queries.conversation_rows(archive, group_id, include_deleted)
     return (_conversation(row) for row in rows)
 
 
@@ -211,10 +194,7 @@ def get_conversation(
 ) -> Conversation:
     """One conversation of a group ("Get a conversation")."""
     _require_group(archive, group_id, include_deleted)
-    row = archive.conn.execute(
-        f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND group_id = ?",
-        (conversation_id, group_id),
-    ).fetchone()
+    row = queries.conversation_row(archive, group_id, conversation_id)
     if row is None:
         raise NotFoundError(
             f"conversation {conversation_id} not found in group {group_id}'s archive"
@@ -225,12 +205,6 @@ def get_conversation(
 
 
 # -- threads ------------------------------------------------------------------------------
-
-_THREAD_COLUMNS = (
-    "id, topic, hasAttachments, lastDeliveredDateTime, uniqueSenders, preview, isLocked, "
-    "toRecipients, ccRecipients, deleted_at"
-)
-
 
 def _thread(row: tuple[Any, ...]) -> ConversationThread:
     item = {
@@ -246,10 +220,7 @@ def _thread_row(
     archive: Archive, group_id: str, thread_id: str, include_deleted: bool
 ) -> tuple[Any, ...]:
     _require_group(archive, group_id, include_deleted)
-    row = archive.conn.execute(
-        f"SELECT {_THREAD_COLUMNS} FROM threads WHERE id = ? AND group_id = ?",
-        (thread_id, group_id),
-    ).fetchone()
+    row = queries.thread_row(archive, group_id, thread_id)
     if row is None:
         raise NotFoundError(f"thread {thread_id} not found in group {group_id}'s archive")
     if row[9] is not None and not include_deleted:
@@ -267,18 +238,9 @@ def iter_threads(
     """A group's threads (or one conversation's), newest delivery first ("List threads")."""
     if conversation_id is not None:
         get_conversation(archive, group_id, conversation_id, include_deleted=include_deleted)
-        # The conversation is in the group, so are its threads; this keeps the index.
-        where, params = "conversation_id = ?", (conversation_id,)
     else:
         _require_group(archive, group_id, include_deleted)
-        where, params = "group_id = ?", (group_id,)
-    if not include_deleted:
-        where += f" AND {_DELETED}"
-    rows = archive.conn.execute(
-        f"SELECT {_THREAD_COLUMNS} FROM threads WHERE {where} "
-        "ORDER BY lastDeliveredDateTime DESC, id",
-        params,
-    ).fetchall()
+    rows = queries.thread_rows(archive, group_id, conversation_id, include_deleted)
     pending = pending_threads(archive, group_id, conversation_id)
     return iter(pending[::-1] + [_thread(row) for row in rows])
 
@@ -303,22 +265,12 @@ def _post(text: str | None, post_id: str, deleted_at: str | None) -> Post:
     return cast(Post, _removed(data, deleted_at))
 
 
-_POST_SQL = """
-    SELECT p.id, p.deleted_at, v.json FROM posts p
-    LEFT JOIN post_versions v ON v.post_id = p.id AND v.changeKey = p.changeKey
-"""
-
-
 def iter_posts(
     archive: Archive, group_id: str, thread_id: str, *, include_deleted: bool = False
 ) -> Iterator[Post]:
     """A thread's posts, oldest first, each its latest version ("List posts")."""
     _thread_row(archive, group_id, thread_id, include_deleted)
-    deleted = "" if include_deleted else "AND p.deleted_at IS NULL"
-    rows = archive.conn.execute(
-        f"{_POST_SQL} WHERE p.thread_id = ? {deleted} ORDER BY p.receivedDateTime, p.id",
-        (thread_id,),
-    ).fetchall()
+    rows = queries.post_rows(archive, thread_id, include_deleted)
     posts = [_post(text, post_id, deleted_at) for post_id, deleted_at, text in rows]
     return iter(posts + pending_posts(archive, group_id, thread_id))
 
@@ -327,12 +279,7 @@ def _post_row(
     archive: Archive, group_id: str, thread_id: str, post_id: str, include_deleted: bool
 ) -> tuple[str, str | None, str | None, str | None]:
     _thread_row(archive, group_id, thread_id, include_deleted)
-    row = archive.conn.execute(
-        "SELECT p.id, p.deleted_at, v.json, p.attachments_note FROM posts p "
-        "LEFT JOIN post_versions v ON v.post_id = p.id AND v.changeKey = p.changeKey "
-        "WHERE p.id = ? AND p.thread_id = ?",
-        (post_id, thread_id),
-    ).fetchone()
+    row = queries.post_row(archive, thread_id, post_id)
     if row is None:
         raise NotFoundError(f"post {post_id} not found in thread {thread_id}'s archive")
     if row[1] is not None and not include_deleted:
@@ -368,11 +315,7 @@ def iter_post_versions(
     archive first saw it. A deleted post's latest version carries the tombstone.
     """
     _, deleted_at, _, _ = _post_row(archive, group_id, thread_id, post_id, include_deleted)
-    rows = archive.conn.execute(
-        "SELECT changeKey, json, sha256, first_seen_at FROM post_versions "
-        "WHERE post_id = ? ORDER BY rowid",
-        (post_id,),
-    ).fetchall()
+    rows = queries.post_version_rows(archive, post_id)
 
     def versions() -> Iterator[dict[str, Any]]:
         for index, (change_key, text, sha256, first_seen_at) in enumerate(rows, 1):
@@ -399,41 +342,6 @@ def body_text(body: ItemBody | dict[str, Any] | None, limit: int | None = None) 
 
 # -- the outbox's offline echo ------------------------------------------------------------
 
-# An item shows until the archive holds what it made: a reply until its thread has been
-# fetched again after it was sent, a new thread until that thread is archived.
-_PENDING_SQL = """
-SELECT o.id, o.action, o.state, o.group_id, o.conversation_id, o.thread_id, o.post_id,
-       o.topic, o.body, o.created_at, o.sent_at, o.result
-FROM _outbox o
-WHERE o.group_id = ? AND o.action IN ({actions})
-  AND (o.state IN ('queued', 'sending', 'uncertain') OR (o.state = 'sent' AND {not_synced}))
-  {extra}
-ORDER BY o.id
-"""
-_REPLY_NOT_SYNCED = """NOT EXISTS (SELECT 1 FROM threads t WHERE t.id = o.thread_id
-    AND t.updated_at > o.sent_at)"""
-_THREAD_NOT_SYNCED = """NOT EXISTS (SELECT 1 FROM threads t WHERE t.group_id = o.group_id
-    AND (t.id = json_extract(o.result, '$.thread') OR t.id = json_extract(o.result, '$.id')
-         OR t.id = json_extract(o.result, '$.threads[0]')))"""
-
-
-def _outbox_rows(
-    archive: Archive,
-    group_id: str,
-    actions: tuple[str, ...],
-    not_synced: str,
-    extra: str = "",
-    params: tuple[Any, ...] = (),
-) -> list[tuple[Any, ...]]:
-    sql = _PENDING_SQL.format(
-        actions=", ".join("?" * len(actions)), not_synced=not_synced, extra=extra
-    )
-    try:
-        return archive.conn.execute(sql, (group_id, *actions, *params)).fetchall()
-    except sqlite3.OperationalError:
-        return []  # an archive from before the outbox, opened read-only: nothing queued
-
-
 def _outbox_mark(item_id: int, action: str, state: str) -> dict[str, Any]:
     return {"id": item_id, "action": action, "state": state}
 
@@ -444,14 +352,7 @@ def _graph_time(value: str) -> str:
 
 def pending_posts(archive: Archive, group_id: str, thread_id: str) -> list[Post]:
     """Replies queued in the outbox for this thread, shaped as posts and flagged pending."""
-    rows = _outbox_rows(
-        archive,
-        group_id,
-        ("reply-to-thread", "reply-to-post"),
-        _REPLY_NOT_SYNCED,
-        "AND o.thread_id = ?",
-        (thread_id,),
-    )
+    rows = queries.pending_reply_rows(archive, group_id, thread_id)
     return [_pending_post(row, thread_id) for row in rows]
 
 
@@ -484,11 +385,7 @@ def pending_threads(
     archive: Archive, group_id: str, conversation_id: str | None = None
 ) -> list[ConversationThread]:
     """New threads and conversations queued in the outbox, shaped as threads."""
-    actions = ("new-thread",) if conversation_id else ("new-thread", "new-conversation")
-    extra, params = (
-        ("AND o.conversation_id = ?", (conversation_id,)) if conversation_id else ("", ())
-    )
-    rows = _outbox_rows(archive, group_id, actions, _THREAD_NOT_SYNCED, extra, params)
+    rows = queries.pending_thread_rows(archive, group_id, conversation_id)
     threads = []
     for row in rows:
         post = _pending_post(row, None)
@@ -514,18 +411,10 @@ def pending_threads(
 
 # -- attachments --------------------------------------------------------------------------
 
-_ATTACHMENT_SQL = """
-    SELECT a.id, a.name, a.json, a.sha256, b.size, a.deleted_at FROM attachments a
-    LEFT JOIN blobs b ON b.sha256 = a.sha256
-    WHERE a.post_id = ? {deleted} ORDER BY a.rowid
-"""
-
-
 def _attachment_rows(
     archive: Archive, post_id: str, include_deleted: bool
 ) -> list[tuple[str, str | None, str, str | None, int | None, str | None]]:
-    deleted = "" if include_deleted else "AND a.deleted_at IS NULL"
-    return archive.conn.execute(_ATTACHMENT_SQL.format(deleted=deleted), (post_id,)).fetchall()
+    return queries.attachment_rows(archive, post_id, include_deleted)
 
 
 def _base64(archive: Archive, sha256: str) -> str:
