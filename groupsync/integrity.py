@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sqlite3
 import stat
 from collections.abc import Callable
@@ -33,7 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .archive import GENESIS, Archive, chain_digest, connect_readonly
+from .archive import GENESIS, Archive, chain_digest
+from .archive.queries import integrity as queries
 from .audit import Finding, audit
 from .errors import ArchiveError
 
@@ -108,7 +108,7 @@ def verify(
     """
     report = VerifyReport()
     try:
-        damage = archive.conn.execute("PRAGMA integrity_check(100)").fetchall()
+        damage = queries.integrity_check(archive, 100)
     except sqlite3.DatabaseError as ex:
         damage = [(str(ex),)]
     if damage != [("ok",)]:
@@ -124,8 +124,7 @@ def verify(
         report.notes.append("the other checks were skipped: nothing read from it can be trusted")
         return report
     _emit(progress, "database", report)
-    columns = {r[1] for r in archive.conn.execute("PRAGMA table_info(sync_runs)")}
-    if "digest" not in columns:
+    if "digest" not in queries.table_columns(archive, "sync_runs"):
         raise ArchiveError(
             f"{archive.path} predates the digest chain: run `groupsync sync` once to upgrade it"
         )
@@ -156,10 +155,7 @@ def _check_versions(archive: Archive, report: VerifyReport) -> set[tuple[str, st
     """Every version's hash; returns the versions found changed."""
     bad: set[tuple[str, str]] = set()
     count = unchained = 0
-    rows = archive.conn.execute(
-        "SELECT post_id, changeKey, json, sha256, sync_run_id FROM post_versions"
-    )
-    for post_id, change_key, text, sha256, run_id in rows:
+    for post_id, change_key, text, sha256, run_id in queries.version_rows(archive):
         count += 1
         where = f"post_versions (post {post_id}, changeKey {change_key})"
         if run_id is None:
@@ -188,12 +184,9 @@ def _check_versions(archive: Archive, report: VerifyReport) -> set[tuple[str, st
 
 def _check_posts(archive: Archive, report: VerifyReport, bad: set[tuple[str, str]]) -> None:
     count = 0
-    names = ", ".join(f"p.{c}" for c in _POST_FIELDS)
-    rows = archive.conn.execute(
-        f"SELECT p.id, p.changeKey, v.json, {names} FROM posts AS p "
-        "LEFT JOIN post_versions AS v ON v.post_id = p.id AND v.changeKey = p.changeKey"
-    )
-    for post_id, change_key, text, *values in rows:
+    for post_id, change_key, text, *values in queries.post_rows_with_version(
+        archive, _POST_FIELDS
+    ):
         count += 1
         where = f"posts (post {post_id})"
         if text is None:
@@ -224,9 +217,7 @@ def _check_posts(archive: Archive, report: VerifyReport, bad: set[tuple[str, str
 
 def _check_blobs(archive: Archive, report: VerifyReport) -> None:
     count = total = unchained = 0
-    for sha256, size, run_id in archive.conn.execute(
-        "SELECT sha256, size, sync_run_id FROM blobs"
-    ).fetchall():
+    for sha256, size, run_id in queries.blob_rows(archive):
         count += 1
         unchained += run_id is None
         digest = hashlib.sha256()
@@ -243,11 +234,7 @@ def _check_blobs(archive: Archive, report: VerifyReport) -> None:
                     f"its {length} bytes hash to {digest.hexdigest()} (recorded size {size})",
                 )
             )
-    for post_id, attachment_id, name, sha256 in archive.conn.execute(
-        "SELECT a.post_id, a.id, a.name, a.sha256 FROM attachments AS a "
-        "LEFT JOIN blobs AS b ON b.sha256 = a.sha256 "
-        "WHERE a.sha256 IS NOT NULL AND b.sha256 IS NULL"
-    ):
+    for post_id, attachment_id, name, sha256 in queries.attachments_without_blob(archive):
         report.problems.append(
             Problem(
                 "missing-blob",
@@ -257,24 +244,17 @@ def _check_blobs(archive: Archive, report: VerifyReport) -> None:
         )
     report.checked["blobs"] = count
     report.checked["blob_bytes"] = total
-    report.checked["attachments"] = archive.conn.execute(
-        "SELECT count(*) FROM attachments"
-    ).fetchone()[0]
+    report.checked["attachments"] = queries.count_attachments(archive)
     if unchained:
         report.notes.append(f"{unchained} blob(s) belong to no sync run (outbox attachments)")
 
 
 def _check_chain(archive: Archive, report: VerifyReport, anchor: str | None) -> None:
-    runs = archive.conn.execute(
-        "SELECT id, status, digest, prev_digest, digest_items FROM sync_runs ORDER BY id"
-    ).fetchall()
+    runs = queries.run_rows(archive)
     report.checked["sync_runs"] = len(runs)
     known = {r[0] for r in runs}
-    for table in ("post_versions", "blobs", "events"):
-        for run_id, rows in archive.conn.execute(
-            f"SELECT sync_run_id, count(*) FROM {table} WHERE sync_run_id IS NOT NULL "
-            "GROUP BY sync_run_id ORDER BY sync_run_id"
-        ):
+    for table in queries.CHAINED_TABLES:
+        for run_id, rows in queries.rows_per_run(archive, table):
             if run_id not in known:
                 report.problems.append(
                     Problem(
@@ -345,83 +325,23 @@ def _check_chain(archive: Archive, report: VerifyReport, anchor: str | None) -> 
         )
 
 
-_FTS5 = re.compile(r"^CREATE VIRTUAL TABLE\s+(\S+)\s+USING\s+FTS5\s*\(", re.I)
-_CONTENT = re.compile(r"""\bcontent\s*=\s*(?:"([^"]+)"|'([^']+)'|\[([^\]]+)\]|(\w+))""", re.I)
-
-
 def _check_fts(archive: Archive, report: VerifyReport) -> None:
-    """FTS5's ``integrity-check``, against the content table too, on a read-only connection.
-
-    The check is an INSERT, which a read-only connection refuses even though it writes
-    nothing. So it runs on a copy: the same FTS5 table created in this connection's private
-    ``temp`` schema, its shadow tables filled from the archive's, its content table a temp
-    view of the archive's. The copy must be complete before FTS5 first reads it (FTS5 keeps
-    the index structure it read for as long as no other connection writes).
-    """
+    """FTS5's own integrity check of each full-text table (see ``queries.fts_checks``)."""
     if archive.path == ":memory:":
         return
-    tables = archive.conn.execute(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL%'"
-    ).fetchall()
     count = 0
-    for name, sql in tables:
-        match = _FTS5.match(sql or "")
-        content = _CONTENT.search(sql or "")
-        if match is None:
-            continue
+    for name, indexed, error in queries.fts_checks(archive):
         count += 1
-        # Opened the way the archive was (immutable for an evidence copy on a read-only mount).
-        conn, _ = connect_readonly(archive.path)
-        conn.isolation_level = None
-        try:
-            _fts_copy(conn, name, sql, match, content)
-            conn.execute(f"INSERT INTO temp.{_quote(name)} ({_quote(name)}, rank) "
-                         "VALUES ('integrity-check', 1)")  # fmt: skip
-        except sqlite3.DatabaseError as ex:
+        if error is not None:
             report.problems.append(
                 Problem(
                     "damaged-fts",
-                    f"{name} (full-text index of {_content_name(content) or name})",
-                    f"FTS5's integrity check: {ex}; rebuild it with "
+                    f"{name} (full-text index of {indexed})",
+                    f"FTS5's integrity check: {error}; rebuild it with "
                     f"INSERT INTO {name}({name}) VALUES('rebuild')",
                 )
             )
-        finally:
-            conn.close()
     report.checked["fts_tables"] = count
-
-
-def _fts_copy(
-    conn: sqlite3.Connection,
-    name: str,
-    sql: str,
-    match: re.Match[str],
-    content: re.Match[str] | None,
-) -> None:
-    source = _content_name(content)
-    if source is not None:
-        columns = [r[1] for r in conn.execute(f"PRAGMA main.table_info({_quote(name)})")]
-        names = ", ".join(_quote(c) for c in columns)
-        conn.execute(
-            f"CREATE TEMP VIEW {_quote(source)} AS "
-            f"SELECT rowid AS rowid, {names} FROM main.{_quote(source)}"
-        )
-    conn.execute(f"CREATE VIRTUAL TABLE temp.{_quote(name)} USING FTS5 (" + sql[match.end():])
-    for shadow in ("data", "idx", "docsize", "config", "content"):
-        table = _quote(f"{name}_{shadow}")
-        if conn.execute(
-            "SELECT 1 FROM main.sqlite_master WHERE name = ?", (f"{name}_{shadow}",)
-        ).fetchone():
-            conn.execute(f"DELETE FROM temp.{table}")
-            conn.execute(f"INSERT INTO temp.{table} SELECT * FROM main.{table}")
-
-
-def _content_name(content: re.Match[str] | None) -> str | None:
-    return next((g for g in content.groups() if g), None) if content else None
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _check_index(archive: Archive, index_path: Path, report: VerifyReport) -> None:
