@@ -14,6 +14,7 @@ from typing import Any
 from whoosh import query as wquery
 
 from ..archive import Archive
+from ..archive.queries import search as queries
 from ..errors import GroupsyncError
 from ..files import can_write
 from .evaluator import _evaluate
@@ -74,18 +75,6 @@ class SearchResults:
 
 
 SORTS = ("relevance", "date")
-_HIT_SQL = """
-    SELECT p.change_seq, p.id, p.thread_id, p.conversation_id, p.group_id, g.displayName,
-        t.topic, p.sender_name, p.sender_address, p.from_name, p.from_address,
-        p.receivedDateTime,
-        p.hasAttachments OR EXISTS (SELECT 1 FROM attachments a
-            WHERE a.post_id = p.id AND a.deleted_at IS NULL),
-        p.deleted_at, p.body_text
-    FROM posts p LEFT JOIN threads t ON t.id = p.thread_id
-    LEFT JOIN groups g ON g.id = p.group_id
-"""
-
-
 def search(
     archive: Archive,
     index_path: str | Path,
@@ -228,17 +217,12 @@ def _hits(
 ) -> list[SearchHit]:
     rows: dict[int, tuple] = {}
     wanted = [seq for (seq, _key), _score in seqs]
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        marks = ", ".join("?" * len(chunk))
-        for row in archive.conn.execute(f"{_HIT_SQL} WHERE p.change_seq IN ({marks})", chunk):
-            rows[row[0]] = row
+    for row in queries.hit_rows(archive, wanted):
+        rows[row[0]] = row
     unresolved = {key for (seq, key), _ in seqs if seq not in rows}
     by_key: dict[bytes, tuple] = {}
     if unresolved:  # the post changed after the index saw it (the index is behind)
-        for row in archive.conn.execute(
-            f"{_HIT_SQL} WHERE p.change_seq > ?", (state.change_seq,)
-        ):
+        for row in queries.hit_rows_after(archive, state.change_seq):
             key = _key(row[1])
             if key in unresolved:
                 by_key[key] = row

@@ -9,12 +9,13 @@ import io
 import json
 import logging
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..archive import Archive
+from ..archive.queries import search as queries
 from ..errors import GroupsyncError
 from ..html import to_text
 from .schema import FLAG_ATTACHMENT, FLAG_DELETED, _key
@@ -24,14 +25,6 @@ ATTACHMENT_BYTES_CAP = 32 * 1024 * 1024  # larger attachments are not opened for
 
 
 # -- documents from the archive -----------------------------------------------------------
-
-_POST_COLUMNS = """
-    p.id, p.group_id, p.conversation_id, p.thread_id, p.changeKey, p.receivedDateTime,
-    p.hasAttachments, p.categories, p.body_text, p.from_name, p.from_address,
-    p.sender_name, p.sender_address, p.newParticipants, p.deleted_at, p.change_seq,
-    t.topic, t.toRecipients, t.ccRecipients
-"""
-
 
 def _json_list(value: str | None) -> list[Any]:
     if not value:
@@ -162,20 +155,8 @@ def _pdf_text(data: bytes) -> str:
 
 def _attachments_of(archive: Archive, post_ids: list[str] | None) -> dict[str, list[tuple]]:
     """Live attachments (name, contentType, sha256, size) of some posts, or of all."""
-    sql = (
-        "SELECT post_id, name, contentType, sha256, size FROM attachments "
-        "WHERE deleted_at IS NULL"
-    )
     out: dict[str, list[tuple]] = {}
-    if post_ids is None:
-        rows: Iterable[tuple] = archive.conn.execute(sql)
-    else:
-        rows = []
-        for start in range(0, len(post_ids), 500):
-            chunk = post_ids[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
-            rows.extend(archive.conn.execute(f"{sql} AND post_id IN ({marks})", chunk))
-    for post_id, *rest in rows:
+    for post_id, *rest in queries.live_attachments(archive, post_ids):
         out.setdefault(post_id, []).append(tuple(rest))
     return out
 

@@ -20,9 +20,10 @@ from typing import Any
 from whoosh import index as windex
 
 from ..archive import Archive
+from ..archive.queries import search as queries
 from ..errors import GroupsyncError
 from ..files import private_dir, private_umask, tighten
-from .documents import _POST_COLUMNS, _attachments_of, _AttachmentText, _document
+from .documents import _attachments_of, _AttachmentText, _document
 from .filters import _load_bytes_column, _load_column
 from .schema import CODEC, FLAG_DELETED, INDEX_FORMAT, SCHEMA, _key
 from .searchers import close_indexes
@@ -421,15 +422,9 @@ def update_index(
     if target == state.change_seq and keep == state.keep_deleted:
         return report
     started = time.monotonic()
-    where = "p.change_seq > ? AND p.change_seq <= ?"
-    params: list[Any] = [state.change_seq, target]
-    if keep != state.keep_deleted:
-        where = f"({where}) OR p.deleted_at IS NOT NULL"
-    rows = archive.conn.execute(
-        f"SELECT {_POST_COLUMNS} FROM posts p LEFT JOIN threads t ON t.id = p.thread_id "
-        f"WHERE {where} ORDER BY p.change_seq",
-        params,
-    ).fetchall()
+    rows = queries.changed_document_rows(
+        archive, state.change_seq, target, keep != state.keep_deleted
+    )
     extract = _AttachmentText(archive)
     with _writing(index_path), _LOCK:
         ix = windex.open_dir(str(index_path))
@@ -524,17 +519,10 @@ def _rebuild(
     temp = private_dir(index_path.parent / f"{index_path.name}.tmp-{os.getpid()}", exist_ok=False)
     report = IndexReport(str(index_path), "rebuilt" if existed else "created", 0, target)
     try:
-        where = "p.change_seq <= ?" + ("" if keep else " AND p.deleted_at IS NULL")
-        total = archive.conn.execute(
-            f"SELECT count(*) FROM posts p WHERE {where}", (target,)
-        ).fetchone()[0]
+        total = queries.count_documents(archive, target, keep)
         attachments = _attachments_of(archive, None)
         extract = _AttachmentText(archive)
-        rows = archive.conn.execute(
-            f"SELECT {_POST_COLUMNS} FROM posts p LEFT JOIN threads t ON t.id = p.thread_id "
-            f"WHERE {where} ORDER BY p.group_id, p.receivedDateTime, p.rowid",
-            (target,),
-        )
+        rows = queries.document_rows(archive, target, keep)
 
         def docs() -> Iterator[dict[str, Any]]:
             for row in rows:
@@ -610,8 +598,7 @@ def check_index(archive: Archive, index_path: str | Path) -> CheckReport:
         except Exception as ex:  # a damaged index fails in Whoosh's own ways
             report.error = f"{type(ex).__name__}: {ex}"
             return report
-    rows = archive.conn.execute("SELECT id, change_seq, deleted_at IS NOT NULL FROM posts")
-    for post_id, seq, deleted in rows:
+    for post_id, seq, deleted in queries.post_change_states(archive):
         report.posts += 1
         found = indexed.pop(_key(post_id), None)
         if found and len(found) > 1:

@@ -1,0 +1,99 @@
+"""What the search index is built from and what a hit is shown with (``groupsync.search``).
+
+Posts are followed by ``change_seq``: an index at N has seen every change up to N."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from ..connection import Connection
+from . import in_list
+
+# The columns of a post's index document, in ``search.documents._document``'s order.
+_DOCUMENT_COLUMNS = """
+    p.id, p.group_id, p.conversation_id, p.thread_id, p.changeKey, p.receivedDateTime,
+    p.hasAttachments, p.categories, p.body_text, p.from_name, p.from_address,
+    p.sender_name, p.sender_address, p.newParticipants, p.deleted_at, p.change_seq,
+    t.topic, t.toRecipients, t.ccRecipients
+"""
+_DOCUMENTS = f"SELECT {_DOCUMENT_COLUMNS} FROM posts p LEFT JOIN threads t ON t.id = p.thread_id"
+# The columns of a hit, in ``search.api._hit``'s order.
+_HITS = """
+    SELECT p.change_seq, p.id, p.thread_id, p.conversation_id, p.group_id, g.displayName,
+        t.topic, p.sender_name, p.sender_address, p.from_name, p.from_address,
+        p.receivedDateTime,
+        p.hasAttachments OR EXISTS (SELECT 1 FROM attachments a
+            WHERE a.post_id = p.id AND a.deleted_at IS NULL),
+        p.deleted_at, p.body_text
+    FROM posts p LEFT JOIN threads t ON t.id = p.thread_id
+    LEFT JOIN groups g ON g.id = p.group_id
+"""
+_CHUNK = 500  # values per IN (...): well under SQLite's limit on parameters
+
+
+def changed_document_rows(
+    archive: Connection, after: int, upto: int, with_deleted: bool
+) -> list[tuple[Any, ...]]:
+    """Document rows of the posts changed after ``after`` up to ``upto`` (and every deleted
+    post when ``with_deleted``: the index's choice about them changed), in change order."""
+    where = "p.change_seq > :after AND p.change_seq <= :upto"
+    if with_deleted:
+        where = f"({where}) OR p.deleted_at IS NOT NULL"
+    return archive.conn.execute(
+        f"{_DOCUMENTS} WHERE {where} ORDER BY p.change_seq", {"after": after, "upto": upto}
+    ).fetchall()
+
+
+def count_documents(archive: Connection, upto: int, keep_deleted: bool) -> int:
+    """How many posts a rebuild up to change ``upto`` indexes."""
+    where = "p.change_seq <= :upto" + ("" if keep_deleted else " AND p.deleted_at IS NULL")
+    return int(
+        archive.conn.execute(
+            f"SELECT count(*) FROM posts p WHERE {where}", {"upto": upto}
+        ).fetchone()[0]
+    )
+
+
+def document_rows(archive: Connection, upto: int, keep_deleted: bool) -> Iterator[tuple[Any, ...]]:
+    """Document rows of a rebuild up to change ``upto``, by group and delivery time."""
+    where = "p.change_seq <= :upto" + ("" if keep_deleted else " AND p.deleted_at IS NULL")
+    yield from archive.conn.execute(
+        f"{_DOCUMENTS} WHERE {where} ORDER BY p.group_id, p.receivedDateTime, p.rowid",
+        {"upto": upto},
+    )
+
+
+def live_attachments(
+    archive: Connection, post_ids: list[str] | None
+) -> Iterable[tuple[str, str | None, str | None, str | None, int | None]]:
+    """Live attachments of some posts, or of all: ``(post_id, name, contentType, sha256,
+    size)``."""
+    sql = (
+        "SELECT post_id, name, contentType, sha256, size FROM attachments "
+        "WHERE deleted_at IS NULL"
+    )
+    if post_ids is None:
+        return archive.conn.execute(sql)
+    rows = []
+    for start in range(0, len(post_ids), _CHUNK):
+        values, params = in_list("post", post_ids[start : start + _CHUNK])
+        rows.extend(archive.conn.execute(f"{sql} AND post_id IN {values}", params))
+    return rows
+
+
+def post_change_states(archive: Connection) -> Iterator[tuple[str, int, int]]:
+    """Every post: ``(id, change_seq, deleted)``."""
+    yield from archive.conn.execute("SELECT id, change_seq, deleted_at IS NOT NULL FROM posts")
+
+
+def hit_rows(archive: Connection, seqs: list[int]) -> Iterator[tuple[Any, ...]]:
+    """Hit rows of the posts at these changes."""
+    for start in range(0, len(seqs), _CHUNK):
+        values, params = in_list("seq", seqs[start : start + _CHUNK])
+        yield from archive.conn.execute(f"{_HITS} WHERE p.change_seq IN {values}", params)
+
+
+def hit_rows_after(archive: Connection, after: int) -> Iterator[tuple[Any, ...]]:
+    """Hit rows of every post changed after change ``after``."""
+    yield from archive.conn.execute(f"{_HITS} WHERE p.change_seq > :after", {"after": after})
