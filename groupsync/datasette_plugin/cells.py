@@ -11,6 +11,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from ..archive.queries import plugin as queries
 from ..html import neutralise_bidi, sanitise
 from .archives import attachment_url, thread_url
 
@@ -73,7 +74,7 @@ def _link(href: str, text: Any, css: str = "") -> Markup:
 
 async def _post_location(datasette: Any, database: str, post_id: str) -> tuple[str, str] | None:
     db = datasette.get_database(database)
-    rows = await db.execute("select group_id, thread_id from posts where id = ?", [post_id])
+    rows = await db.execute(queries.POST_LOCATION, {"post_id": post_id})
     row = rows.first()
     return (row[0], row[1]) if row else None
 
@@ -83,11 +84,7 @@ async def _body(datasette: Any, database: str, row: Any, value: str) -> Markup:
     urls: dict[str, str] = {}
     if "cid:" in value and post_id:
         db = datasette.get_database(database)
-        found = await db.execute(
-            "select contentId, sha256 from attachments where post_id = ? and "
-            "contentId is not null and sha256 is not null",
-            [post_id],
-        )
+        found = await db.execute(queries.POST_CONTENT_IDS, {"post_id": post_id})
         urls = {
             r[0].strip("<>").lower(): attachment_url(datasette, r[1], post_id=post_id)
             for r in found.rows

@@ -11,7 +11,9 @@ from typing import Any
 
 from datasette.database import QueryInterrupted
 from datasette.facets import Facet
-from datasette.utils import escape_sqlite, path_with_added_args, path_with_removed_args
+from datasette.utils import path_with_added_args, path_with_removed_args
+
+from ..archive.queries import plugin as queries
 
 __all__ = ["MonthFacet"]
 
@@ -27,16 +29,10 @@ class MonthFacet(Facet):
         for source_and_config in self.get_configs():
             config = source_and_config["config"]
             column = config.get("column") or config["simple"]
-            month = f"substr({escape_sqlite(column)}, 1, 7)"
-            sql = (
-                f"select {month} as value, count(*) as count from ({self.sql}) "
-                f"where {escape_sqlite(column)} glob '[0-9][0-9][0-9][0-9]-[0-9][0-9]*' "
-                f"group by value order by value desc limit {size + 1}"
-            )
             try:
                 rows = await self.ds.execute(
                     self.database,
-                    sql,
+                    queries.month_facet(self.sql, column, size + 1),
                     self.params,
                     truncate=False,
                     custom_time_limit=self.ds.setting("facet_time_limit_ms"),

@@ -14,6 +14,7 @@ from datasette.plugins import pm
 
 from .. import search
 from ..archive import Archive
+from ..archive.queries import plugin as queries
 from ..errors import ArchiveError, ConfigError
 from ..files import can_write
 from .metadata import ARCHIVE_TABLES
@@ -47,8 +48,7 @@ def check_archive(path: str | Path) -> None:
     """An ``ArchiveError`` unless ``path`` is an existing groupsync archive."""
     with Archive(path, readonly=True) as archive:
         try:
-            rows = archive.conn.execute("select name from sqlite_master where type = 'table'")
-            tables = {row[0] for row in rows}
+            tables = queries.table_names(archive)
         except Exception as ex:  # noqa: BLE001 - sqlite3.DatabaseError on a non-database
             raise ArchiveError(f"{path} is not a SQLite database: {ex}") from None
     if not tables >= ARCHIVE_TABLES:

@@ -13,7 +13,6 @@ import asyncio
 import functools
 import json
 import re
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, timedelta
 from importlib import resources
@@ -26,7 +25,8 @@ from datasette.utils.asgi import Base400, Forbidden, NotFound, Response
 from markupsafe import Markup
 
 from .. import search as search_engine
-from ..archive import MAILBOX_GROUPS, Archive
+from ..archive import Archive
+from ..archive.queries import plugin as queries
 from ..errors import GroupsyncError
 from ..html import neutralise_bidi, sanitise
 from .archives import attachment_url, find_archive, post_anchor, thread_url
@@ -146,46 +146,6 @@ def _people(items: list[Any]) -> list[dict[str, str | None]]:
 
 
 # -- thread view --------------------------------------------------------------------------
-
-_THREAD_SQL = """
-select t.id, t.group_id, t.conversation_id, t.topic, t.lastDeliveredDateTime,
-  t.uniqueSenders, t.isLocked, t.toRecipients, t.ccRecipients, t.post_count,
-  t.possibly_truncated, t.deleted_at, g.displayName, g.mail
-from threads t join groups g on g.id = t.group_id
-where t.id = ? and t.group_id = ?
-"""
-_POSTS_SQL = """
-select id, changeKey, createdDateTime, lastModifiedDateTime, receivedDateTime, categories,
-  body_contentType, body_content, from_name, from_address, sender_name, sender_address,
-  newParticipants, in_reply_to_id, version_count, attachments_note, deleted_at
-from posts where thread_id = ? order by receivedDateTime, id
-"""
-_ATTACHMENTS_SQL = """
-select a.post_id, a.id, a.type, a.name, a.contentType, a.size, a.isInline, a.contentId,
-  a.sha256, a.json, a.deleted_at, b.size
-from attachments a left join blobs b on b.sha256 = a.sha256
-where a.post_id in (select id from posts where thread_id = ?)
-order by a.rowid
-"""
-_VERSIONS_SQL = """
-select post_id, changeKey, lastModifiedDateTime, json, sha256, sync_run_id, first_seen_at
-from post_versions
-where post_id in (select id from posts where thread_id = ? and version_count > 1)
-order by rowid
-"""
-
-
-def _load_thread(conn: sqlite3.Connection, group_id: str, thread_id: str) -> dict[str, Any] | None:
-    thread = conn.execute(_THREAD_SQL, (thread_id, group_id)).fetchone()
-    if thread is None:
-        return None
-    return {
-        "thread": thread,
-        "posts": conn.execute(_POSTS_SQL, (thread_id,)).fetchall(),
-        "attachments": conn.execute(_ATTACHMENTS_SQL, (thread_id,)).fetchall(),
-        "versions": conn.execute(_VERSIONS_SQL, (thread_id,)).fetchall(),
-    }
-
 
 def _attachment(datasette: Any, row: tuple[Any, ...]) -> dict[str, Any]:
     post_id, att_id, kind, name, content_type, size, inline, cid, sha256, text, deleted, have = row
@@ -376,7 +336,7 @@ async def thread(datasette: Any, request: Any) -> Response:
     for name in names:
         db = datasette.get_database(name)
         data = await db.execute_fn(
-            lambda conn: _load_thread(conn, group_id, thread_id)  # noqa: B023
+            lambda conn: queries.load_thread(conn, group_id, thread_id)  # noqa: B023
         )
         if data is not None:
             context = thread_context(datasette, name, data)
@@ -410,10 +370,7 @@ def _index_path(datasette: Any, database: str, path: str) -> Path:
 
 async def _groups(datasette: Any, database: str) -> list[dict[str, Any]]:
     db = datasette.get_database(database)
-    rows = await db.execute(
-        f"select id, displayName from groups where {MAILBOX_GROUPS} "
-        "order by displayName collate nocase, id"
-    )
+    rows = await db.execute(queries.MAILBOX_GROUP_NAMES)
     return [{"id": r[0], "name": r[1] or r[0]} for r in rows.rows]
 
 
@@ -553,21 +510,6 @@ def _results(
 
 # -- attachment download ------------------------------------------------------------------
 
-_BLOB_SQL = """
-select b.rowid, b.size, a.name, a.contentType from blobs b
-left join attachments a on a.sha256 = b.sha256 and (? is null or a.post_id = ?)
-where b.sha256 = ?
-order by a.deleted_at is not null, a.rowid
-limit 1
-"""
-
-
-def _read_chunk(conn: sqlite3.Connection, rowid: int, offset: int, size: int) -> bytes:
-    with conn.blobopen("blobs", "content", rowid, readonly=True) as blob:
-        blob.seek(offset)
-        return blob.read(size)
-
-
 def content_disposition(kind: str, name: str) -> str:
     """RFC 6266: an ASCII ``filename`` for old clients, the real name in ``filename*``
     (bidi controls, which would disguise its extension, made ``_``)."""
@@ -616,7 +558,9 @@ async def attachment(datasette: Any, request: Any) -> Response:
     names = await _readable(datasette, request, await find_archive(datasette, _db_arg(request)))
     for name in names:
         db = datasette.get_database(name)
-        found = (await db.execute(_BLOB_SQL, [post_id, post_id, sha256])).first()
+        found = (
+            await db.execute(queries.BLOB, {"post_id": post_id, "sha256": sha256})
+        ).first()
         if found is None:
             continue
         rowid, size, file_name, content_type = found
@@ -628,7 +572,7 @@ async def attachment(datasette: Any, request: Any) -> Response:
         ) -> AsyncIterator[bytes]:
             for offset in range(0, size, BLOB_CHUNK):
                 yield await db.execute_fn(
-                    lambda conn, o=offset: _read_chunk(conn, rowid, o, BLOB_CHUNK)
+                    lambda conn, o=offset: queries.read_blob_chunk(conn, rowid, o, BLOB_CHUNK)
                 )
 
         headers = {
@@ -647,21 +591,12 @@ async def attachment(datasette: Any, request: Any) -> Response:
 
 # -- index and static ---------------------------------------------------------------------
 
-_INDEX_SQL = f"""
-select g.id, g.displayName, g.visibility, g.deleted_at,
-  (select count(*) from threads t where t.group_id = g.id and t.deleted_at is null),
-  (select count(*) from posts p where p.group_id = g.id and p.deleted_at is null),
-  (select max(t.lastDeliveredDateTime) from threads t where t.group_id = g.id)
-from groups g where {MAILBOX_GROUPS} order by g.displayName collate nocase, g.id
-"""
-
-
 async def index(datasette: Any, request: Any) -> Response:
     names = await _readable(datasette, request, await find_archive(datasette, _db_arg(request)))
     archives = []
     for name in names:
         db = datasette.get_database(name)
-        rows = (await db.execute(_INDEX_SQL)).rows
+        rows = (await db.execute(queries.GROUP_SUMMARIES)).rows
         threads_url = str(datasette.urls.table(name, "threads"))
         archives.append(
             {
