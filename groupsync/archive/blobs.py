@@ -29,11 +29,11 @@ class Blobs(Connection):
             digest.update(chunk)
             size += len(chunk)
         sha256 = digest.hexdigest()
-        if self._one("SELECT 1 FROM blobs WHERE sha256 = ?", [sha256]) is None:
+        if self._one("SELECT 1 FROM blobs WHERE sha256 = :sha256", {"sha256": sha256}) is None:
             cursor = self.conn.execute(
                 "INSERT INTO blobs (sha256, size, content, first_seen_at, sync_run_id) "
-                "VALUES (?, ?, zeroblob(?), ?, ?)",
-                (sha256, size, size, now, run_id),
+                "VALUES (:sha256, :size, zeroblob(:size), :now, :run_id)",
+                {"sha256": sha256, "size": size, "now": now, "run_id": run_id},
             )
             if size:
                 with self.conn.blobopen("blobs", "content", cursor.lastrowid) as blob:
@@ -46,8 +46,8 @@ class Blobs(Connection):
         sha256 = hashlib.sha256(data).hexdigest()
         self.conn.execute(
             "INSERT OR IGNORE INTO blobs (sha256, size, content, first_seen_at) "
-            "VALUES (?, ?, ?, ?)",
-            (sha256, len(data), data, now),
+            "VALUES (:sha256, :size, :content, :now)",
+            {"sha256": sha256, "size": len(data), "content": data, "now": now},
         )
         return sha256
 
@@ -57,7 +57,9 @@ class Blobs(Connection):
 
     def iter_blob(self, sha256: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """A stored attachment's bytes in chunks (for downloads and ``--save``)."""
-        row = self.conn.execute("SELECT rowid, size FROM blobs WHERE sha256 = ?", (sha256,))
+        row = self.conn.execute(
+            "SELECT rowid, size FROM blobs WHERE sha256 = :sha256", {"sha256": sha256}
+        )
         found = row.fetchone()
         if found is None:
             raise ArchiveError(f"no blob {sha256} in the archive")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
@@ -291,11 +291,12 @@ class Connection:
         segments 16 at a time rather than 4, which costs a fifth of the sync's time less."""
         with self.atomic():
             for table in ("posts_fts", "threads_fts"):
-                if self._one("SELECT 1 FROM sqlite_master WHERE name = ?", [table]):
+                if self._one("SELECT 1 FROM sqlite_master WHERE name = :name", {"name": table}):
                     self.conn.execute(
                         f"INSERT INTO {table} ({table}, rank) VALUES ('automerge', 16)"
                     )
 
-    def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        row = self.conn.execute(sql, tuple(params)).fetchone()
+    def _one(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        """The first column of the first row, or None."""
+        row = self.conn.execute(sql, params or {}).fetchone()
         return row[0] if row else None

@@ -37,8 +37,8 @@ class Runs(Connection):
     def sync_state(self, group_id: str) -> dict[str, Any]:
         row = self.conn.execute(
             "SELECT watermark, last_incremental_at, last_full_at, early_stop, missed_changes "
-            "FROM _sync_state WHERE group_id = ?",
-            (group_id,),
+            "FROM _sync_state WHERE group_id = :group_id",
+            {"group_id": group_id},
         ).fetchone()
         keys = ("watermark", "last_incremental_at", "last_full_at", "early_stop", "missed_changes")
         if row is None:
@@ -51,12 +51,14 @@ class Runs(Connection):
         if unknown:
             raise ArchiveError(f"unknown sync state {sorted(unknown)}")
         self.conn.execute(
-            "INSERT INTO _sync_state (group_id) VALUES (?) ON CONFLICT(group_id) DO NOTHING",
-            (group_id,),
+            "INSERT INTO _sync_state (group_id) VALUES (:group_id) "
+            "ON CONFLICT(group_id) DO NOTHING",
+            {"group_id": group_id},
         )
         for key, value in values.items():
             self.conn.execute(
-                f"UPDATE _sync_state SET {key} = ? WHERE group_id = ?", (value, group_id)
+                f"UPDATE _sync_state SET {key} = :value WHERE group_id = :group_id",
+                {"value": value, "group_id": group_id},
             )
 
     def add_missed_changes(self, group_id: str, count: int) -> None:
@@ -76,8 +78,8 @@ class Runs(Connection):
             self.seal_runs(now)
             cursor = self.conn.execute(
                 "INSERT INTO sync_runs (started_at, status, mode, groups, identity) "
-                "VALUES (?, 'running', ?, ?, ?)",
-                (now, mode, json_or_none(groups), identity),
+                "VALUES (:now, 'running', :mode, :groups, :identity)",
+                {"now": now, "mode": mode, "groups": json_or_none(groups), "identity": identity},
             )
         return int(cursor.lastrowid or 0)
 
@@ -85,10 +87,10 @@ class Runs(Connection):
         """Counters and the outcome of a run; committed at once so a kill keeps them."""
         if not values:
             return
-        columns = ", ".join(f"{k} = ?" for k in values)
+        columns = ", ".join(f"{k} = :{k}" for k in values)
         with self.atomic():
             self.conn.execute(
-                f"UPDATE sync_runs SET {columns} WHERE id = ?", (*values.values(), run_id)
+                f"UPDATE sync_runs SET {columns} WHERE id = :run_id", {**values, "run_id": run_id}
             )
 
     def finish_run(self, run_id: int, **values: Any) -> str | None:
@@ -98,17 +100,17 @@ class Runs(Connection):
         with self.atomic():
             self.update_run(run_id, **values)
             self.seal_runs(values.get("finished_at") or utc_now())
-        return self._one("SELECT digest FROM sync_runs WHERE id = ?", [run_id])
+        return self._one("SELECT digest FROM sync_runs WHERE id = :id", {"id": run_id})
 
     def run_items(self, run_id: int) -> Iterator[str]:
         """The lines a run's digest covers (see ``chain_digest``), unsorted."""
         for sha256, size in self.conn.execute(
-            "SELECT sha256, size FROM blobs WHERE sync_run_id = ?", (run_id,)
+            "SELECT sha256, size FROM blobs WHERE sync_run_id = :id", {"id": run_id}
         ):
             yield f"b {sha256} {size}"
         for sha256, post_id, change_key in self.conn.execute(
-            "SELECT sha256, post_id, changeKey FROM post_versions WHERE sync_run_id = ?",
-            (run_id,),
+            "SELECT sha256, post_id, changeKey FROM post_versions WHERE sync_run_id = :id",
+            {"id": run_id},
         ):
             yield f"v {sha256} {post_id} {change_key}"
 
@@ -125,16 +127,21 @@ class Runs(Connection):
         ).fetchall()
         for (run_id,) in unsealed:
             prev = self._one(
-                "SELECT digest FROM sync_runs WHERE id < ? AND digest IS NOT NULL "
+                "SELECT digest FROM sync_runs WHERE id < :id AND digest IS NOT NULL "
                 "ORDER BY id DESC LIMIT 1",
-                [run_id],
+                {"id": run_id},
             )
             items = list(self.run_items(run_id))
             self.conn.execute(
-                "UPDATE sync_runs SET digest = ?, prev_digest = ?, digest_items = ?, "
-                "sealed_at = ? WHERE id = ?",
-                (chain_digest(prev or GENESIS, run_id, items), prev or GENESIS, len(items),
-                 now, run_id),
+                "UPDATE sync_runs SET digest = :digest, prev_digest = :prev, "
+                "digest_items = :items, sealed_at = :now WHERE id = :id",
+                {
+                    "digest": chain_digest(prev or GENESIS, run_id, items),
+                    "prev": prev or GENESIS,
+                    "items": len(items),
+                    "now": now,
+                    "id": run_id,
+                },
             )
             sealed.append(run_id)
         return sealed
@@ -147,7 +154,7 @@ class Runs(Connection):
         return (int(row[0]), str(row[1])) if row else None
 
     def run(self, run_id: int) -> dict[str, Any]:
-        cursor = self.conn.execute("SELECT * FROM sync_runs WHERE id = ?", (run_id,))
+        cursor = self.conn.execute("SELECT * FROM sync_runs WHERE id = :id", {"id": run_id})
         names = [d[0] for d in cursor.description]
         row = cursor.fetchone()
         if row is None:
