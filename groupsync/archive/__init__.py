@@ -10,8 +10,10 @@ one transaction per thread, so a killed sync leaves whole threads or nothing.
         store.py    Store(Blobs): save_* for groups ... events, the sync's lookups
       runs.py       Runs(Connection): _sync_state, sync runs, the digest chain
     values.py       column spellings (times, JSON, flags)
-    queries/        the reads of the other modules (reads, outbox, events, integrity,
-                    audit, export, search, groupref), as functions of an Archive
+    hook_output.py  HookOutputLog: what hooks printed, in <db>.hooks (not the archive)
+    queries/        the SQL of the modules above, one module each: reads, outbox,
+                    events, integrity (verify), audit, exports (export, export-check),
+                    search, groups (groupref), plugin (Datasette runs these)
 
 ``Archive`` is all of them together.
 """

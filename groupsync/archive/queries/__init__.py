@@ -1,6 +1,6 @@
-"""The reads and bookkeeping writes of the modules above the archive, one module per caller
-(``groups`` for group references, ``audit``, ``exports``), as functions of an open archive.
-Parameters are named (``:name``); a list of values becomes ``:name_0, :name_1, ...``."""
+"""The SQL of the modules above the archive, one module per caller, as functions of an
+open archive (``test_boundaries`` keeps it here). Parameters are named (``:name``); a list
+of values becomes ``:name_0, :name_1, ...``."""
 
 from __future__ import annotations
 
