@@ -196,7 +196,7 @@ def run_sync(
     if GNU_TIME:
         # GNU time forks and execs the sync, then reports that child's ru_maxrss. Not
         # os.wait4 from here: a child's ru_maxrss starts from the RSS of the process that
-        # forked it, which here holds the tenant's JSON (it once read 150 MB for any sync).
+        # forked it, which here holds the tenant's JSON (docs/performance.md, "Sync").
         command = [GNU_TIME, "-f", "%M", "-o", str(rss_file), *command]
     sim.reset_log()
     out, err = work / "sync.out", work / "sync.err"
