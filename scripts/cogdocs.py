@@ -12,7 +12,7 @@ import cog
 from click.testing import CliRunner
 
 from groupsync.cli import cli
-from groupsync.datasette_plugin.metadata import TABLES
+from groupsync.datasette_plugin.metadata import CANNED_QUERIES, TABLES
 
 # Fixed, so the generated help does not depend on the terminal that ran cog.
 WIDTH = 88
@@ -93,6 +93,14 @@ def table_columns() -> None:
         cog.outl("| --- | --- |")
         for column, description in table.get("columns", {}).items():
             cog.outl(f"| `{column}` | {_cell(description)} |")
+
+
+def canned_queries() -> None:
+    """One row per canned query Datasette offers on an archive, with its description."""
+    cog.outl("| query | answers |")
+    cog.outl("| --- | --- |")
+    for name, query in CANNED_QUERIES.items():
+        cog.outl(f"| `{name}` | {_cell(query['description'])} |")
 
 
 def _cell(text: str) -> str:
