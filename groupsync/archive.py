@@ -300,7 +300,7 @@ class Archive:
         if not self.readonly:
             # Only a new, empty file takes it. A post's row (HTML and text of its body)
             # or version (its JSON) is 2-4 kB: 8 kB pages hold them with less slack,
-            # which made the archive 9 % smaller and its writes 13 % faster.
+            # so the file is smaller and writes faster (docs/performance.md, "Storage").
             self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         self._check_schema()
         if not self.readonly:

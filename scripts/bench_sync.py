@@ -197,7 +197,7 @@ def run_sync(
     if GNU_TIME:
         # GNU time forks and execs the sync, then reports that child's ru_maxrss. Not
         # os.wait4 from here: a child's ru_maxrss starts from the RSS of the process that
-        # forked it, which here holds the tenant's JSON (it once read 150 MB for any sync).
+        # forked it, which here holds the tenant's JSON (docs/performance.md, "Sync").
         # User and system CPU too: on 2 shared cores the simulator's work and the machine's
         # load move wall time; the sync's own CPU compares two versions of the client.
         command = [GNU_TIME, "-f", "%M %U %S", "-o", str(rss_file), *command]
