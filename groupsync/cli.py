@@ -19,7 +19,7 @@ from typing import Any
 import click
 from tabulate import tabulate
 
-from . import __version__, auth, reads
+from . import auth, reads
 from .archive import Archive, writable
 from .config import load_settings, parse_rate
 from .connect import connect, throttle_key
@@ -46,6 +46,7 @@ from .simulator import SimulatorOptions, run_server
 from .sync import POST_SELECT, Syncer, SyncOptions
 from .terminal import json_text, safe_text
 from .throttle import Throttle
+from .version import __version__
 from .watch import Watcher, WatchOptions, parse_duration
 
 
@@ -1773,11 +1774,3 @@ def simulate(data, host, port, sim_rate, **options):
         **options,
     )
     run_server(Path(data), host=host, port=port, options=opts)
-
-
-def main() -> None:  # pragma: no cover - console entry point for python -m
-    cli(prog_name="groupsync")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -50,13 +50,13 @@ from io import BytesIO
 from pathlib import Path
 from typing import IO, Any
 
-from . import __version__
 from .archive import Archive, utc_now
 from .errors import GroupsyncError
 from .files import create_private, private_dir, write_private
 from .html import to_text
 from .mailheaders import address_pieces, encoded_words, filename_params, header_text
 from .models import ModelError, parse_datetime
+from .version import __version__
 
 __all__ = [
     "FORMATS",

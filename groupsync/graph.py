@@ -15,7 +15,6 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from . import __version__
 from .errors import (
     GraphError,
     ThrottledError,
@@ -37,6 +36,7 @@ from .models import (
     parse_thread,
 )
 from .throttle import SYSTEM_CLOCK, Clock, Throttle
+from .version import __version__
 
 __all__ = ["GraphClient", "GraphStats", "TokenProvider", "WriteResult"]
 

@@ -69,7 +69,6 @@ ACTIONS = (
 # Graph documents these as not supported with application permissions.
 DELEGATED_ONLY = frozenset({"new-conversation", "new-thread", "reply-to-thread"})
 CREATES_POST = frozenset({"new-conversation", "new-thread", "reply-to-thread", "reply-to-post"})
-OPEN_STATES = ("queued", "sending", "uncertain")
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
