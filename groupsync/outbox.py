@@ -27,7 +27,7 @@ import mimetypes
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -681,7 +681,7 @@ class Outbox:
             if "extensions" in post or item["content_sha256"] is None:
                 continue
             received = post.get("receivedDateTime")
-            body = post.get("body") or {}
+            body: Mapping[str, Any] = post.get("body") or {}
             if (
                 received
                 and parse_datetime(received) >= since

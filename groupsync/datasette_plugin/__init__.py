@@ -66,7 +66,7 @@ def get_metadata(datasette: Any, key: Any, database: Any, table: Any) -> dict[st
     if names not in _METADATA_CACHE:
         _METADATA_CACHE[names] = json.dumps(instance_metadata(names))
     # A fresh copy each time: Datasette merges other metadata into what it is given.
-    return json.loads(_METADATA_CACHE[names])  # type: ignore[no-any-return]
+    return json.loads(_METADATA_CACHE[names])
 
 
 @hookimpl

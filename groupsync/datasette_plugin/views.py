@@ -490,7 +490,8 @@ async def search(datasette: Any, request: Any) -> Response:
         terms = [q] if q else []
         terms += [f"after:{after}"] if after else []
         # "To" includes its day; the query language's before: is the start of a day
-        terms += [f"before:{_date(before) + timedelta(days=1)}"] if before else []
+        if before and (day := _date(before)):
+            terms.append(f"before:{day + timedelta(days=1)}")
         path = datasette.get_database(database).path
         try:
             results = await asyncio.to_thread(
