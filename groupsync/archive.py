@@ -481,9 +481,6 @@ class Archive:
         text = self._one("SELECT json FROM groups WHERE id = ?", [group_id])
         return None if text is None else json.loads(text)
 
-    def has_group(self, group_id: str) -> bool:
-        return self._one("SELECT 1 FROM groups WHERE id = ?", [group_id]) is not None
-
     def note_group_access(self, group_id: str, note: str | None, deleted_at: str | None) -> None:
         """The identity can no longer read the group: say why; tombstone it on a full pass."""
         self.conn.execute(
@@ -698,20 +695,6 @@ class Archive:
                 (thread_id,),
             ).fetchall()
         )
-
-    def save_post(
-        self,
-        group_id: str,
-        thread_id: str,
-        post: dict[str, Any],
-        now: str,
-        *,
-        run_id: int | None = None,
-        attachments_note: str | None = None,
-    ) -> str:
-        """Store one post if its changeKey is new: ``"new"``, ``"changed"`` or ``"same"``."""
-        notes = {post["id"]: attachments_note} if attachments_note else None
-        return self.save_posts(group_id, thread_id, [post], now, run_id=run_id, notes=notes)[0]
 
     def save_posts(
         self,
