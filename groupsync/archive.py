@@ -14,12 +14,12 @@ import json
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlite_utils import Database
 
@@ -83,7 +83,7 @@ def chain_digest(prev: str, run_id: int, items: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
-def prepare_post(post: dict[str, Any]) -> tuple[str, str, str]:
+def prepare_post(post: Mapping[str, Any]) -> tuple[str, str, str]:
     """The CPU work of storing a post, with no database: its version JSON, that JSON's
     SHA-256 and the body as text. Pure, so the sync runs it in its fetch workers.
 
@@ -131,7 +131,7 @@ class ThreadSignals:
         return self.values[SIGNAL_FIELDS.index("lastDeliveredDateTime")]
 
     @classmethod
-    def of(cls, thread: dict[str, Any], deleted: bool = False) -> ThreadSignals:
+    def of(cls, thread: Mapping[str, Any], deleted: bool = False) -> ThreadSignals:
         return cls(
             tuple(
                 _json(thread.get(f)) if f == "uniqueSenders" else thread.get(f)
@@ -441,7 +441,7 @@ class Archive:
 
     # -- groups ---------------------------------------------------------------------------
 
-    def save_group(self, group: dict[str, Any], now: str) -> str:
+    def save_group(self, group: Mapping[str, Any], now: str) -> str:
         data = {k: v for k, v in group.items() if not k.startswith("@odata.context")}
         self.conn.execute(
             """
@@ -481,9 +481,6 @@ class Archive:
         text = self._one("SELECT json FROM groups WHERE id = ?", [group_id])
         return None if text is None else json.loads(text)
 
-    def has_group(self, group_id: str) -> bool:
-        return self._one("SELECT 1 FROM groups WHERE id = ?", [group_id]) is not None
-
     def note_group_access(self, group_id: str, note: str | None, deleted_at: str | None) -> None:
         """The identity can no longer read the group: say why; tombstone it on a full pass."""
         self.conn.execute(
@@ -493,7 +490,9 @@ class Archive:
 
     # -- conversations --------------------------------------------------------------------
 
-    def save_conversation(self, group_id: str, conversation: dict[str, Any], now: str) -> None:
+    def save_conversation(
+        self, group_id: str, conversation: Mapping[str, Any], now: str
+    ) -> None:
         self.conn.execute(
             """
             INSERT INTO conversations (id, group_id, topic, hasAttachments,
@@ -567,7 +566,7 @@ class Archive:
     def save_thread(
         self,
         group_id: str,
-        thread: dict[str, Any],
+        thread: Mapping[str, Any],
         conversation_id: str | None,
         now: str,
         *,
@@ -697,25 +696,11 @@ class Archive:
             ).fetchall()
         )
 
-    def save_post(
-        self,
-        group_id: str,
-        thread_id: str,
-        post: dict[str, Any],
-        now: str,
-        *,
-        run_id: int | None = None,
-        attachments_note: str | None = None,
-    ) -> str:
-        """Store one post if its changeKey is new: ``"new"``, ``"changed"`` or ``"same"``."""
-        notes = {post["id"]: attachments_note} if attachments_note else None
-        return self.save_posts(group_id, thread_id, [post], now, run_id=run_id, notes=notes)[0]
-
     def save_posts(
         self,
         group_id: str,
         thread_id: str,
-        posts: list[dict[str, Any]],
+        posts: Sequence[Mapping[str, Any]],
         now: str,
         *,
         run_id: int | None = None,
@@ -971,7 +956,8 @@ class Archive:
                 (sha256, size, size, now, run_id),
             )
             if size:
-                with self.conn.blobopen("blobs", "content", cursor.lastrowid) as blob:
+                rowid = cast(int, cursor.lastrowid)  # an INSERT just ran on this cursor
+                with self.conn.blobopen("blobs", "content", rowid) as blob:
                     for chunk in _b64_chunks(content):
                         blob.write(chunk)
         return sha256
@@ -1011,9 +997,9 @@ class Archive:
     def save_event(
         self,
         group_id: str,
-        thread: dict[str, Any],
-        post: dict[str, Any],
-        conversation: dict[str, Any] | None,
+        thread: Mapping[str, Any],
+        post: Mapping[str, Any],
+        conversation: Mapping[str, Any] | None,
         now: str,
         *,
         run_id: int | None = None,

@@ -84,7 +84,7 @@ def _inline_images(
 ) -> list[Finding]:
     conn = archive.conn
     refs = 0
-    findings = []
+    findings: list[Finding] = []
     where, params = _in_group(group_id)
     rows = conn.execute(
         "SELECT id, group_id, thread_id, body_content, attachments_note "

@@ -24,15 +24,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlparse
 
-import msal  # type: ignore[import-untyped]
-from msal.exceptions import MsalError  # type: ignore[import-untyped]
+import msal
+from msal.exceptions import MsalError
 
 from .config import Settings
 from .errors import AuthError, ConfigError
 from .files import create_private, private_dir
+from .graph import TokenProvider
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
@@ -40,7 +41,6 @@ __all__ = [
     "MsalTokens",
     "StaticToken",
     "TokenCacheFile",
-    "TokenProvider",
     "login_app",
     "login_device",
     "logout",
@@ -62,12 +62,6 @@ _MSAL_FAILURES = (OSError, ValueError, KeyError, MsalError)
 _ACCOUNT = msal.TokenCache.CredentialType.ACCOUNT
 _ACCESS_TOKEN = msal.TokenCache.CredentialType.ACCESS_TOKEN
 _REFRESH_TOKEN = msal.TokenCache.CredentialType.REFRESH_TOKEN
-
-
-class TokenProvider(Protocol):
-    """What :class:`groupsync.graph.GraphClient` needs: a bearer token, fresh if asked."""
-
-    def __call__(self, force_refresh: bool = False) -> str: ...
 
 
 class StaticToken:
@@ -255,7 +249,7 @@ def _msal_errors(what: str) -> Iterator[None]:
 
 
 class MsalTokens:
-    """A :class:`TokenProvider` over msal, for both ``auth_mode`` values.
+    """A :class:`~groupsync.graph.TokenProvider` over msal, for both ``auth_mode`` values.
 
     ``settings``: tenant, client id, credentials, scopes and the cache path.
     ``http_client``: handed to msal unchanged (msal's own seam); ``None`` lets msal

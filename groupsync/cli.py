@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 import click
 from tabulate import tabulate
 
-from . import __version__, auth, reads
+from . import auth, reads
 from .archive import Archive, writable
 from .config import load_settings, parse_rate
 from .connect import connect, throttle_key
@@ -46,6 +46,7 @@ from .simulator import SimulatorOptions, run_server
 from .sync import POST_SELECT, Syncer, SyncOptions
 from .terminal import json_text, safe_text
 from .throttle import Throttle
+from .version import __version__
 from .watch import Watcher, WatchOptions, parse_duration
 
 
@@ -880,7 +881,7 @@ def _post_row(post: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _attachment_row(attachment: dict[str, Any]) -> dict[str, Any]:
+def _attachment_row(attachment: Mapping[str, Any]) -> dict[str, Any]:
     """A table row; the bytes themselves are dropped at once (a table shows no content)."""
     kind = (attachment.get("@odata.type") or "").rsplit(".", 1)[-1]
     row = {k: v for k, v in attachment.items() if k != "contentBytes"}
@@ -901,7 +902,7 @@ def _echo_one(item, columns, as_table, include_deleted, row=None) -> None:
         echo_json(item)
 
 
-def _echo_json_stream(items: Iterable[dict[str, Any]]) -> None:
+def _echo_json_stream(items: Iterable[Mapping[str, Any]]) -> None:
     """``{"value": [...]}`` as ``echo_json`` prints it, one item in memory at a time."""
     first = True
     for item in items:
@@ -1095,10 +1096,10 @@ def attachments(ctx, group_id, thread_id, post_id, save_dir, live, include_delet
             )
             _echo_list([s.as_dict() for s in saved], SAVED_COLUMNS, as_table, False)
         elif as_table:
-            items = reads.iter_attachments(
+            found = reads.iter_attachments(
                 archive, group_id, thread_id, post_id, include_deleted=include_deleted
             )
-            rows = [_attachment_row(a) for a in items]
+            rows = [_attachment_row(a) for a in found]
             echo_table(rows, ATTACHMENT_COLUMNS, include_deleted)
         else:
             _echo_json_stream(
@@ -1504,14 +1505,14 @@ def verify_command(ctx, anchor, index_path, export_dir, as_json):
             click.echo(safe_text(line))
         for note in report.notes:
             click.echo(safe_text(f"Note: {note}"), err=True)
-        checked = report.checked
+        counts = report.checked
         head = report.chain_head
         chain = f"chain head run {head['run_id']} {head['digest']}" if head else "no sealed run"
         found = len(report.findings)
         summary = (
-            f"Checked {checked.get('post_versions', 0)} post versions, "
-            f"{checked.get('posts', 0)} posts, {checked.get('blobs', 0)} blobs "
-            f"({checked.get('blob_bytes', 0):,} bytes), {checked.get('sync_runs', 0)} sync "
+            f"Checked {counts.get('post_versions', 0)} post versions, "
+            f"{counts.get('posts', 0)} posts, {counts.get('blobs', 0)} blobs "
+            f"({counts.get('blob_bytes', 0):,} bytes), {counts.get('sync_runs', 0)} sync "
             f"runs; {chain}: "
             + ("OK" if report.ok else f"{len(report.problems)} problem(s)")
             + (f"; {found} finding(s) of what a sync missed" if found else "")
@@ -1542,7 +1543,7 @@ class IndexProgress:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self.bar = None
+        self.bar: Any = None  # a click progress bar, made at the first event
         self.done = 0
 
     def __call__(self, event: dict[str, Any]) -> None:
@@ -1704,23 +1705,23 @@ def index_command(ctx, rebuild, check, keep_deleted, index_path):
     path = search_index_path(settings, index_path)
     with Archive(settings.db, readonly=True) as archive:
         if check:
-            report = fulltext.check_index(archive, path)
-            data = report.as_dict(sample=5)
+            checked = fulltext.check_index(archive, path)
+            data = checked.as_dict(sample=5)
             click.echo(
                 safe_text(
                     f"{path}: {data['documents']} documents for {data['posts']} posts; "
                     f"index at change {data['index_seq']}, archive at {data['archive_seq']}"
                 )
             )
-            if not report.exists:
+            if not checked.exists:
                 click.echo("no index: run groupsync index")
             for name in ("missing", "stale", "extra", "duplicates"):
                 if data[name]:
                     ids = ", ".join(data[f"{name}_ids"])
                     more = " …" if data[name] > 5 else ""
                     click.echo(safe_text(f"{data[name]} {name}: {ids}{more}"))
-            click.echo("OK" if report.ok else "Run groupsync index to catch up.")
-            if not report.ok:
+            click.echo("OK" if checked.ok else "Run groupsync index to catch up.")
+            if not checked.ok:
                 raise click.exceptions.Exit(1)
             return
         progress = IndexProgress(sys.stderr.isatty())
@@ -1773,11 +1774,3 @@ def simulate(data, host, port, sim_rate, **options):
         **options,
     )
     run_server(Path(data), host=host, port=port, options=opts)
-
-
-def main() -> None:  # pragma: no cover - console entry point for python -m
-    cli(prog_name="groupsync")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

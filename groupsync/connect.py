@@ -6,9 +6,9 @@ import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .auth import TokenProvider, token_provider
+from .auth import token_provider
 from .config import Settings
-from .graph import GraphClient
+from .graph import GraphClient, TokenProvider
 from .throttle import Throttle
 
 if TYPE_CHECKING:

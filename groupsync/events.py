@@ -84,7 +84,8 @@ def iter_events(
     after_id: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Events oldest first: recorded at or after ``since`` (a Graph-style UTC time)."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[str | int] = []
     if since is not None:
         where.append("created_at >= ?")
         params.append(since)

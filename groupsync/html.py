@@ -351,7 +351,10 @@ def content_ids(html: str | None) -> list[str]:
     if not html or "cid:" not in html.lower():
         return []
     found: dict[str, str] = {}
-    for node in LexborHTMLParser(html).root.traverse(include_text=False):
+    root = LexborHTMLParser(html).root
+    if root is None:
+        return []
+    for node in root.traverse(include_text=False):
         for value in node.attributes.values():
             if not value:
                 continue

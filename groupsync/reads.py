@@ -505,7 +505,8 @@ def pending_threads(
                     "isLocked": False,
                     "toRecipients": post.get("newParticipants") or [],
                     "ccRecipients": [],
-                    "@groupsync.outbox": post["@groupsync.outbox"],
+                    # Not a Graph property, so not one of Post's keys.
+                    "@groupsync.outbox": cast(dict[str, Any], post)["@groupsync.outbox"],
                 },
             )
         )

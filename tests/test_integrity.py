@@ -217,7 +217,7 @@ def test_a_killed_run_is_sealed_by_the_next_and_the_chain_verifies(db):
                 "receivedDateTime": "2025-06-01T10:00:00Z",
                 "body": {"contentType": "text", "content": "written before the kill"},
             }  # fmt: skip
-            archive.save_post(MARKETING, thread["id"], post, utc_now(), run_id=run_id)
+            archive.save_posts(MARKETING, thread["id"], [post], utc_now(), run_id=run_id)
     report = check(db)
     assert report.ok and report.notes == [f"run {run_id} (running) is not sealed yet; "
                                           "the next sync seals it"]  # fmt: skip

@@ -214,7 +214,7 @@ async def test_every_page_returns_200(ds, db_name, sample):
     path = sample["path"]
     tables = [r[0] for r in rows(path, "select name from sqlite_master where type='table'")]
     pages = ["/", f"/{db_name}", "/-/groupsync/", "/-/groupsync", "/-/groupsync/search",
-             "/-/groupsync/static/groupsync.css", "/-/metadata.json"]  # fmt: skip
+             "/-/static-plugins/groupsync/groupsync.css", "/-/metadata.json"]  # fmt: skip
     pages += [f"/{db_name}/{quote(t)}" for t in tables]
     pages += [f"/{db_name}/{q}" for q in plugin_metadata.CANNED_QUERIES]
     pages += [f"/{db_name}/posts?_facet_month=receivedDateTime"]
@@ -248,6 +248,23 @@ async def test_plugin_pages_carry_a_content_security_policy(ds, sample):
         page_soup = soup(response.text)
         for script in page_soup.find_all("script"):
             assert not script.get("src") or script["src"].startswith("/")
+
+
+@pytest.mark.asyncio
+async def test_stylesheet_is_served_by_datasettes_plugin_static(ds, db_name, sample):
+    group_id, thread_id, *_ = sample["edited"]
+    css = "/-/static-plugins/groupsync/groupsync.css"
+    for page in ["/-/groupsync/", "/-/groupsync/search", thread_path(group_id, thread_id),
+                 f"/{db_name}/posts"]:  # fmt: skip
+        links = soup((await ds.client.get(page)).text).find_all("link", rel="stylesheet")
+        assert css in [link["href"] for link in links], page
+    response = await ds.client.get(css)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/css")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    for gone in ["/-/static-plugins/groupsync/nope.css", "/-/static-plugins/groupsync/../x"]:
+        assert (await ds.client.get(gone)).status_code == 404
 
 
 def datasette_pages(db_name: str, sample) -> list[str]:

@@ -104,7 +104,7 @@ class _Bulk:
         if isinstance(q, wquery.Phrase) and q.slop == 1:
             return self.phrase(q.fieldname, list(q.words), boost, allowed)
         if isinstance(q, DocFilter):
-            docs = q.docs_in(self.reader)
+            docs: Iterable[int] = q.docs_in(self.reader)
             if allowed is not None:
                 docs = [d for d in docs if d in allowed.members]
             return dict.fromkeys(docs, 0.0)
