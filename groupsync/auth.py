@@ -31,7 +31,7 @@ import msal  # type: ignore[import-untyped]
 from msal.exceptions import MsalError  # type: ignore[import-untyped]
 
 from .config import Settings
-from .errors import AuthError, ConfigError
+from .errors import AuthError, ConfigError, GroupsyncError
 from .files import create_private, private_dir
 
 __all__ = [
@@ -41,6 +41,8 @@ __all__ = [
     "StaticToken",
     "TokenCacheFile",
     "TokenProvider",
+    "audit_identity",
+    "identity_label",
     "login_app",
     "login_device",
     "logout",
@@ -670,3 +672,20 @@ def _jwt_claims(token: str) -> dict[str, Any]:
     except (ValueError, json.JSONDecodeError):
         return {}
     return claims if isinstance(claims, dict) else {}
+
+
+def identity_label(token: TokenProvider) -> str | None:
+    """Who a run acts as, for the audit trail: a UPN, an app id, or the token's mode."""
+    identity = getattr(token, "identity", None) or {}
+    return identity.get("username") or identity.get("app_id") or identity.get("mode")
+
+
+def audit_identity(settings: Settings) -> str | None:
+    """``identity_label`` for these settings, or None when they cannot name one (a token
+    cache that is missing or unreadable): queueing and cancelling need no sign-in."""
+    if settings.access_token:
+        return "access-token"
+    try:
+        return identity_label(token_provider(settings))
+    except GroupsyncError:
+        return None

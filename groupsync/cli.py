@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Iterable
 from contextlib import nullcontext
@@ -22,7 +21,7 @@ from tabulate import tabulate
 from . import __version__, auth, reads
 from .archive import Archive, writable
 from .config import load_settings, parse_rate
-from .connect import connect, throttle_key
+from .connect import SENDS_PER_MINUTE, connect, sending_cap
 from .errors import GroupsyncError, TransportError, ValidationError
 from .events import (
     EVENT_STATES,
@@ -43,9 +42,9 @@ from .integrity import verify as verify_archive
 from .lock import WriterLock
 from .outbox import Draft, Outbox
 from .simulator import SimulatorOptions, run_server
+from .stopping import stopping
 from .sync import POST_SELECT, Syncer, SyncOptions
 from .terminal import json_text, safe_text
-from .throttle import Throttle
 from .watch import Watcher, WatchOptions, parse_duration
 
 
@@ -445,20 +444,11 @@ def _queue(ctx, action, group_id, draft, **targets):
     with Archive(settings.db) as archive:
         outbox = Outbox(
             archive,
-            identity=_identity_for(settings),
+            identity=auth.audit_identity(settings),
             app_only=auth.is_app_only(settings),
         )
         item = outbox.queue(action, group_id, draft, **targets)
     echo_json(_item_summary(item))
-
-
-def _identity_for(settings) -> str | None:
-    if settings.access_token:
-        return "access-token"
-    try:
-        return identity_label(auth.token_provider(settings))
-    except GroupsyncError:
-        return None
 
 
 def _item_summary(item):
@@ -600,7 +590,8 @@ def outbox_cancel(ctx, item_id):
     """Drop an item that has not been sent."""
     settings = settings_from(ctx)
     with Archive(settings.db) as archive:
-        echo_json(_item_summary(Outbox(archive, identity=_identity_for(settings)).cancel(item_id)))
+        box = Outbox(archive, identity=auth.audit_identity(settings))
+        echo_json(_item_summary(box.cancel(item_id)))
 
 
 @outbox.command(name="retry")
@@ -610,13 +601,14 @@ def outbox_retry(ctx, item_id):
     """Queue a failed item again, or resend an uncertain forward."""
     settings = settings_from(ctx)
     with Archive(settings.db) as archive:
-        echo_json(_item_summary(Outbox(archive, identity=_identity_for(settings)).retry(item_id)))
+        box = Outbox(archive, identity=auth.audit_identity(settings))
+        echo_json(_item_summary(box.retry(item_id)))
 
 
 send_options = [
     click.option(
         "--max-per-minute",
-        default=30,
+        default=SENDS_PER_MINUTE,
         show_default=True,
         type=click.IntRange(0),
         help="Messages sent per minute at most (Exchange's cap); 0 = no cap.",
@@ -640,30 +632,23 @@ def with_send_options(f):
     return f
 
 
-def replay_outbox(ctx, settings, graph, max_per_minute, reconcile_delay, no_wait):
+def _say_stopping(signum: int) -> None:
+    click.echo("Stopping after the message in flight (Ctrl-C again to quit now)", err=True)
+
+
+def replay_outbox(
+    settings, graph, max_per_minute=SENDS_PER_MINUTE, reconcile_delay=10.0, no_wait=True
+):
     """Send the queue; the first Ctrl-C finishes the item in flight, then stops."""
-    stop = threading.Event()
-
-    def first_interrupt(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        click.echo("Stopping after the message in flight (Ctrl-C again to quit now)", err=True)
-
-    previous = signal.signal(signal.SIGINT, first_interrupt)
-    cap = None
-    if max_per_minute:
-        cap = Throttle(
-            (max_per_minute, 60.0), settings.db + ".throttle", key="send|" + throttle_key(settings)
+    with (
+        stopping((signal.SIGINT,), on_stop=_say_stopping) as stop,
+        sending_cap(settings, max_per_minute) as cap,
+        Archive(settings.db) as archive,
+    ):
+        box = Outbox(
+            archive, identity=auth.audit_identity(settings), reconcile_delay=reconcile_delay
         )
-    try:
-        with Archive(settings.db) as archive:
-            box = Outbox(archive, identity=_identity_for(settings), reconcile_delay=reconcile_delay)
-            return box.send(graph, sending_cap=cap, stop=stop, wait=not no_wait)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if cap is not None:
-            cap.close()
+        return box.send(graph, sending_cap=cap, stop=stop, wait=not no_wait)
 
 
 @cli.command()
@@ -674,7 +659,7 @@ def send(ctx, max_per_minute, reconcile_delay, no_wait, as_table):
     """Replay the outbox through the throttle, each item exactly once."""
     settings = settings_from(ctx)
     with WriterLock(settings.db, "groupsync send"), _client(ctx, settings) as graph:
-        report = replay_outbox(ctx, settings, graph, max_per_minute, reconcile_delay, no_wait)
+        report = replay_outbox(settings, graph, max_per_minute, reconcile_delay, no_wait)
     summary = {k: v for k, v in report.__dict__.items() if k != "items"}
     if as_table:
         echo_table([summary], list(summary))
@@ -713,12 +698,6 @@ class ProgressLine:
     def close(self) -> None:
         if self.enabled and self.width:
             click.echo("\r" + " " * self.width + "\r", err=True, nl=False)
-
-
-def identity_label(token) -> str | None:
-    """Who a sync runs as, for the audit trail: a UPN, an app id, or "access-token"."""
-    identity = getattr(token, "identity", None) or {}
-    return identity.get("username") or identity.get("app_id") or identity.get("mode")
 
 
 @cli.command()
@@ -793,14 +772,14 @@ def sync(
         _client(ctx, settings, token) as graph,
     ):
         if send_first:
-            sent = replay_outbox(ctx, settings, graph, 30, 10.0, True)
+            sent = replay_outbox(settings, graph)
             if not quiet and not as_json:
                 click.echo(
                     f"Outbox: {sent.sent} sent, {sent.failed} failed, {sent.waiting} waiting",
                     err=True,
                 )
         syncer = Syncer(
-            archive, graph, options=options, progress=progress, identity=identity_label(token)
+            archive, graph, options=options, progress=progress, identity=auth.identity_label(token)
         )
         try:
             report = syncer.run(group_ids, joined=joined, all_groups=all_groups)
@@ -1255,12 +1234,6 @@ def watch(
         )
         hook = ShellHook(on_new, hook_timeout, environ)
     token = auth.token_provider(settings)
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
 
     def log(entry: dict[str, Any]) -> None:
         line = json_text(json.dumps(entry, ensure_ascii=False)) if log_json else _log_line(entry)
@@ -1281,40 +1254,31 @@ def watch(
         workers=settings.max_concurrency,
         max_iterations=1 if once else None,
     )
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    cap = None
-    try:
-        with (
-            WriterLock(settings.db, "groupsync watch"),
-            Archive(settings.db) as archive,
-            _client(ctx, settings, token) as graph,
-            contextlib.ExitStack() as stack,
-        ):
-            outputs = None
-            if hook is not None:
-                outputs = stack.enter_context(HookOutputLog(hook_output_path(settings.db)))
-            if send:
-                key = "send|" + throttle_key(settings)
-                cap = Throttle((30, 60.0), settings.db + ".throttle", key=key)
-            identity = identity_label(token)
-            Watcher(
-                archive,
-                graph,
-                options=options,
-                identity=identity,
-                hook=hook,
-                hook_outputs=outputs,
-                on_event=print_event if jsonl else None,
-                outbox=Outbox(archive, identity=identity) if send else None,
-                sending_cap=cap,
-                log=log,
-                stop=stop,
-            ).run()
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        if cap is not None:
-            cap.close()
+    with (
+        stopping() as stop,
+        WriterLock(settings.db, "groupsync watch"),
+        Archive(settings.db) as archive,
+        _client(ctx, settings, token) as graph,
+        sending_cap(settings, SENDS_PER_MINUTE if send else 0) as cap,
+        contextlib.ExitStack() as stack,
+    ):
+        outputs = None
+        if hook is not None:
+            outputs = stack.enter_context(HookOutputLog(hook_output_path(settings.db)))
+        identity = auth.identity_label(token)
+        Watcher(
+            archive,
+            graph,
+            options=options,
+            identity=identity,
+            hook=hook,
+            hook_outputs=outputs,
+            on_event=print_event if jsonl else None,
+            outbox=Outbox(archive, identity=identity) if send else None,
+            sending_cap=cap,
+            log=log,
+            stop=stop,
+        ).run()
 
 
 EVENT_COLUMNS = ["id", "state", "attempts", "created_at", "group_id", "post_id", "last_error"]
@@ -1408,7 +1372,7 @@ def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, quer
     Archive(settings.db, readonly=True).close()  # a missing archive: say so, make none
     with Archive(settings.db, readonly=not writable(settings.db)) as archive:
         report = export_archive(
-            archive, options, identity=_identity_for(settings), os_user=os_user
+            archive, options, identity=auth.audit_identity(settings), os_user=os_user
         )
     for note in report.notes:
         click.echo(f"Note: {note}", err=True)
