@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import json
 import os
@@ -35,7 +36,7 @@ from .events import (
 from .export import FORMATS, PARTIAL_EXIT, ExportOptions, parse_bound
 from .export import export as export_archive
 from .export_check import check_export
-from .groupref import resolve_group
+from .groupref import GroupSelection, resolve_group
 from .ids import check_id
 from .integrity import loose_permissions
 from .integrity import verify as verify_archive
@@ -187,6 +188,35 @@ group_argument = click.argument("group_id", metavar="GROUP", callback=_resolve_g
 
 def id_argument(name: str):
     return click.argument(name, callback=_check_id_param)
+
+
+def group_selection_options(f):
+    """--group (repeatable), --joined and --all, checked, as one ``selection`` argument."""
+
+    @functools.wraps(f)
+    def command(*args, group_ids, joined, all_groups, **kwargs):
+        try:
+            selection = GroupSelection(group_ids, joined, all_groups)
+        except ValidationError as ex:
+            raise click.UsageError(str(ex)) from None
+        return f(*args, selection=selection, **kwargs)
+
+    for option in reversed(
+        [
+            click.option(
+                "--group",
+                "group_ids",
+                multiple=True,
+                metavar="GROUP",
+                callback=_resolve_group_param,
+                help=f"{GROUP_HELP}; repeat for several.",
+            ),
+            click.option("--joined", is_flag=True, help="Every group the identity is a member of."),
+            click.option("--all", "all_groups", is_flag=True, help="Every Microsoft 365 group."),
+        ]
+    ):
+        command = option(command)
+    return command
 
 
 @click.group(cls=GroupsyncGroup)
@@ -701,16 +731,7 @@ class ProgressLine:
 
 
 @cli.command()
-@click.option(
-    "--group",
-    "group_ids",
-    multiple=True,
-    metavar="GROUP",
-    callback=_resolve_group_param,
-    help=f"{GROUP_HELP}; repeat for several.",
-)
-@click.option("--joined", is_flag=True, help="Every group the identity is a member of.")
-@click.option("--all", "all_groups", is_flag=True, help="Every Microsoft 365 group.")
+@group_selection_options
 @click.option("--full", is_flag=True, help="Full reconcile: every post's changeKey, tombstones.")
 @click.option(
     "--full-after",
@@ -746,7 +767,7 @@ class ProgressLine:
 )
 @click.pass_context
 def sync(
-    ctx, group_ids, joined, all_groups, full, full_after, send_first, as_json, quiet,
+    ctx, selection, full, full_after, send_first, as_json, quiet,
     fire_on_backfill, no_index, keep_deleted, index_path,
 ):
     """Mirror groups into the archive, incrementally (changeKeys, tombstones, versions).
@@ -754,8 +775,6 @@ def sync(
     With no --group, --joined or --all: the groups already archived, or the joined ones
     when the archive is empty.
     """
-    if joined and all_groups:
-        raise click.UsageError("--joined and --all do not go together")
     settings = settings_from(ctx)
     token = auth.token_provider(settings)
     progress = ProgressLine(sys.stderr.isatty() and not quiet and not as_json)
@@ -782,7 +801,9 @@ def sync(
             archive, graph, options=options, progress=progress, identity=auth.identity_label(token)
         )
         try:
-            report = syncer.run(group_ids, joined=joined, all_groups=all_groups)
+            report = syncer.run(
+                selection.group_ids, joined=selection.joined, all_groups=selection.all_groups
+            )
         finally:
             progress.close()
         indexed = None
@@ -1157,16 +1178,7 @@ def _log_line(entry: dict[str, Any]) -> str:
 
 
 @cli.command()
-@click.option(
-    "--group",
-    "group_ids",
-    multiple=True,
-    metavar="GROUP",
-    callback=_resolve_group_param,
-    help=f"{GROUP_HELP}; repeat for several.",
-)
-@click.option("--joined", is_flag=True, help="Every group the identity is a member of.")
-@click.option("--all", "all_groups", is_flag=True, help="Every Microsoft 365 group.")
+@group_selection_options
 @click.option(
     "--interval",
     default="60",
@@ -1216,7 +1228,7 @@ def _log_line(entry: dict[str, Any]) -> str:
 @click.option("--once", is_flag=True, help="One iteration, then exit.")
 @click.pass_context
 def watch(
-    ctx, group_ids, joined, all_groups, interval, full_every, send, on_new, hook_env,
+    ctx, selection, interval, full_every, send, on_new, hook_env,
     hook_timeout, jsonl, fire_on_backfill, max_backoff, log_json, once,
 ):
     """Sync every --interval, fire events for new posts, and keep going through outages.
@@ -1224,8 +1236,6 @@ def watch(
     SIGTERM or Ctrl-C ends it after the thread being written (exit 0); a second Ctrl-C
     quits at once. Only one sync, watch or send writes to an archive at a time.
     """
-    if joined and all_groups:
-        raise click.UsageError("--joined and --all do not go together")
     settings = settings_from(ctx)
     hook = None
     if on_new:
@@ -1243,9 +1253,9 @@ def watch(
         click.echo(json_text(json.dumps(event, ensure_ascii=False)))
 
     options = WatchOptions(
-        group_ids=list(group_ids),
-        joined=joined,
-        all_groups=all_groups,
+        group_ids=list(selection.group_ids),
+        joined=selection.joined,
+        all_groups=selection.all_groups,
         interval=interval,
         full_every=full_every,
         send=send,
