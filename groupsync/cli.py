@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import getpass
 import json
@@ -339,88 +340,6 @@ def _client(ctx, settings, token=None):
     return connect(
         settings, token=token, log=_log_to_stderr(ctx.find_root().obj.get("verbose", False))
     )
-
-
-GROUP_COLUMNS = ["id", "displayName", "mail", "visibility"]
-
-offline_option = click.option(
-    "--offline",
-    is_flag=True,
-    help="Read the archive instead of Graph (also the fallback when Graph cannot be reached).",
-)
-include_deleted_option = click.option(
-    "--include-deleted",
-    is_flag=True,
-    help="Archive only: also items deleted upstream, marked with @removed.",
-)
-
-
-def _graph_or_archive(ctx, settings, offline, ask_graph, read_archive, what):
-    """Ask Graph; when it cannot be reached (or with --offline) read the archive instead."""
-    if not offline:
-        try:
-            with _client(ctx, settings) as graph:
-                return ask_graph(graph)
-        except TransportError:
-            if not Path(settings.db).exists():
-                raise
-            click.echo(safe_text(f"offline: {what} from the archive {settings.db}"), err=True)
-    with Archive(settings.db, readonly=True) as archive:
-        return read_archive(archive)
-
-
-@cli.command()
-@click.option("--all", "all_groups", is_flag=True, help="Every Microsoft 365 group (paged).")
-@offline_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def groups(ctx, all_groups, offline, include_deleted, as_table):
-    """The groups the identity is a member of (the connector's group list).
-
-    Offline (--offline, or when Graph cannot be reached) it lists every archived group.
-    """
-    if include_deleted and not offline:
-        raise click.UsageError("--include-deleted reads the archive: add --offline")
-    settings = settings_from(ctx)
-    items = _graph_or_archive(
-        ctx,
-        settings,
-        offline,
-        lambda graph: list(graph.list_groups() if all_groups else graph.list_member_of()),
-        lambda archive: list(reads.iter_groups(archive, include_deleted=include_deleted)),
-        "groups",
-    )
-    if as_table:
-        echo_table(items, GROUP_COLUMNS, include_deleted)
-    else:
-        echo_json({"value": items})
-
-
-@cli.command()
-@group_argument
-@offline_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def group(ctx, group_id, offline, include_deleted, as_table):
-    """One group (id, nickname, address or display name); by id also a public group you
-    are not a member of and have not archived."""
-    if include_deleted and not offline:
-        raise click.UsageError("--include-deleted reads the archive: add --offline")
-    settings = settings_from(ctx)
-    item = _graph_or_archive(
-        ctx,
-        settings,
-        offline,
-        lambda graph: graph.get_group(group_id),
-        lambda archive: reads.get_group(archive, group_id, include_deleted=include_deleted),
-        "group",
-    )
-    if as_table:
-        echo_table([item], GROUP_COLUMNS, include_deleted)
-    else:
-        echo_json(item)
 
 
 def _content_draft(content, content_file, text, topic=None, to=(), category=(), attach=()):
@@ -833,7 +752,7 @@ def sync(
 
 # -- the connector's read actions, answered from the archive (or Graph with --live) --------
 
-live_option = click.option("--live", is_flag=True, help="Ask Graph instead of the archive.")
+GROUP_COLUMNS = ["id", "displayName", "mail", "visibility"]
 CONVERSATION_COLUMNS = ["lastDeliveredDateTime", "topic", "uniqueSenders", "hasAttachments", "id"]
 THREAD_COLUMNS = [
     "lastDeliveredDateTime",
@@ -849,21 +768,90 @@ ATTACHMENT_COLUMNS = ["name", "type", "contentType", "size", "isInline", "stored
 SAVED_COLUMNS = ["name", "path", "size", "skipped"]
 
 
-def _offline_only(live: bool, **flags: bool) -> None:
-    """Tombstones, versions and stored bytes exist only in the archive."""
-    used = [f"--{name.replace('_', '-')}" for name, on in flags.items() if on]
-    if live and used:
-        raise click.UsageError(f"{used[0]} reads the archive; it does not go with --live")
+@dataclasses.dataclass(frozen=True)
+class Read:
+    """What ``read_options`` gives a read command: where to read, and how to print it."""
+
+    ctx: click.Context
+    live: bool
+    include_deleted: bool
+    as_table: bool
+
+    def archive_only(self, **flags: bool) -> None:
+        """Tombstones, versions and stored bytes exist only in the archive."""
+        used = [f"--{name.replace('_', '-')}" for name, on in flags.items() if on]
+        if self.live and used:
+            raise click.UsageError(f"{used[0]} reads the archive; it does not go with --live")
+
+    def echo(self, ask_graph, read_archive, columns, *, row=None, note=None, marked=True):
+        """Print one item or a list: from the archive opened read-only, or with --live from
+        Graph, falling back to the archive (said on stderr) when Graph cannot be reached.
+
+        ``row`` shapes a table row; ``note(archive)`` is a remark printed after;
+        ``marked`` False leaves out the table's deleted column (rows that are not items).
+        """
+        settings = settings_from(self.ctx)
+        if self.live:
+            try:
+                with _client(self.ctx, settings) as graph:
+                    found = ask_graph(graph)
+                    found = found if isinstance(found, dict) else list(found)
+            except TransportError:
+                if not Path(settings.db).exists():
+                    raise
+                where = f"offline: {self.ctx.info_name} from the archive {settings.db}"
+                click.echo(safe_text(where), err=True)
+            else:
+                self._print(found, columns, row, marked)
+                return
+        with Archive(settings.db, readonly=True) as archive:
+            self._print(read_archive(archive), columns, row, marked)
+            remark = note(archive) if note else None
+        if remark:
+            click.echo(safe_text(f"Note: {remark}"), err=True)
+
+    def _print(self, found, columns, row, marked) -> None:
+        """JSON (a list streamed, one item in memory at a time), or a table for people."""
+        one = isinstance(found, dict)
+        if self.as_table:
+            rows = [row(r) if row else r for r in ([found] if one else found)]
+            echo_table(rows, columns, self.include_deleted and marked)
+        elif one:
+            echo_json(found)
+        else:
+            _echo_json_stream(found)
 
 
-def _read(ctx, live, ask_graph, read_archive):
-    """One read: from Graph with --live, else from the archive opened read-only."""
-    settings = settings_from(ctx)
-    if live:
-        with _client(ctx, settings) as graph:
-            return ask_graph(graph)
-    with Archive(settings.db, readonly=True) as archive:
-        return read_archive(archive)
+def read_options(f):
+    """--live, --include-deleted and --table, checked, as one ``read`` argument."""
+
+    @functools.wraps(f)
+    def command(*args, live, offline, include_deleted, as_table, **kwargs):
+        if live and offline:
+            raise click.UsageError("--live and --offline do not go together")
+        read = Read(click.get_current_context(), live, include_deleted, as_table)
+        read.archive_only(include_deleted=include_deleted)
+        return f(*args, read=read, **kwargs)
+
+    for option in reversed(
+        [
+            click.option(
+                "--live",
+                is_flag=True,
+                help="Ask Graph instead (the archive answers if Graph cannot be reached).",
+            ),
+            # The archive was the fallback of groups and group before it was the default.
+            click.option("--offline", is_flag=True, hidden=True),
+            click.option(
+                "--include-deleted",
+                is_flag=True,
+                help="Archive only: also items deleted upstream, marked with @removed.",
+            ),
+            table_option,
+        ]
+    ):
+        command = option(command)
+    return command
 
 
 def _entity(item: dict[str, Any]) -> dict[str, Any]:
@@ -887,20 +875,6 @@ def _attachment_row(attachment: dict[str, Any]) -> dict[str, Any]:
     return {**row, "type": kind, "stored": "contentBytes" in attachment}
 
 
-def _echo_list(items, columns, as_table, include_deleted, row=None) -> None:
-    if as_table:
-        echo_table([row(i) if row else i for i in items], columns, include_deleted)
-    else:
-        echo_json({"value": items})
-
-
-def _echo_one(item, columns, as_table, include_deleted, row=None) -> None:
-    if as_table:
-        echo_table([row(item) if row else item], columns, include_deleted)
-    else:
-        echo_json(item)
-
-
 def _echo_json_stream(items: Iterable[dict[str, Any]]) -> None:
     """``{"value": [...]}`` as ``echo_json`` prints it, one item in memory at a time."""
     first = True
@@ -912,44 +886,67 @@ def _echo_json_stream(items: Iterable[dict[str, Any]]) -> None:
 
 
 @cli.command()
-@group_argument
-@live_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def conversations(ctx, group_id, live, include_deleted, as_table):
-    """List group conversations, newest first (from the archive; --live asks Graph)."""
-    _offline_only(live, include_deleted=include_deleted)
-    items = _read(
-        ctx,
-        live,
-        lambda graph: list(graph.list_conversations(group_id)),
-        lambda archive: list(
-            reads.iter_conversations(archive, group_id, include_deleted=include_deleted)
-        ),
+@click.option(
+    "--all",
+    "all_groups",
+    is_flag=True,
+    help="Every Microsoft 365 group of the tenant, from Graph (implies --live).",
+)
+@read_options
+def groups(all_groups, read):
+    """The archived groups; with --live the groups the identity is a member of (the
+    connector's group list)."""
+    if all_groups and read.include_deleted:
+        raise click.UsageError("--include-deleted reads the archive; it does not go with --all")
+    if all_groups:  # only Graph knows the groups nobody archived
+        read = dataclasses.replace(read, live=True)
+    read.echo(
+        lambda graph: graph.list_groups() if all_groups else graph.list_member_of(),
+        lambda archive: reads.iter_groups(archive, include_deleted=read.include_deleted),
+        GROUP_COLUMNS,
     )
-    _echo_list(items, CONVERSATION_COLUMNS, as_table, include_deleted)
+
+
+@cli.command()
+@group_argument
+@read_options
+def group(group_id, read):
+    """One group (id, nickname, address or display name); with --live by id also a public
+    group you are not a member of and have not archived."""
+    read.echo(
+        lambda graph: graph.get_group(group_id),
+        lambda archive: reads.get_group(archive, group_id, include_deleted=read.include_deleted),
+        GROUP_COLUMNS,
+    )
+
+
+@cli.command()
+@group_argument
+@read_options
+def conversations(group_id, read):
+    """List group conversations, newest first (from the archive; --live asks Graph)."""
+    read.echo(
+        lambda graph: graph.list_conversations(group_id),
+        lambda archive: reads.iter_conversations(
+            archive, group_id, include_deleted=read.include_deleted
+        ),
+        CONVERSATION_COLUMNS,
+    )
 
 
 @cli.command()
 @group_argument
 @id_argument("conversation_id")
-@live_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def conversation(ctx, group_id, conversation_id, live, include_deleted, as_table):
+@read_options
+def conversation(group_id, conversation_id, read):
     """Get a conversation (from the archive; --live asks Graph)."""
-    _offline_only(live, include_deleted=include_deleted)
-    item = _read(
-        ctx,
-        live,
+    read.echo(
         lambda graph: _entity(graph.get_conversation(group_id, conversation_id)),
         lambda archive: reads.get_conversation(
-            archive, group_id, conversation_id, include_deleted=include_deleted
+            archive, group_id, conversation_id, include_deleted=read.include_deleted
         ),
+        CONVERSATION_COLUMNS,
     )
-    _echo_one(item, CONVERSATION_COLUMNS, as_table, include_deleted)
 
 
 @cli.command()
@@ -960,72 +957,52 @@ def conversation(ctx, group_id, conversation_id, live, include_deleted, as_table
     callback=_check_id_param,
     help="Only the threads of this conversation.",
 )
-@live_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def threads(ctx, group_id, conversation_id, live, include_deleted, as_table):
+@read_options
+def threads(group_id, conversation_id, read):
     """List threads of a group (or of one conversation), newest first."""
-    _offline_only(live, include_deleted=include_deleted)
-    items = _read(
-        ctx,
-        live,
-        lambda graph: list(
-            graph.list_threads(
-                group_id, conversation_id=conversation_id, select=list(reads.THREAD_FIELDS)
-            )
+    read.echo(
+        lambda graph: graph.list_threads(
+            group_id, conversation_id=conversation_id, select=list(reads.THREAD_FIELDS)
         ),
-        lambda archive: list(
-            reads.iter_threads(
-                archive, group_id, conversation_id=conversation_id, include_deleted=include_deleted
-            )
+        lambda archive: reads.iter_threads(
+            archive, group_id, conversation_id=conversation_id,
+            include_deleted=read.include_deleted,
         ),
+        THREAD_COLUMNS,
     )
-    _echo_list(items, THREAD_COLUMNS, as_table, include_deleted)
 
 
 @cli.command()
 @group_argument
 @id_argument("thread_id")
-@live_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def thread(ctx, group_id, thread_id, live, include_deleted, as_table):
+@read_options
+def thread(group_id, thread_id, read):
     """Get a thread, with its recipients (from the archive; --live asks Graph)."""
-    _offline_only(live, include_deleted=include_deleted)
-    item = _read(
-        ctx,
-        live,
+    read.echo(
         lambda graph: _entity(
             graph.get_thread(group_id, thread_id, select=list(reads.THREAD_FIELDS))
         ),
         lambda archive: reads.get_thread(
-            archive, group_id, thread_id, include_deleted=include_deleted
+            archive, group_id, thread_id, include_deleted=read.include_deleted
         ),
+        THREAD_COLUMNS,
     )
-    _echo_one(item, THREAD_COLUMNS, as_table, include_deleted)
 
 
 @cli.command()
 @group_argument
 @id_argument("thread_id")
-@live_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def posts(ctx, group_id, thread_id, live, include_deleted, as_table):
+@read_options
+def posts(group_id, thread_id, read):
     """List the posts of a thread, oldest first, each its latest version."""
-    _offline_only(live, include_deleted=include_deleted)
-    items = _read(
-        ctx,
-        live,
-        lambda graph: list(graph.list_posts(group_id, thread_id, select=POST_SELECT)),
-        lambda archive: list(
-            reads.iter_posts(archive, group_id, thread_id, include_deleted=include_deleted)
+    read.echo(
+        lambda graph: graph.list_posts(group_id, thread_id, select=POST_SELECT),
+        lambda archive: reads.iter_posts(
+            archive, group_id, thread_id, include_deleted=read.include_deleted
         ),
+        POST_COLUMNS,
+        row=_post_row,
     )
-    _echo_list(items, POST_COLUMNS, as_table, include_deleted, _post_row)
 
 
 @cli.command()
@@ -1033,36 +1010,27 @@ def posts(ctx, group_id, thread_id, live, include_deleted, as_table):
 @id_argument("thread_id")
 @id_argument("post_id")
 @click.option("--versions", is_flag=True, help="Every version archived, oldest first.")
-@live_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def post(ctx, group_id, thread_id, post_id, versions, live, include_deleted, as_table):
+@read_options
+def post(group_id, thread_id, post_id, versions, read):
     """Get a post; with --versions every version the archive has seen, verifiable by SHA-256."""
-    _offline_only(live, include_deleted=include_deleted, versions=versions)
+    read.archive_only(versions=versions)
+    ids = (group_id, thread_id, post_id)
     if versions:
-        items = _read(
-            ctx,
-            live,
+        read.echo(
             None,
-            lambda archive: list(
-                reads.iter_post_versions(
-                    archive, group_id, thread_id, post_id, include_deleted=include_deleted
-                )
+            lambda archive: reads.iter_post_versions(
+                archive, *ids, include_deleted=read.include_deleted
             ),
+            VERSION_COLUMNS,
+            row=lambda v: {**v, **v["@groupsync.version"]},
         )
-        rows = [{**v, **v["@groupsync.version"]} for v in items] if as_table else items
-        _echo_list(rows, VERSION_COLUMNS, as_table, include_deleted)
         return
-    item = _read(
-        ctx,
-        live,
-        lambda graph: _entity(graph.get_post(group_id, thread_id, post_id, select=POST_SELECT)),
-        lambda archive: reads.get_post(
-            archive, group_id, thread_id, post_id, include_deleted=include_deleted
-        ),
+    read.echo(
+        lambda graph: _entity(graph.get_post(*ids, select=POST_SELECT)),
+        lambda archive: reads.get_post(archive, *ids, include_deleted=read.include_deleted),
+        POST_COLUMNS,
+        row=_post_row,
     )
-    _echo_one(item, POST_COLUMNS, as_table, include_deleted, _post_row)
 
 
 @cli.command()
@@ -1075,40 +1043,38 @@ def post(ctx, group_id, thread_id, post_id, versions, live, include_deleted, as_
     type=click.Path(file_okay=False),
     help="Write each attachment's bytes into this folder (safe, unique file names).",
 )
-@live_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def attachments(ctx, group_id, thread_id, post_id, save_dir, live, include_deleted, as_table):
+@read_options
+def attachments(group_id, thread_id, post_id, save_dir, read):
     """List a post's attachments (file contents as base64 contentBytes), or --save them."""
-    _offline_only(live, include_deleted=include_deleted, save=save_dir is not None)
-    settings = settings_from(ctx)
-    if live:
-        with _client(ctx, settings) as graph:
-            items = list(graph.list_attachments(group_id, thread_id, post_id))
-        _echo_list(items, ATTACHMENT_COLUMNS, as_table, False, _attachment_row)
-        return
-    with Archive(settings.db, readonly=True) as archive:
-        if save_dir is not None:
-            saved = reads.save_attachments(
-                archive, group_id, thread_id, post_id, save_dir, include_deleted=include_deleted
-            )
-            _echo_list([s.as_dict() for s in saved], SAVED_COLUMNS, as_table, False)
-        elif as_table:
-            items = reads.iter_attachments(
-                archive, group_id, thread_id, post_id, include_deleted=include_deleted
-            )
-            rows = [_attachment_row(a) for a in items]
-            echo_table(rows, ATTACHMENT_COLUMNS, include_deleted)
-        else:
-            _echo_json_stream(
-                reads.iter_attachments(
-                    archive, group_id, thread_id, post_id, include_deleted=include_deleted
+    read.archive_only(save=save_dir is not None)
+    ids = (group_id, thread_id, post_id)
+
+    def note(archive):
+        return reads.attachments_note(archive, *ids)
+
+    if save_dir is not None:
+        read.echo(
+            None,
+            lambda archive: [
+                s.as_dict()
+                for s in reads.save_attachments(
+                    archive, *ids, save_dir, include_deleted=read.include_deleted
                 )
-            )
-        note = reads.attachments_note(archive, group_id, thread_id, post_id)
-    if note:
-        click.echo(safe_text(f"Note: {note}"), err=True)
+            ],
+            SAVED_COLUMNS,
+            note=note,
+            marked=False,
+        )
+        return
+    read.echo(
+        lambda graph: graph.list_attachments(*ids),
+        lambda archive: reads.iter_attachments(
+            archive, *ids, include_deleted=read.include_deleted
+        ),
+        ATTACHMENT_COLUMNS,
+        row=_attachment_row,
+        note=note,
+    )
 
 
 @cli.command()
