@@ -618,17 +618,38 @@ def send(ctx, max_per_minute, reconcile_delay, no_wait, as_table):
         raise click.exceptions.Exit(1)
 
 
-class ProgressLine:
-    """One status line on stderr, rewritten in place; only on a terminal."""
+class Progress:
+    """Progress on stderr, on a terminal only: a sync's status line rewritten in place,
+    then the search index's bar. The library reports through it as a plain callback."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.last = 0.0
         self.width = 0
+        self.group = "group"
+        self.bar: Any = None
+        self.done = 0
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._clear_line()
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
 
     def __call__(self, event: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if event.get("stage") in ("index", "done"):
+            self._index(event)
+        else:
+            self._sync(event)
+
+    def _sync(self, event: dict[str, Any]) -> None:
         now = time.monotonic()
-        if not self.enabled or (now - self.last < 0.1 and event.get("stage") != "group"):
+        if now - self.last < 0.1 and event.get("stage") != "group":
             return
         self.last = now
         text = (
@@ -640,13 +661,24 @@ class ProgressLine:
         if "index" in event:
             self.group = text.split(" · ")[0]
         else:
-            text = getattr(self, "group", "group") + text[text.index(" · ") :]
+            text = self.group + text[text.index(" · ") :]
         click.echo("\r" + safe_text(text).ljust(self.width), err=True, nl=False)
         self.width = len(text)
 
-    def close(self) -> None:
-        if self.enabled and self.width:
+    def _index(self, event: dict[str, Any]) -> None:
+        self._clear_line()
+        if self.bar is None:
+            self.bar = click.progressbar(
+                length=max(1, event["total"]), label="Indexing posts", file=sys.stderr
+            )
+            self.bar.__enter__()
+        self.bar.update(max(0, event["done"] - self.done))
+        self.done = event["done"]
+
+    def _clear_line(self) -> None:
+        if self.width:
             click.echo("\r" + " " * self.width + "\r", err=True, nl=False)
+            self.width = 0
 
 
 @cli.command()
@@ -694,9 +726,10 @@ def sync(
     With no --group, --joined or --all: the groups already archived, or the joined ones
     when the archive is empty.
     """
+    from . import search as fulltext
+
     settings = settings_from(ctx)
     token = auth.token_provider(settings)
-    progress = ProgressLine(sys.stderr.isatty() and not quiet and not as_json)
     options = SyncOptions(
         full=full,
         full_max_age=timedelta(days=full_after),
@@ -708,6 +741,7 @@ def sync(
         WriterLock(settings.db, "groupsync sync"),
         Archive(settings.db) as archive,
         _client(ctx, settings, token) as graph,
+        Progress(sys.stderr.isatty() and not quiet and not as_json) as progress,
     ):
         if send_first:
             sent = replay_outbox(settings, graph)
@@ -719,16 +753,14 @@ def sync(
         syncer = Syncer(
             archive, graph, options=options, progress=progress, identity=auth.identity_label(token)
         )
-        try:
-            report = syncer.run(
-                selection.group_ids, joined=selection.joined, all_groups=selection.all_groups
-            )
-        finally:
-            progress.close()
+        report = syncer.run(
+            selection.group_ids, joined=selection.joined, all_groups=selection.all_groups
+        )
         indexed = None
         if not no_index:
-            indexed = update_search_index(
-                archive, settings, index_path, keep_deleted, quiet or as_json
+            path = search_index_path(settings, index_path)
+            indexed = fulltext.update_index(
+                archive, path, keep_deleted=keep_deleted, progress=progress, procs=2
             )
     if as_json:
         echo_json({**report.as_dict(), **({"index": indexed.as_dict()} if indexed else {})})
@@ -1477,48 +1509,6 @@ def search_index_path(settings, index_path) -> Path:
     return Path(index_path) if index_path else fulltext.index_path_for(settings.db)
 
 
-class IndexProgress:
-    """A progress bar for building the index, on a terminal only."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar = None
-        self.done = 0
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        if not self.enabled or event.get("stage") not in ("index", "done"):
-            return
-        if self.bar is None:
-            self.bar = click.progressbar(
-                length=max(1, event["total"]), label="Indexing posts", file=sys.stderr
-            )
-            self.bar.__enter__()
-        self.bar.update(max(0, event["done"] - self.done))
-        self.done = event["done"]
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
-
-
-def update_search_index(archive, settings, index_path, keep_deleted, quiet):
-    """The sync's last step: catch the search index up with what was just stored."""
-    from . import search as fulltext
-
-    progress = IndexProgress(sys.stderr.isatty() and not quiet)
-    try:
-        return fulltext.update_index(
-            archive,
-            search_index_path(settings, index_path),
-            keep_deleted=keep_deleted,
-            progress=progress,
-            procs=2,
-        )
-    finally:
-        progress.close()
-
-
 def echo_index_report(report) -> None:
     if report.mode == "current":
         click.echo("Search index: up to date", err=True)
@@ -1577,23 +1567,19 @@ def search_command(ctx, query, limit, offset, group, sort, include_deleted, as_t
     from . import search as fulltext
 
     settings = settings_from(ctx)
-    progress = IndexProgress(sys.stderr.isatty())
-    try:
-        with Archive(settings.db, readonly=True) as archive:
-            results = fulltext.search(
-                archive,
-                search_index_path(settings, index_path),
-                query,
-                limit=limit,
-                offset=offset,
-                group=group,
-                sort=sort,
-                include_deleted=include_deleted,
-                catch_up=True,
-                progress=progress,
-            )
-    finally:
-        progress.close()
+    with Progress(sys.stderr.isatty()) as progress, Archive(settings.db, readonly=True) as archive:
+        results = fulltext.search(
+            archive,
+            search_index_path(settings, index_path),
+            query,
+            limit=limit,
+            offset=offset,
+            group=group,
+            sort=sort,
+            include_deleted=include_deleted,
+            catch_up=True,
+            progress=progress,
+        )
     for note in results.notes:
         click.echo(safe_text(f"Note: {note}"), err=True)
     if not results.hits:
@@ -1663,8 +1649,7 @@ def index_command(ctx, rebuild, check, keep_deleted, index_path):
             if not report.ok:
                 raise click.exceptions.Exit(1)
             return
-        progress = IndexProgress(sys.stderr.isatty())
-        try:
+        with Progress(sys.stderr.isatty()) as progress:
             if rebuild:
                 report = fulltext.rebuild_index(
                     archive, path, keep_deleted=keep_deleted, progress=progress
@@ -1673,8 +1658,6 @@ def index_command(ctx, rebuild, check, keep_deleted, index_path):
                 report = fulltext.update_index(
                     archive, path, keep_deleted=keep_deleted, progress=progress, procs=2
                 )
-        finally:
-            progress.close()
     echo_index_report(report)
 
 
