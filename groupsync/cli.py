@@ -184,6 +184,17 @@ def _check_id_param(ctx, param, value):
     return None if value is None else check_id(value, param.name.replace("_", " "))
 
 
+def _bundle(*options):
+    """One decorator applying ``options`` in the order given (as ``--help`` lists them)."""
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
 group_argument = click.argument("group_id", metavar="GROUP", callback=_resolve_group_param)
 
 
@@ -202,22 +213,18 @@ def group_selection_options(f):
             raise click.UsageError(str(ex)) from None
         return f(*args, selection=selection, **kwargs)
 
-    for option in reversed(
-        [
-            click.option(
-                "--group",
-                "group_ids",
-                multiple=True,
-                metavar="GROUP",
-                callback=_resolve_group_param,
-                help=f"{GROUP_HELP}; repeat for several.",
-            ),
-            click.option("--joined", is_flag=True, help="Every group the identity is a member of."),
-            click.option("--all", "all_groups", is_flag=True, help="Every Microsoft 365 group."),
-        ]
-    ):
-        command = option(command)
-    return command
+    return _bundle(
+        click.option(
+            "--group",
+            "group_ids",
+            multiple=True,
+            metavar="GROUP",
+            callback=_resolve_group_param,
+            help=f"{GROUP_HELP}; repeat for several.",
+        ),
+        click.option("--joined", is_flag=True, help="Every group the identity is a member of."),
+        click.option("--all", "all_groups", is_flag=True, help="Every Microsoft 365 group."),
+    )(command)
 
 
 @click.group(cls=GroupsyncGroup)
@@ -254,48 +261,43 @@ def config_show(ctx):
     echo_json({"settings": settings.masked(), "sources": dict(settings.sources)})
 
 
-def _auth_flags(tenant, client_id, client_secret, certificate, thumbprint, app):
-    return {
-        "tenant_id": tenant,
-        "client_id": client_id,
-        "client_secret": client_secret,
-        "certificate_path": certificate,
-        "certificate_thumbprint": thumbprint,
-        "auth_mode": "app" if app else None,
-    }
+def auth_options(f):
+    """Who to sign in as, as the settings they override: one ``auth_flags`` argument."""
 
+    @functools.wraps(f)
+    def command(*args, tenant, client_id, client_secret, certificate, thumbprint, **kwargs):
+        flags = {
+            "tenant_id": tenant,
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "certificate_path": certificate,
+            "certificate_thumbprint": thumbprint,
+        }
+        return f(*args, auth_flags=flags, **kwargs)
 
-auth_options = [
-    click.option("--tenant", help="Directory (tenant) id [env GROUPSYNC_TENANT_ID]."),
-    click.option("--client-id", help="Application (client) id [env GROUPSYNC_CLIENT_ID]."),
-    click.option(
-        "--client-secret",
-        help="Client secret for --app; prefer env GROUPSYNC_CLIENT_SECRET over this flag.",
-    ),
-    click.option(
-        "--certificate",
-        type=click.Path(exists=True, dir_okay=False),
-        help="Certificate (PEM or PFX) for --app [env GROUPSYNC_CERTIFICATE_PATH].",
-    ),
-    click.option("--thumbprint", help="SHA-1 thumbprint of a PEM certificate."),
-]
-
-
-def with_auth_options(f):
-    for option in reversed(auth_options):
-        f = option(f)
-    return f
+    return _bundle(
+        click.option("--tenant", help="Directory (tenant) id [env GROUPSYNC_TENANT_ID]."),
+        click.option("--client-id", help="Application (client) id [env GROUPSYNC_CLIENT_ID]."),
+        click.option(
+            "--client-secret",
+            help="Client secret for --app; prefer env GROUPSYNC_CLIENT_SECRET over this flag.",
+        ),
+        click.option(
+            "--certificate",
+            type=click.Path(exists=True, dir_okay=False),
+            help="Certificate (PEM or PFX) for --app [env GROUPSYNC_CERTIFICATE_PATH].",
+        ),
+        click.option("--thumbprint", help="SHA-1 thumbprint of a PEM certificate."),
+    )(command)
 
 
 @cli.command()
 @click.option("--app", is_flag=True, help="Client credentials (app-only) for unattended archives.")
-@with_auth_options
+@auth_options
 @click.pass_context
-def login(ctx, app, tenant, client_id, client_secret, certificate, thumbprint):
+def login(ctx, app, auth_flags):
     """Sign in: device code for a person, or client credentials with --app."""
-    settings = settings_from(
-        ctx, **_auth_flags(tenant, client_id, client_secret, certificate, thumbprint, app)
-    )
+    settings = settings_from(ctx, **auth_flags, auth_mode="app" if app else None)
     if settings.auth_mode == "app":
         identity = auth.login_app(settings)
     else:
@@ -342,50 +344,46 @@ def _client(ctx, settings, token=None):
     )
 
 
-def _content_draft(content, content_file, text, topic=None, to=(), category=(), attach=()):
-    """One of --content, --content-file or --text, as a Draft the outbox checks."""
-    given = [v is not None for v in (content, content_file, text)]
-    if sum(given) != 1:
-        raise click.UsageError("give exactly one of --content, --content-file or --text")
-    content_type = "text" if text is not None else "html"
-    if content_file is not None:
-        try:
-            content = Path(content_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as ex:
-            raise ValidationError(f"cannot read {content_file}: {ex}") from None
-    return Draft(
-        content=text if text is not None else content,
-        content_type=content_type,
-        topic=topic,
-        to=list(to),
-        categories=list(category),
-        attachments=[Path(a) for a in attach],
-    )
-
-
 def message_options(f):
-    """The options every post-creating write shares."""
-    for option in reversed(
-        [
-            click.option("--content", help="The message as HTML."),
-            click.option(
-                "--content-file",
-                type=click.Path(dir_okay=False),
-                help="Read the HTML message from a file.",
-            ),
-            click.option("--text", help="The message as plain text."),
-            click.option(
-                "--attach",
-                multiple=True,
-                type=click.Path(dir_okay=False),
-                help="Attach a file (under 3 MB); repeat for several.",
-            ),
-            click.option("--to", multiple=True, help="Add a participant; repeat for several."),
-            click.option("--category", multiple=True, help="A category; repeat for several."),
-        ]
-    ):
-        f = option(f)
-    return f
+    """The message of every post-creating write: exactly one of --content, --content-file
+    or --text, with attachments, participants and categories, as one ``draft`` argument
+    (the outbox checks it further when it is queued)."""
+
+    @functools.wraps(f)
+    def command(*args, content, content_file, text, attach, to, category, **kwargs):
+        if sum(v is not None for v in (content, content_file, text)) != 1:
+            raise click.UsageError("give exactly one of --content, --content-file or --text")
+        if content_file is not None:
+            try:
+                content = Path(content_file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as ex:
+                raise ValidationError(f"cannot read {content_file}: {ex}") from None
+        draft = Draft(
+            content=text if text is not None else content,
+            content_type="text" if text is not None else "html",
+            to=list(to),
+            categories=list(category),
+            attachments=[Path(a) for a in attach],
+        )
+        return f(*args, draft=draft, **kwargs)
+
+    return _bundle(
+        click.option("--content", help="The message as HTML."),
+        click.option(
+            "--content-file",
+            type=click.Path(dir_okay=False),
+            help="Read the HTML message from a file.",
+        ),
+        click.option("--text", help="The message as plain text."),
+        click.option(
+            "--attach",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            help="Attach a file (under 3 MB); repeat for several.",
+        ),
+        click.option("--to", multiple=True, help="Add a participant; repeat for several."),
+        click.option("--category", multiple=True, help="A category; repeat for several."),
+    )(command)
 
 
 def _queue(ctx, action, group_id, draft, **targets):
@@ -425,10 +423,9 @@ def _item_summary(item):
 @click.option("--topic", required=True, help="The conversation's subject.")
 @message_options
 @click.pass_context
-def new_conversation(ctx, group_id, topic, content, content_file, text, attach, to, category):
+def new_conversation(ctx, group_id, topic, draft):
     """Create a new conversation in a group (queued; `groupsync send` delivers it)."""
-    draft = _content_draft(content, content_file, text, topic, to, category, attach)
-    _queue(ctx, "new-conversation", group_id, draft)
+    _queue(ctx, "new-conversation", group_id, dataclasses.replace(draft, topic=topic))
 
 
 @cli.command(name="new-thread")
@@ -442,11 +439,9 @@ def new_conversation(ctx, group_id, topic, content, content_file, text, attach, 
 @click.option("--topic", required=True, help="The thread's subject.")
 @message_options
 @click.pass_context
-def new_thread(
-    ctx, group_id, conversation_id, topic, content, content_file, text, attach, to, category
-):
+def new_thread(ctx, group_id, conversation_id, topic, draft):
     """Start a new conversation by creating a thread, or add a thread to --conversation."""
-    draft = _content_draft(content, content_file, text, topic, to, category, attach)
+    draft = dataclasses.replace(draft, topic=topic)
     _queue(ctx, "new-thread", group_id, draft, conversation_id=conversation_id)
 
 
@@ -461,9 +456,8 @@ def new_thread(
 )
 @message_options
 @click.pass_context
-def reply(ctx, group_id, thread_id, post_id, content, content_file, text, attach, to, category):
+def reply(ctx, group_id, thread_id, post_id, draft):
     """Reply to a conversation thread, or to one of its posts with --post."""
-    draft = _content_draft(content, content_file, text, None, to, category, attach)
     action = "reply-to-post" if post_id else "reply-to-thread"
     _queue(ctx, action, group_id, draft, thread_id=thread_id, post_id=post_id)
 
@@ -554,7 +548,7 @@ def outbox_retry(ctx, item_id):
         echo_json(_item_summary(box.retry(item_id)))
 
 
-send_options = [
+send_options = _bundle(
     click.option(
         "--max-per-minute",
         default=SENDS_PER_MINUTE,
@@ -572,13 +566,7 @@ send_options = [
     click.option(
         "--no-wait", is_flag=True, help="Leave items waiting for a retry queued instead of waiting."
     ),
-]
-
-
-def with_send_options(f):
-    for option in reversed(send_options):
-        f = option(f)
-    return f
+)
 
 
 def _say_stopping(signum: int) -> None:
@@ -601,7 +589,7 @@ def replay_outbox(
 
 
 @cli.command()
-@with_send_options
+@send_options
 @table_option
 @click.pass_context
 def send(ctx, max_per_minute, reconcile_delay, no_wait, as_table):
@@ -865,25 +853,21 @@ def read_options(f):
         read.archive_only(include_deleted=include_deleted)
         return f(*args, read=read, **kwargs)
 
-    for option in reversed(
-        [
-            click.option(
-                "--live",
-                is_flag=True,
-                help="Ask Graph instead (the archive answers if Graph cannot be reached).",
-            ),
-            # The archive was the fallback of groups and group before it was the default.
-            click.option("--offline", is_flag=True, hidden=True),
-            click.option(
-                "--include-deleted",
-                is_flag=True,
-                help="Archive only: also items deleted upstream, marked with @removed.",
-            ),
-            table_option,
-        ]
-    ):
-        command = option(command)
-    return command
+    return _bundle(
+        click.option(
+            "--live",
+            is_flag=True,
+            help="Ask Graph instead (the archive answers if Graph cannot be reached).",
+        ),
+        # The archive was the fallback of groups and group before it was the default.
+        click.option("--offline", is_flag=True, hidden=True),
+        click.option(
+            "--include-deleted",
+            is_flag=True,
+            help="Archive only: also items deleted upstream, marked with @removed.",
+        ),
+        table_option,
+    )(command)
 
 
 def _entity(item: dict[str, Any]) -> dict[str, Any]:
