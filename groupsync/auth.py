@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import getpass
 import json
 import os
 import secrets
@@ -46,6 +47,7 @@ __all__ = [
     "login_app",
     "login_device",
     "logout",
+    "os_user",
     "token_provider",
     "whoami",
 ]
@@ -688,4 +690,13 @@ def audit_identity(settings: Settings) -> str | None:
     try:
         return identity_label(token_provider(settings))
     except GroupsyncError:
+        return None
+
+
+def os_user() -> str | None:
+    """The operating-system account running this process, for the audit; None where the
+    system cannot say (a container's uid with no passwd entry)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
         return None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import getpass
 import json
 import os
 import signal
@@ -30,7 +29,6 @@ from .events import (
     HookOutputLog,
     ShellHook,
     event_payload,
-    hook_environment,
     hook_output_path,
     iter_events,
 )
@@ -753,21 +751,26 @@ def sync(
     if as_json:
         echo_json({**report.as_dict(), **({"index": indexed.as_dict()} if indexed else {})})
     elif not quiet:
-        click.echo(
-            f"Synced {len(report.groups)} group(s) ({report.mode}): "
-            f"{report.items_new} new, {report.items_changed} changed, "
-            f"{report.items_deleted} deleted; {report.threads_fetched} of "
-            f"{report.threads_checked} threads fetched; {report.requests} requests "
-            f"({report.throttled} throttled, {report.throttle_wait:.1f} s throttle wait) "
-            f"in {time.monotonic() - started:.1f} s",
-            err=True,
-        )
-        for note in report.notes:
-            click.echo(safe_text(f"Note: {note}"), err=True)
-        if indexed is not None:
-            echo_index_report(indexed)
+        _echo_sync_report(report, indexed, time.monotonic() - started)
     if report.error:
         raise click.exceptions.Exit(1)
+
+
+def _echo_sync_report(report, indexed, seconds: float) -> None:
+    """The sync's summary line for people, its notes, then the index's line."""
+    click.echo(
+        f"Synced {len(report.groups)} group(s) ({report.mode}): "
+        f"{report.items_new} new, {report.items_changed} changed, "
+        f"{report.items_deleted} deleted; {report.threads_fetched} of "
+        f"{report.threads_checked} threads fetched; {report.requests} requests "
+        f"({report.throttled} throttled, {report.throttle_wait:.1f} s throttle wait) "
+        f"in {seconds:.1f} s",
+        err=True,
+    )
+    for note in report.notes:
+        click.echo(safe_text(f"Note: {note}"), err=True)
+    if indexed is not None:
+        echo_index_report(indexed)
 
 
 # -- the connector's read actions, answered from the archive (or Graph with --live) --------
@@ -1221,10 +1224,7 @@ def watch(
     settings = settings_from(ctx)
     hook = None
     if on_new:
-        environ = hook_environment(
-            os.environ, keep=hook_env, extra={"GROUPSYNC_DB": os.path.abspath(settings.db)}
-        )
-        hook = ShellHook(on_new, hook_timeout, environ)
+        hook = ShellHook.for_archive(on_new, settings.db, timeout=hook_timeout, keep=hook_env)
     token = auth.token_provider(settings)
 
     def log(entry: dict[str, Any]) -> None:
@@ -1347,10 +1347,6 @@ def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, quer
     "failures"; the export goes on, and then exits 4.
     """
     settings = settings_from(ctx)
-    try:
-        os_user = getpass.getuser()
-    except (KeyError, OSError):
-        os_user = None
     options = ExportOptions(
         format=fmt,
         out=Path(out),
@@ -1364,7 +1360,7 @@ def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, quer
     Archive(settings.db, readonly=True).close()  # a missing archive: say so, make none
     with Archive(settings.db, readonly=not writable(settings.db)) as archive:
         report = export_archive(
-            archive, options, identity=auth.audit_identity(settings), os_user=os_user
+            archive, options, identity=auth.audit_identity(settings), os_user=auth.os_user()
         )
     for note in report.notes:
         click.echo(f"Note: {note}", err=True)
@@ -1411,33 +1407,12 @@ def verify_command(ctx, anchor, index_path, export_dir, as_json):
     Prints each problem and each finding on its own line. Exit 1 if anything is damaged
     or changed, else 4 if the audit found something missing, else 0.
     """
+    if export_dir is not None and anchor is not None:
+        raise click.UsageError("--anchor and --export do not go together")
     settings = settings_from(ctx)
     db = Path(settings.db)
     if export_dir is not None:
-        if anchor is not None:
-            raise click.UsageError("--anchor and --export do not go together")
-        if db.exists():
-            with Archive(db, readonly=True) as archive:
-                checked = check_export(export_dir, archive)
-        else:
-            checked = check_export(export_dir)
-        if as_json:
-            click.echo(json.dumps(checked.as_dict(), indent=2))
-        else:
-            for problem in checked.problems:
-                click.echo(safe_text(str(problem)))
-            for note in checked.notes:
-                click.echo(safe_text(f"Note: {note}"), err=True)
-            click.echo(
-                safe_text(
-                    f"Checked {checked.files} files ({checked.bytes:,} bytes) of {export_dir} "
-                    "against its manifest: "
-                    + ("OK" if checked.ok else f"{len(checked.problems)} difference(s)")
-                ),
-                err=True,
-            )
-        if not checked.ok:
-            raise click.exceptions.Exit(1)
+        _verify_export(db, export_dir, as_json)
         return
     with Archive(db, readonly=True) as archive:
         exposed = loose_permissions(db)  # said once the file is known to be an archive
@@ -1477,6 +1452,33 @@ def verify_command(ctx, anchor, index_path, export_dir, as_json):
         raise click.exceptions.Exit(1)
     if not report.complete:
         raise click.exceptions.Exit(AUDIT_EXIT)
+
+
+def _verify_export(db: Path, export_dir: str, as_json: bool) -> None:
+    """``verify --export``: the export's files against its manifest (and the archive's
+    digests, when there is one)."""
+    if db.exists():
+        with Archive(db, readonly=True) as archive:
+            checked = check_export(export_dir, archive)
+    else:
+        checked = check_export(export_dir)
+    if as_json:
+        click.echo(json.dumps(checked.as_dict(), indent=2))
+    else:
+        for problem in checked.problems:
+            click.echo(safe_text(str(problem)))
+        for note in checked.notes:
+            click.echo(safe_text(f"Note: {note}"), err=True)
+        click.echo(
+            safe_text(
+                f"Checked {checked.files} files ({checked.bytes:,} bytes) of {export_dir} "
+                "against its manifest: "
+                + ("OK" if checked.ok else f"{len(checked.problems)} difference(s)")
+            ),
+            err=True,
+        )
+    if not checked.ok:
+        raise click.exceptions.Exit(1)
 
 
 # -- full-text search (groupsync.search) ---------------------------------------------------

@@ -1,17 +1,20 @@
-"""The library's stopping context, send cap and audit identity (groupsync.stopping,
-groupsync.connect, groupsync.auth), which ``sync``, ``send`` and ``watch`` share."""
+"""What the CLI used to hold and the library now does: the stopping context, the send
+cap and the audit identity (groupsync.stopping, .connect, .auth) that ``sync``, ``send``
+and ``watch`` share, and the watch hook's environment (groupsync.events)."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import signal
 import threading
 
 import pytest
 
-from groupsync.auth import StaticToken, audit_identity, identity_label
+from groupsync.auth import StaticToken, audit_identity, identity_label, os_user
 from groupsync.config import load_settings
 from groupsync.connect import SENDS_PER_MINUTE, sending_cap, throttle_for
+from groupsync.events import HookError, ShellHook
 from groupsync.stopping import stopping
 
 
@@ -107,3 +110,24 @@ def test_audit_identity_needs_no_sign_in(settings, tmp_path):
                  "GROUPSYNC_TENANT_ID": "t", "GROUPSYNC_CLIENT_ID": "c"},
     )  # fmt: skip
     assert audit_identity(unreadable) is None
+
+
+def test_os_user_names_the_account_or_none(monkeypatch):
+    assert os_user() == getpass.getuser()
+
+    def no_entry():
+        raise KeyError("getpwuid(): uid not found: 12345")
+
+    monkeypatch.setattr(getpass, "getuser", no_entry)
+    assert os_user() is None
+
+
+def test_the_watch_hook_is_told_the_archive_and_nothing_secret(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINE", "kept")
+    monkeypatch.setenv("GROUPSYNC_CLIENT_SECRET", "s3cret")
+    hook = ShellHook.for_archive("true", tmp_path / "a.db", timeout=5.0, keep=["MINE"])
+    assert hook.timeout == 5.0
+    assert hook.environ["GROUPSYNC_DB"] == str(tmp_path / "a.db")
+    assert hook.environ["MINE"] == "kept" and "GROUPSYNC_CLIENT_SECRET" not in hook.environ
+    with pytest.raises(HookError, match="GROUPSYNC_CLIENT_SECRET"):
+        ShellHook.for_archive("true", "a.db", timeout=5.0, keep=["GROUPSYNC_CLIENT_SECRET"])
