@@ -1153,6 +1153,41 @@ def _duration(ctx, param, value):
         raise click.BadParameter(str(ex)) from None
 
 
+def hook_options(f):
+    """--on-new with its environment and timeout, as one ``hook`` argument (None without
+    --on-new); a secret named in --hook-env is refused here, before anything runs."""
+
+    @functools.wraps(f)
+    def command(*args, on_new, hook_env, hook_timeout, **kwargs):
+        hook = None
+        if on_new:
+            db = settings_from(click.get_current_context()).db
+            hook = ShellHook.for_archive(on_new, db, timeout=hook_timeout, keep=hook_env)
+        return f(*args, hook=hook, **kwargs)
+
+    return _bundle(
+        click.option(
+            "--on-new",
+            metavar="CMD",
+            help="Run CMD (a shell command) once per new post, with the event JSON on stdin.",
+        ),
+        click.option(
+            "--hook-env",
+            "hook_env",
+            metavar="NAME",
+            multiple=True,
+            help="Also pass this environment variable on to --on-new (repeatable; never a secret).",
+        ),
+        click.option(
+            "--hook-timeout",
+            default=60.0,
+            show_default=True,
+            type=click.FloatRange(min=0.1),
+            help="Seconds --on-new may take; then it is killed and retried later.",
+        ),
+    )(command)
+
+
 def _log_line(entry: dict[str, Any]) -> str:
     """A watch log entry for people: time, level, what, then key=value."""
     rest = " ".join(
@@ -1179,25 +1214,7 @@ def _log_line(entry: dict[str, Any]) -> str:
     help="A group gets a full reconcile when its last is older than this.",
 )
 @click.option("--send", is_flag=True, help="Replay the outbox at every iteration.")
-@click.option(
-    "--on-new",
-    metavar="CMD",
-    help="Run CMD (a shell command) once per new post, with the event JSON on stdin.",
-)
-@click.option(
-    "--hook-env",
-    "hook_env",
-    metavar="NAME",
-    multiple=True,
-    help="Also pass this environment variable on to --on-new (repeatable; never a secret).",
-)
-@click.option(
-    "--hook-timeout",
-    default=60.0,
-    show_default=True,
-    type=click.FloatRange(min=0.1),
-    help="Seconds --on-new may take; then it is killed and retried later.",
-)
+@hook_options
 @click.option("--jsonl", is_flag=True, help="Print each new event as one JSON line on stdout.")
 @click.option(
     "--fire-on-backfill", is_flag=True, help="A group's first sync fires events for history."
@@ -1213,8 +1230,8 @@ def _log_line(entry: dict[str, Any]) -> str:
 @click.option("--once", is_flag=True, help="One iteration, then exit.")
 @click.pass_context
 def watch(
-    ctx, selection, interval, full_every, send, on_new, hook_env,
-    hook_timeout, jsonl, fire_on_backfill, max_backoff, log_json, once,
+    ctx, selection, interval, full_every, send, hook, jsonl, fire_on_backfill, max_backoff,
+    log_json, once,
 ):
     """Sync every --interval, fire events for new posts, and keep going through outages.
 
@@ -1222,9 +1239,6 @@ def watch(
     quits at once. Only one sync, watch or send writes to an archive at a time.
     """
     settings = settings_from(ctx)
-    hook = None
-    if on_new:
-        hook = ShellHook.for_archive(on_new, settings.db, timeout=hook_timeout, keep=hook_env)
     token = auth.token_provider(settings)
 
     def log(entry: dict[str, Any]) -> None:
