@@ -1445,27 +1445,32 @@ def verify_command(ctx, anchor, index_path, export_dir, as_json):
         # ASCII JSON: scripts read the same values, a terminal shows no raw mail text.
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        for line in [*map(str, report.problems), *map(str, report.findings)]:
-            click.echo(safe_text(line))
-        for note in report.notes:
-            click.echo(safe_text(f"Note: {note}"), err=True)
-        checked = report.checked
-        head = report.chain_head
-        chain = f"chain head run {head['run_id']} {head['digest']}" if head else "no sealed run"
-        found = len(report.findings)
-        summary = (
-            f"Checked {checked.get('post_versions', 0)} post versions, "
-            f"{checked.get('posts', 0)} posts, {checked.get('blobs', 0)} blobs "
-            f"({checked.get('blob_bytes', 0):,} bytes), {checked.get('sync_runs', 0)} sync "
-            f"runs; {chain}: "
-            + ("OK" if report.ok else f"{len(report.problems)} problem(s)")
-            + (f"; {found} finding(s) of what a sync missed" if found else "")
-        )
-        click.echo(safe_text(summary), err=True)
+        _echo_verify_report(report)
     if not report.ok:
         raise click.exceptions.Exit(1)
     if not report.complete:
         raise click.exceptions.Exit(AUDIT_EXIT)
+
+
+def _echo_verify_report(report) -> None:
+    """Each problem and finding on stdout, then the notes and a summary line on stderr."""
+    for line in [*map(str, report.problems), *map(str, report.findings)]:
+        click.echo(safe_text(line))
+    for note in report.notes:
+        click.echo(safe_text(f"Note: {note}"), err=True)
+    checked = report.checked
+    head = report.chain_head
+    chain = f"chain head run {head['run_id']} {head['digest']}" if head else "no sealed run"
+    found = len(report.findings)
+    summary = (
+        f"Checked {checked.get('post_versions', 0)} post versions, "
+        f"{checked.get('posts', 0)} posts, {checked.get('blobs', 0)} blobs "
+        f"({checked.get('blob_bytes', 0):,} bytes), {checked.get('sync_runs', 0)} sync "
+        f"runs; {chain}: "
+        + ("OK" if report.ok else f"{len(report.problems)} problem(s)")
+        + (f"; {found} finding(s) of what a sync missed" if found else "")
+    )
+    click.echo(safe_text(summary), err=True)
 
 
 def _verify_export(db: Path, export_dir: str, as_json: bool) -> None:
@@ -1630,23 +1635,9 @@ def index_command(ctx, rebuild, check, keep_deleted, index_path):
     path = search_index_path(settings, index_path)
     with Archive(settings.db, readonly=True) as archive:
         if check:
-            report = fulltext.check_index(archive, path)
-            data = report.as_dict(sample=5)
-            click.echo(
-                safe_text(
-                    f"{path}: {data['documents']} documents for {data['posts']} posts; "
-                    f"index at change {data['index_seq']}, archive at {data['archive_seq']}"
-                )
-            )
-            if not report.exists:
-                click.echo("no index: run groupsync index")
-            for name in ("missing", "stale", "extra", "duplicates"):
-                if data[name]:
-                    ids = ", ".join(data[f"{name}_ids"])
-                    more = " …" if data[name] > 5 else ""
-                    click.echo(safe_text(f"{data[name]} {name}: {ids}{more}"))
-            click.echo("OK" if report.ok else "Run groupsync index to catch up.")
-            if not report.ok:
+            checked = fulltext.check_index(archive, path)
+            _echo_index_check(checked, path)
+            if not checked.ok:
                 raise click.exceptions.Exit(1)
             return
         with Progress(sys.stderr.isatty()) as progress:
@@ -1659,6 +1650,25 @@ def index_command(ctx, rebuild, check, keep_deleted, index_path):
                     archive, path, keep_deleted=keep_deleted, progress=progress, procs=2
                 )
     echo_index_report(report)
+
+
+def _echo_index_check(report, path: Path) -> None:
+    """``index --check``: the counts, five ids of each kind of difference, OK or not."""
+    data = report.as_dict(sample=5)
+    click.echo(
+        safe_text(
+            f"{path}: {data['documents']} documents for {data['posts']} posts; "
+            f"index at change {data['index_seq']}, archive at {data['archive_seq']}"
+        )
+    )
+    if not report.exists:
+        click.echo("no index: run groupsync index")
+    for name in ("missing", "stale", "extra", "duplicates"):
+        if data[name]:
+            ids = ", ".join(data[f"{name}_ids"])
+            more = " …" if data[name] > 5 else ""
+            click.echo(safe_text(f"{data[name]} {name}: {ids}{more}"))
+    click.echo("OK" if report.ok else "Run groupsync index to catch up.")
 
 
 @cli.command()
