@@ -154,7 +154,11 @@ def test_errors_are_one_line_and_groups_fall_back_to_the_archive(world, ids, tmp
     with Archive(db, readonly=True) as archive:
         groups = list(reads.iter_groups(archive))
         public = reads.get_group(archive, PUBLIC)
-    offline = [spawn(["groups"], db), spawn(["group", PUBLIC], db), spawn(["groups"], missing)]
+    offline = [
+        spawn(["groups", "--live"], db),
+        spawn(["group", PUBLIC, "--live"], db),
+        spawn(["groups", "--live"], missing),
+    ]
     cases = {
         ("conversations", LEADERSHIP): f"{LEADERSHIP} not found",
         ("conversation", g, "c-nope"): "c-nope not found",
@@ -189,8 +193,8 @@ def test_errors_are_one_line_and_groups_fall_back_to_the_archive(world, ids, tmp
         (["posts", MARKETING, "t", "--live", "--include-deleted"], "--include-deleted"),
         (["post", MARKETING, "t", "p", "--live", "--versions"], "--versions"),
         (["attachments", MARKETING, "t", "p", "--live", "--save", "out"], "--save"),
-        (["groups", "--include-deleted"], "--offline"),
-        (["group", MARKETING, "--include-deleted"], "--offline"),
+        (["groups", "--live", "--include-deleted"], "--include-deleted"),
+        (["group", MARKETING, "--live", "--include-deleted"], "--include-deleted"),
     ],
 )
 def test_archive_only_options_refuse_live(args, flag, tmp_path):

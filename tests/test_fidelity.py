@@ -140,7 +140,7 @@ def test_groups_without_a_mailbox_are_never_asked_for_mail(tmp_path):
     app = make_app(SAMPLE_DATA)
     db = tmp_path / "a.db"
     with serve_in_thread(app) as url:
-        listed = gs(url, db, "groups")
+        listed = gs(url, db, "groups", "--live")
         assert listed.returncode == 0, listed.stderr
         ids = [g["id"] for g in json.loads(listed.stdout)["value"]]
         assert sorted(ids) == sorted(JOINED)

@@ -142,7 +142,7 @@ def test_writing_commands_refuse_a_read_only_mount_in_one_line(tmp_path, evidenc
         ("outbox",): "is read-only here",
         ("new-conversation", MARKETING, "--topic", "t", "--text", "x"): "is read-only here",
         ("index", "--rebuild"): "cannot write the search index",
-        ("groups",): "cannot use the throttle file",
+        ("groups", "--live"): "cannot use the throttle file",
         ("export", "--format", "mbox", "--out", str(inside)): f"cannot create {inside}",
         ("attachments", MARKETING, thread, post["id"], "--save", str(inside)): "cannot create",
     }
