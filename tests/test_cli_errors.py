@@ -15,8 +15,7 @@ import pytest
 
 from groupsync.simulator import make_app, serve_in_thread
 
-from .conftest import ROOT, SAMPLE_DATA, one_error_line, run_cli
-from .test_reads import MARKETING, sync_sample
+from .conftest import MARKETING, ROOT, copy_sample, one_error_line, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -37,10 +36,8 @@ ARCHIVE_COMMANDS = [
 
 
 @pytest.fixture(scope="module")
-def synced(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("errors") / "archive.db"
-    sync_sample(make_app(SAMPLE_DATA), path)
-    return path
+def synced(sample_archive, tmp_path_factory) -> Path:
+    return copy_sample(sample_archive, tmp_path_factory.mktemp("errors") / "archive.db")
 
 
 def each_command(db: Path, tmp_path: Path) -> list[tuple[list[str], str]]:
