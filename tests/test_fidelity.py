@@ -30,6 +30,7 @@ from .conftest import (
     SAMPLE_DATA,
     SECURITY_GROUP,
     graph_for,
+    sync_archive,
 )
 
 FILE = "#microsoft.graph.fileAttachment"
@@ -37,11 +38,6 @@ SHOT = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201a2f1e8a90000000049454e44ae426082"
 )
-
-
-def run_sync(app: Any, path: Path, token: str = "t", **kwargs: Any) -> Any:
-    with graph_for(app, token) as graph, Archive(path) as archive:
-        return Syncer(archive, graph, options=SyncOptions()).run(**kwargs)
 
 
 def inline_only_posts(app: Any, group_id: str) -> list[tuple[dict, dict]]:
@@ -76,7 +72,7 @@ def test_inline_only_images_reach_the_archive_first_and_incremental(tmp_path):
     path = tmp_path / "a.db"
     found = inline_only_posts(app, MARKETING)
     assert found and all(not t["hasAttachments"] for t, _ in found)  # what fooled us before
-    run_sync(app, path, group_ids=[MARKETING])
+    sync_archive(app, path, [MARKETING])
     for _, post in found:
         assert archived_sha256(path, post["id"]) == expected_sha256(post)
 
@@ -84,10 +80,10 @@ def test_inline_only_images_reach_the_archive_first_and_incremental(tmp_path):
     # sync (full), then another one found by an incremental sync.
     thread = sorted(app.state.threads(PARIS), key=lambda t: t["lastDeliveredDateTime"])[0]
     first = add_screenshot(app, thread["id"], SHOT)
-    run_sync(app, path, group_ids=[PARIS])
+    sync_archive(app, path, [PARIS])
     app.log.reset()
     second = add_screenshot(app, thread["id"], SHOT[::-1])
-    report = run_sync(app, path, group_ids=[PARIS])
+    report = sync_archive(app, path, [PARIS])
     assert report.mode == "incremental" and report.items_new == 1
     assert app.state.thread(PARIS, thread["id"])[1]["hasAttachments"] is False
     for post in (first, second):
@@ -118,7 +114,7 @@ def test_inline_only_post_read_app_only_is_noted_not_lost(tmp_path):
     """App-only identities get an empty expand: the post says why its image is missing."""
     app = make_app(SAMPLE_DATA)
     path = tmp_path / "a.db"
-    run_sync(app, path, token="app-only-token", group_ids=[MARKETING])
+    sync_archive(app, path, [MARKETING], token="app-only-token")
     with Archive(path, readonly=True) as archive:
         notes = dict(
             archive.conn.execute("SELECT id, attachments_note FROM posts WHERE group_id = ?",
@@ -199,7 +195,7 @@ def test_a_group_that_answers_404_on_its_first_sync_is_not_deleted(tmp_path):
     app = make_app(SAMPLE_DATA)
     wrapped = MailboxNotYet(app, PARIS)
     path = tmp_path / "a.db"
-    report = run_sync(wrapped, path, group_ids=[PARIS])
+    report = sync_archive(wrapped, path, [PARIS])
     assert report.items_deleted == 0 and report.status == "complete"
     with Archive(path, readonly=True) as archive:
         deleted, note = archive.conn.execute(
@@ -207,12 +203,11 @@ def test_a_group_that_answers_404_on_its_first_sync_is_not_deleted(tmp_path):
         ).fetchone()
     assert deleted is None and "cannot be read" in note
     wrapped.ready = True
-    report = run_sync(wrapped, path, group_ids=[PARIS])
+    report = sync_archive(wrapped, path, [PARIS])
     assert report.items_new > 0 and report.items_deleted == 0
     # Once archived, the same answer on a full reconcile is a deletion, as before.
     wrapped.ready = False
-    with graph_for(wrapped) as graph, Archive(path) as archive:
-        report = Syncer(archive, graph, options=SyncOptions(full=True)).run([PARIS])
+    report = sync_archive(wrapped, path, [PARIS], full=True)
     assert report.items_deleted == 1
 
 
@@ -221,14 +216,14 @@ def test_full_sync_repairs_an_archive_that_lost_inline_only_images(tmp_path):
     have no attachment rows. The next full reconcile fetches them, same changeKey or not."""
     app = make_app(SAMPLE_DATA)
     path = tmp_path / "a.db"
-    run_sync(app, path, group_ids=[MARKETING])
+    sync_archive(app, path, [MARKETING])
     found = inline_only_posts(app, MARKETING)
     with Archive(path) as archive, archive.atomic():
         for _, post in found:
             archive.conn.execute("DELETE FROM attachments WHERE post_id = ?", (post["id"],))
         versions = archive.conn.execute("SELECT count(*) FROM post_versions").fetchone()
     app.log.reset()
-    report = run_sync(app, path, group_ids=[MARKETING])
+    report = sync_archive(app, path, [MARKETING])
     assert report.mode == "incremental" and report.attachments_new == 0  # not its job
     with graph_for(app) as graph, Archive(path) as archive:
         report = Syncer(archive, graph, options=SyncOptions(full=True)).run([MARKETING])
@@ -238,6 +233,5 @@ def test_full_sync_repairs_an_archive_that_lost_inline_only_images(tmp_path):
     assert any("lacked their attachments" in note for note in report.notes)
     for _, post in found:
         assert archived_sha256(path, post["id"]) == expected_sha256(post)
-    with graph_for(app) as graph, Archive(path) as archive:
-        again = Syncer(archive, graph, options=SyncOptions(full=True)).run([MARKETING])
+    again = sync_archive(app, path, [MARKETING], full=True)
     assert again.attachments_new == 0 and not again.notes  # repaired once, then quiet
