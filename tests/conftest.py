@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,43 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += max(seconds, 0.0)
+
+
+class VirtualClock(FakeClock):
+    """Time shared by threads that moves only when they sleep, calls taking none: a thread
+    wakes at the time it last read plus what it slept, and threads that sleep at once wake
+    together, as on a real clock; time never goes back."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__(start)
+        self._lock = threading.Lock()
+        self._read = threading.local()
+
+    def time(self) -> float:
+        with self._lock:
+            self._read.at = self.now
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now = max(self.now, getattr(self._read, "at", self.now) + max(seconds, 0.0))
+            self._read.at = self.now
+
+
+@pytest.fixture
+def virtual_time(monkeypatch) -> VirtualClock:
+    """A ``VirtualClock`` starting now, which the simulator's request log, rate limit and
+    latency also follow: pass it as the client's and the throttle's clock."""
+    import time
+    import types
+
+    import groupsync.simulator.app
+
+    clock = VirtualClock(time.time())
+    fake = types.SimpleNamespace(time=clock.time, monotonic=clock.time, sleep=clock.sleep)
+    monkeypatch.setattr(groupsync.simulator.app, "time", fake)
+    return clock
 
 
 def graph_sample(name: str) -> dict[str, Any]:
