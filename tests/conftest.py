@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,10 @@ class VirtualClock(FakeClock):
             self.sleeps.append(seconds)
             self.now = max(self.now, getattr(self._read, "at", self.now) + max(seconds, 0.0))
             self._read.at = self.now
+
+    def utc(self) -> str:
+        """The virtual now as Graph writes times (``groupsync.archive.utc_now``'s format)."""
+        return datetime.fromtimestamp(self.time(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @pytest.fixture
