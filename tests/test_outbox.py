@@ -24,6 +24,7 @@ from .conftest import (
     ENGINEERING,
     MARKETING,
     SAMPLE_DATA,
+    copy_sample,
     graph_for,
     new_archive,
     rows,
@@ -265,9 +266,7 @@ def test_app_only_identity_cannot_queue_conversation_writes(tmp_path, archive_co
 @pytest.fixture
 def archive_copy(sample_archive):
     def copy(tmp_path: Path):
-        db = tmp_path / "copy.db"
-        with sqlite3.connect(sample_archive) as source, sqlite3.connect(db) as target:
-            source.backup(target)
+        db = copy_sample(sample_archive, tmp_path / "copy.db")
         thread, post = open_thread(db, ENGINEERING)
         locked = rows(db, "select id from threads where isLocked = 1")[0][0]
         return db, thread, post, locked

@@ -41,6 +41,7 @@ from .conftest import (
     ARCHIVED,
     ENGINEERING,
     MARKETING,
+    PARIS,
     SAMPLE_DATA,
     copy_sample,
     rows,
@@ -1046,7 +1047,7 @@ async def test_an_ambiguous_group_in_the_query_lists_the_candidates(ds):
     assert head.startswith("'e' fits 2 archived groups")
     assert [line.split("  ")[1:3] for line in lines] == [
         [f"'{ENGINEERING}'", "'Engineering'"],
-        ["'639ffed1-1c46-44c0-b07f-d0f918950bdf'", "'Équipe Paris'"],
+        [f"'{PARIS}'", "'Équipe Paris'"],
     ]
     assert page.select(".groupsync-hit") == []
 
