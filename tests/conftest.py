@@ -118,6 +118,9 @@ SECURITY_GROUP = "5f0c8a4e-2d7b-4c1e-9a63-0b8e4d2f7a15"  # in memberOf, no mailb
 DISTRIBUTION_LIST = "c4a1e7d2-6b3f-4f8a-8e25-7d9b1c3e5f60"  # in memberOf, no mailbox
 JOINED = [MARKETING, ENGINEERING, PARIS]
 ARCHIVED = [*JOINED, ANNOUNCEMENTS]  # what a sync of the sample tenant archives
+# Two Marketing threads the HTML tests look at.
+HOSTILE_TOPIC = "Suspicious invoice — DO NOT OPEN (phishing sample, hostile HTML)"
+NEWSLETTER_TOPIC = "Newsletter draft – April 2025"
 GRAPH_BASE = "http://graph.test/v1.0"
 
 

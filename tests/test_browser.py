@@ -26,13 +26,18 @@ from groupsync import search
 from groupsync.archive import Archive
 from groupsync.simulator import make_app
 
-from .conftest import MARKETING, ROOT, SAMPLE_DATA, sync_sample
+from .conftest import (
+    HOSTILE_TOPIC,
+    MARKETING,
+    NEWSLETTER_TOPIC,
+    ROOT,
+    SAMPLE_DATA,
+    sync_sample,
+)
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-HOSTILE_TOPIC = "Suspicious invoice — DO NOT OPEN (phishing sample, hostile HTML)"
-NEWSLETTER_TOPIC = "Newsletter draft – April 2025"
 # Every way a mail body could try to run script or reach out, each setting a marker.
 PWN = """<p>Follow-up from the billing department.</p>
 <script>window.__pwned = 'script'</script>

@@ -40,7 +40,9 @@ from .conftest import (
     ANNOUNCEMENTS,
     ARCHIVED,
     ENGINEERING,
+    HOSTILE_TOPIC,
     MARKETING,
+    NEWSLETTER_TOPIC,
     PARIS,
     SAMPLE_DATA,
     copy_sample,
@@ -49,8 +51,6 @@ from .conftest import (
     sync_sample,
 )
 
-HOSTILE_TOPIC = "Suspicious invoice — DO NOT OPEN (phishing sample, hostile HTML)"
-NEWSLETTER_TOPIC = "Newsletter draft – April 2025"
 EDITED_TEXT = "Updated: the per-diem is now €60 and taxis need a receipt."
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><circle r="4"/></svg>'
 ACTIVE_TAGS = ["script", "iframe", "frame", "object", "embed", "form", "input", "button",
@@ -161,8 +161,8 @@ def test_entry_point_registers_the_package():
 
 
 @pytest.mark.asyncio
-async def test_plugin_is_loaded_with_templates(ds):
-    plugins = (await ds.client.get("/-/plugins.json")).json()
+async def test_plugin_is_loaded_with_templates(sample_datasette):
+    plugins = (await sample_datasette.client.get("/-/plugins.json")).json()
     ours = [p for p in plugins if "groupsync" in p["name"]]
     assert ours and ours[0]["templates"] is True
     assert {"register_routes", "render_cell", "get_metadata"} <= set(ours[0]["hooks"])
@@ -767,8 +767,8 @@ def test_content_disposition_survives_hostile_names():
         "/-/groupsync/nothing-here",
     ],
 )
-async def test_unknown_ids_give_404_pages(ds, path):
-    response = await ds.client.get(path)
+async def test_unknown_ids_give_404_pages(sample_datasette, path):
+    response = await sample_datasette.client.get(path)
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("text/html")
     assert "Traceback" not in response.text
