@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from groupsync.archive import Archive
+from groupsync.cli import cli
 from groupsync.simulator import make_app, serve_in_thread
 from groupsync.sync import NOT_READABLE, Syncer, SyncOptions
 
@@ -131,23 +133,25 @@ def gs(url: str, db: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.e2e
 def test_groups_without_a_mailbox_are_never_asked_for_mail(tmp_path):
+    """`groups` (in-process, against the simulator on a port) lists only mailbox groups;
+    `sync --joined` (the same Syncer) never asks for the others' mail."""
     app = make_app(SAMPLE_DATA)
     db = tmp_path / "a.db"
     with serve_in_thread(app) as url:
-        listed = gs(url, db, "groups")
-        assert listed.returncode == 0, listed.stderr
-        ids = [g["id"] for g in json.loads(listed.stdout)["value"]]
-        assert sorted(ids) == sorted(JOINED)
-        first = gs(url, db, "sync", "--joined", "--json")
-        assert first.returncode == 0, first.stderr
-        app.log.reset()
-        second = gs(url, db, "sync", "--joined", "--json")
-    assert second.returncode == 0, second.stderr
-    report = json.loads(second.stdout)
+        env = {"GROUPSYNC_GRAPH_URL": url, "GROUPSYNC_ACCESS_TOKEN": "t", "GROUPSYNC_RATE": "0"}
+        listed = CliRunner().invoke(cli, ["--db", str(db), "groups"], env=env)
+    assert listed.exit_code == 0, listed.output
+    ids = [g["id"] for g in json.loads(listed.stdout)["value"]]
+    assert sorted(ids) == sorted(JOINED)
+    first = sync_archive(app, db, joined=True)
+    assert not first.error, first.error
+    app.log.reset()
+    second = sync_archive(app, db, joined=True)
+    assert not second.error, second.error
+    report = second.as_dict()
     assert sorted(report["groups"]) == sorted(JOINED)
-    assert json.loads(first.stdout)["items_deleted"] == report["items_deleted"] == 0
+    assert first.as_dict()["items_deleted"] == report["items_deleted"] == 0
     # memberOf once, then exactly one thread page per mailbox group; never a 404.
     assert app.log.per_endpoint() == {"GET /me/memberOf": 1, "GET /groups/{id}/threads": 3}
     assert all(status == 200 for *_, status in app.log.entries)

@@ -438,7 +438,7 @@ def test_own_writes_show_in_the_archive_without_a_full_sync(tmp_path):
         ) == [(victim_posts,)]
         threads = json.loads(gs(db, "threads", ENGINEERING).stdout)["value"]
         assert victim not in {t["id"] for t in threads}
-        sync_report = json.loads(gs(db, "sync", "--json", url=url).stdout)
+    sync_report = sync_archive(app, db).as_dict()  # the next incremental sync
     assert sync_report["mode"] == "incremental" and sync_report["items_new"] == 2
     archived = rows(
         db, "select thread_id, body_text from posts where body_text like '%own % 7f3a%' "
