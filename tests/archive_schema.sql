@@ -249,18 +249,6 @@ CREATE VIRTUAL TABLE "posts_fts" USING FTS5 (
     content="posts"
 );
 
--- table posts_fts_config
-CREATE TABLE 'posts_fts_config'(k PRIMARY KEY, v) WITHOUT ROWID;
-
--- table posts_fts_data
-CREATE TABLE 'posts_fts_data'(id INTEGER PRIMARY KEY, block BLOB);
-
--- table posts_fts_docsize
-CREATE TABLE 'posts_fts_docsize'(id INTEGER PRIMARY KEY, sz BLOB);
-
--- table posts_fts_idx
-CREATE TABLE 'posts_fts_idx'(segid, term, pgno, PRIMARY KEY(segid, term)) WITHOUT ROWID;
-
 -- table sync_runs
 CREATE TABLE sync_runs (
         id INTEGER PRIMARY KEY,
@@ -311,18 +299,6 @@ CREATE VIRTUAL TABLE "threads_fts" USING FTS5 (
     tokenize='unicode61 remove_diacritics 2',
     content="threads"
 );
-
--- table threads_fts_config
-CREATE TABLE 'threads_fts_config'(k PRIMARY KEY, v) WITHOUT ROWID;
-
--- table threads_fts_data
-CREATE TABLE 'threads_fts_data'(id INTEGER PRIMARY KEY, block BLOB);
-
--- table threads_fts_docsize
-CREATE TABLE 'threads_fts_docsize'(id INTEGER PRIMARY KEY, sz BLOB);
-
--- table threads_fts_idx
-CREATE TABLE 'threads_fts_idx'(segid, term, pgno, PRIMARY KEY(segid, term)) WITHOUT ROWID;
 
 -- trigger posts_ad
 CREATE TRIGGER "posts_ad" AFTER DELETE ON "posts" BEGIN

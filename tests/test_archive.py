@@ -26,12 +26,20 @@ NOW = "2025-01-01T00:00:00Z"
 TOPIC = "Inventaire boutique Rivoli — mars"  # Paris: two posts, one CSV attached
 
 
+FTS5_SHADOWS = ("_config", "_content", "_data", "_docsize", "_idx")
+
+
 def dump_schema(archive: Archive) -> str:
-    """Every object the migrations create, as SQLite stores its SQL, in a stable order."""
+    """Every object the migrations create, as SQLite stores its SQL, in a stable order;
+    not the FTS5 tables' shadow tables, which SQLite makes and describes itself."""
     found = archive.conn.execute(
         "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type, name"
     ).fetchall()
-    return "".join(f"-- {kind} {name}\n{sql};\n\n" for kind, name, sql in found)
+    virtual = [name for _, name, sql in found if sql.startswith("CREATE VIRTUAL TABLE")]
+    shadows = {v + suffix for v in virtual for suffix in FTS5_SHADOWS}
+    return "".join(
+        f"-- {kind} {name}\n{sql};\n\n" for kind, name, sql in found if name not in shadows
+    )
 
 
 def table_rows(archive: Archive, table: str, order: str = "rowid") -> list[dict[str, Any]]:
