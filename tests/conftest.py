@@ -363,6 +363,20 @@ def sample_copy(sample_archive, tmp_path) -> Path:
     return copy_sample(sample_archive, tmp_path / "archive.db")
 
 
+@pytest.fixture(scope="module")
+def indexed_sample(sample_archive, tmp_path_factory) -> Iterator[tuple[Path, Path]]:
+    """A copy of the sample archive and its search index, built once per module that
+    only reads them: ``(archive path, index path)``."""
+    from groupsync import search
+
+    db = copy_sample(sample_archive, tmp_path_factory.mktemp("indexed") / "sample.db")
+    index = search.index_path_for(db)
+    with Archive(db) as archive:
+        search.rebuild_index(archive, index, procs=1)
+    yield db, index
+    search.close_indexes()
+
+
 @pytest.fixture(scope="session")
 def sample_datasette(sample_archive) -> Iterator[Any]:
     """Datasette over the sample archive, immutable, as ``groupsync serve`` builds it; use

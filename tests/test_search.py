@@ -33,14 +33,9 @@ from .conftest import (
 
 
 @pytest.fixture(scope="module")
-def sample(sample_archive, tmp_path_factory) -> tuple[Path, Path]:
-    """The sample archive and its index, built once for the module's read-only tests."""
-    db = copy_sample(sample_archive, tmp_path_factory.mktemp("search") / "sample.db")
-    index = search.index_path_for(db)
-    with Archive(db) as archive:
-        search.rebuild_index(archive, index, procs=1)
-    yield db, index
-    search.close_indexes()
+def sample(indexed_sample) -> tuple[Path, Path]:
+    """The module's read-only sample archive and index (conftest's ``indexed_sample``)."""
+    return indexed_sample
 
 
 @pytest.fixture
