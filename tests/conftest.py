@@ -191,6 +191,16 @@ def first_with_attachments(archive: Archive, group_id: str) -> tuple[str, dict[s
     raise AssertionError(f"no post with attachments in {group_id}")
 
 
+def generate_tenant(out: Path, **sizes: int) -> Path:
+    """A tenant written to ``out`` by scripts/generate_tenant.py, given its sizes and seed
+    (``groups=2, threads=60, posts=400, attachments=40, seed=5``)."""
+    args = [f"--{name}={value}" for name, value in sizes.items()]
+    script = ROOT / "scripts" / "generate_tenant.py"
+    subprocess.run([sys.executable, str(script), *args, "--out", str(out)],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    return out
+
+
 @pytest.fixture
 def sim() -> Any:
     """A simulator of the sample tenant of the test's own, to change upstream."""

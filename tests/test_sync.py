@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import math
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from .conftest import (
     MARKETING,
     PARIS,
     SAMPLE_DATA,
+    generate_tenant,
     new_archive,
     rows,
     run_cli,
@@ -36,15 +35,6 @@ def sync(app: Any, db: Path, group_ids: tuple[str, ...] = (), **options: Any) ->
     report = sync_archive(app, db, group_ids, **options)
     assert not report.error, report.error
     return report.as_dict()
-
-
-def generate_tenant(out: Path, **sizes: int) -> Path:
-    """A tenant written by scripts/generate_tenant.py (``--groups``, ``--threads``...)."""
-    args = [f"--{name}={value}" for name, value in sizes.items()]
-    script = SAMPLE_DATA.parent / "scripts" / "generate_tenant.py"
-    subprocess.run([sys.executable, str(script), *args, "--out", str(out)],
-                   check=True, capture_output=True)  # fmt: skip
-    return out
 
 
 def sim_threads(app, group_id):

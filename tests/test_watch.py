@@ -34,7 +34,14 @@ from groupsync.simulator import SimulatorOptions, make_app, serve_in_thread
 from groupsync.sync import Syncer
 from groupsync.watch import Watcher, WatchOptions, parse_duration
 
-from .conftest import ENGINEERING, MARKETING, ROOT, SAMPLE_DATA, graph_for, rows
+from .conftest import (
+    ENGINEERING,
+    MARKETING,
+    SAMPLE_DATA,
+    generate_tenant,
+    graph_for,
+    rows,
+)
 
 INTERVAL = 60.0
 
@@ -588,13 +595,7 @@ def test_cli_watch_survives_three_intervals_of_outage_and_a_lost_network(tmp_pat
 
 
 def generated_tenant(root: Path) -> Path:
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "generate_tenant.py"), "--groups", "2",
-         "--threads", "300", "--posts", "900", "--attachments", "30", "--seed", "7",
-         "--out", str(root)],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    return root
+    return generate_tenant(root, groups=2, threads=300, posts=900, attachments=30, seed=7)
 
 
 @pytest.mark.e2e
