@@ -44,14 +44,13 @@ def sim_threads(app, group_id):
     )
 
 
-def test_first_sync_archives_every_joined_group(tmp_path):
-    app = make_app(SAMPLE_DATA)
+def test_first_sync_archives_every_joined_group(tmp_path, sim):
     db = tmp_path / "a.db"
-    report = sync(app, db)
+    report = sync(sim, db)
     assert report["status"] == "complete"
     assert sorted(report["groups"]) == sorted(JOINED)
     expected_posts = sum(
-        len(t["posts"]) for g in JOINED for c in app.state.conversations(g) for t in c["threads"]
+        len(t["posts"]) for g in JOINED for c in sim.state.conversations(g) for t in c["threads"]
     )
     assert report["items_new"] == expected_posts
     assert rows(db, "select count(*) from posts")[0][0] == expected_posts
@@ -59,7 +58,7 @@ def test_first_sync_archives_every_joined_group(tmp_path):
     # Every attachment with bytes is byte-for-byte the simulator's.
     checked = 0
     for g in JOINED:
-        for c in app.state.conversations(g):
+        for c in sim.state.conversations(g):
             for t in c["threads"]:
                 for p in t["posts"]:
                     for a in p.get("attachments") or []:
@@ -76,14 +75,13 @@ def test_first_sync_archives_every_joined_group(tmp_path):
     assert checked >= 5
 
 
-def test_incremental_then_full_picks_up_every_upstream_change(tmp_path):
-    app = make_app(SAMPLE_DATA)
+def test_incremental_then_full_picks_up_every_upstream_change(tmp_path, sim):
     db = tmp_path / "a.db"
-    sync(app, db)
+    sync(sim, db)
     # Upstream: a reply to an old thread, an edit, a new thread, a deletion, an attachment.
-    threads = sim_threads(app, MARKETING)
+    threads = sim_threads(sim, MARKETING)
     old_thread = threads[-1]
-    new_post = app.add_post(
+    new_post = sim.add_post(
         MARKETING,
         old_thread["id"],
         {
@@ -93,19 +91,19 @@ def test_incremental_then_full_picks_up_every_upstream_change(tmp_path):
     edited_thread = threads[len(threads) // 2]
     edited = edited_thread["posts"][0]
     old_key = edited["changeKey"]
-    app.edit_post(MARKETING, edited_thread["id"], edited["id"], content="<p>Edited body</p>")
-    started = app.new_thread(
+    sim.edit_post(MARKETING, edited_thread["id"], edited["id"], content="<p>Edited body</p>")
+    started = sim.new_thread(
         ENGINEERING,
         "Brand new thread",
         {
             "body": {"contentType": "html", "content": "<p>Hello</p>"},
         },
     )
-    doomed = sim_threads(app, PARIS)[-1]
-    app.delete_thread(PARIS, doomed["id"])
-    target_thread = sim_threads(app, ENGINEERING)[-1]
+    doomed = sim_threads(sim, PARIS)[-1]
+    sim.delete_thread(PARIS, doomed["id"])
+    target_thread = sim_threads(sim, ENGINEERING)[-1]
     target = target_thread["posts"][-1]
-    app.add_attachment(
+    sim.add_attachment(
         ENGINEERING,
         target_thread["id"],
         target["id"],
@@ -114,7 +112,7 @@ def test_incremental_then_full_picks_up_every_upstream_change(tmp_path):
         "hello attachment ✓".encode(),
     )
 
-    incremental = report = sync(app, db)
+    incremental = report = sync(sim, db)
     assert report["mode"] == "incremental"
     assert report["items_new"] == 2  # the reply and the new thread's post
     assert rows(db, "select 1 from posts where id = ?", (new_post["id"],))
@@ -124,7 +122,7 @@ def test_incremental_then_full_picks_up_every_upstream_change(tmp_path):
     # Edits and deletions do not move a thread's delivery time: full reconcile's job.
     assert rows(db, "select deleted_at from threads where id = ?", (doomed["id"],)) == [(None,)]
 
-    report = sync(app, db, full=True)
+    report = sync(sim, db, full=True)
     assert report["mode"] == "full"
     # The edit; the post that got an attachment, unless its thread's hasAttachments
     # flipped and the incremental sync already took it.
@@ -153,27 +151,26 @@ def test_incremental_then_full_picks_up_every_upstream_change(tmp_path):
     assert content == "hello attachment ✓".encode()
 
 
-def test_request_costs(tmp_path):
-    app = make_app(SAMPLE_DATA)
+def test_request_costs(tmp_path, sim):
     db = tmp_path / "a.db"
-    sync(app, db)
-    app.log.reset()
-    report = sync(app, db)
+    sync(sim, db)
+    sim.log.reset()
+    report = sync(sim, db)
     # A sync with nothing new: one request per group (the thread list is newest-first).
-    assert app.log.count() == len(JOINED) == report["requests"]
+    assert sim.log.count() == len(JOINED) == report["requests"]
 
-    app.log.reset()
-    thread = sim_threads(app, ENGINEERING)[3]
-    app.add_post(
+    sim.log.reset()
+    thread = sim_threads(sim, ENGINEERING)[3]
+    sim.add_post(
         ENGINEERING,
         thread["id"],
         {
             "body": {"contentType": "text", "content": "one more"},
         },
     )
-    report = sync(app, db)
+    report = sync(sim, db)
     assert report["items_new"] == 1
-    assert app.log.count() <= len(JOINED) + 2, app.log.per_endpoint()
+    assert sim.log.count() <= len(JOINED) + 2, sim.log.per_endpoint()
 
 
 def minimum_full_requests(app, groups, top):
@@ -221,10 +218,9 @@ def test_public_group_by_id_and_truncated_threads(tmp_path):
     assert rows(db, "select count(*) from threads where group_id = ?", (ANNOUNCEMENTS,))[0][0]
 
 
-def test_app_only_attachments_are_noted_not_fatal(tmp_path):
-    app = make_app(SAMPLE_DATA)
+def test_app_only_attachments_are_noted_not_fatal(tmp_path, sim):
     db = tmp_path / "a.db"
-    report = sync_archive(app, db, [MARKETING], token="app-only-token")
+    report = sync_archive(sim, db, [MARKETING], token="app-only-token")
     assert not report.error, report.error
     notes = rows(db, "select count(*) from posts where attachments_note is not null")[0][0]
     assert notes >= 1
