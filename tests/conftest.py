@@ -1,3 +1,14 @@
+"""What every test shares, so each builds its world one way.
+
+The sample tenant's group ids (``MARKETING`` ... ``JOINED``, ``ARCHIVED``); a simulator of
+it (``sim``) and an in-process GraphClient (``graph_for``, fixture ``graph``); the real
+sync in-process (``sync_archive``, ``sync_sample``); the session's synced sample archive
+(``sample_archive``, read-only; ``copy_sample``/``sample_copy`` to change it), its search
+index (``indexed_sample``) and Datasette over it (``sample_datasette``); ``new_archive``,
+the one place tests create archives; ``rows`` for plain SQL on a file; fake and virtual
+clocks; and the real CLI process (``run_cli``) for what needs a process.
+"""
+
 from __future__ import annotations
 
 import base64
@@ -18,7 +29,7 @@ import pytest
 
 from groupsync.archive import Archive, utc_now
 from groupsync.graph import GraphClient
-from groupsync.simulator import make_app
+from groupsync.simulator import Simulator, make_app
 from groupsync.sync import Syncer, SyncOptions, SyncReport
 
 from . import hostile
@@ -172,7 +183,9 @@ def sync_archive(
         return syncer.run(group_ids, joined=joined)
 
 
-def sync_sample(app: Any, path: str | os.PathLike[str], *, full: bool = False, token: str = "t"):
+def sync_sample(
+    app: Any, path: str | os.PathLike[str], *, full: bool = False, token: str = "t"
+) -> SyncReport:
     """The sample tenant as the tests know it: the joined groups plus the public one, or
     (``full``) a full reconcile of what the archive holds."""
     if full:
@@ -202,7 +215,7 @@ def generate_tenant(out: Path, **sizes: int) -> Path:
 
 
 @pytest.fixture
-def sim() -> Any:
+def sim() -> Simulator:
     """A simulator of the sample tenant of the test's own, to change upstream."""
     return make_app(SAMPLE_DATA)
 
