@@ -80,7 +80,7 @@ def _inline_images(
     archive: Archive, checked: dict[str, int] | None, group_id: str | None
 ) -> list[Finding]:
     refs = 0
-    findings = []
+    findings: list[Finding] = []
     rows = queries.posts_with_cid_references(archive, group_id)
     for post_id, group, thread_id, body, note in rows:
         wanted = content_ids(body)

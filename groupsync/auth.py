@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import getpass
 import json
 import os
 import secrets
@@ -24,15 +25,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlparse
 
-import msal  # type: ignore[import-untyped]
-from msal.exceptions import MsalError  # type: ignore[import-untyped]
+import msal
+from msal.exceptions import MsalError
 
 from .config import Settings
-from .errors import AuthError, ConfigError
+from .errors import AuthError, ConfigError, GroupsyncError
 from .files import create_private, private_dir
+from .graph import TokenProvider
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
@@ -40,10 +42,12 @@ __all__ = [
     "MsalTokens",
     "StaticToken",
     "TokenCacheFile",
-    "TokenProvider",
+    "audit_identity",
+    "identity_label",
     "login_app",
     "login_device",
     "logout",
+    "os_user",
     "token_provider",
     "whoami",
 ]
@@ -62,12 +66,6 @@ _MSAL_FAILURES = (OSError, ValueError, KeyError, MsalError)
 _ACCOUNT = msal.TokenCache.CredentialType.ACCOUNT
 _ACCESS_TOKEN = msal.TokenCache.CredentialType.ACCESS_TOKEN
 _REFRESH_TOKEN = msal.TokenCache.CredentialType.REFRESH_TOKEN
-
-
-class TokenProvider(Protocol):
-    """What :class:`groupsync.graph.GraphClient` needs: a bearer token, fresh if asked."""
-
-    def __call__(self, force_refresh: bool = False) -> str: ...
 
 
 class StaticToken:
@@ -255,7 +253,7 @@ def _msal_errors(what: str) -> Iterator[None]:
 
 
 class MsalTokens:
-    """A :class:`TokenProvider` over msal, for both ``auth_mode`` values.
+    """A :class:`~groupsync.graph.TokenProvider` over msal, for both ``auth_mode`` values.
 
     ``settings``: tenant, client id, credentials, scopes and the cache path.
     ``http_client``: handed to msal unchanged (msal's own seam); ``None`` lets msal
@@ -670,3 +668,29 @@ def _jwt_claims(token: str) -> dict[str, Any]:
     except (ValueError, json.JSONDecodeError):
         return {}
     return claims if isinstance(claims, dict) else {}
+
+
+def identity_label(token: TokenProvider) -> str | None:
+    """Who a run acts as, for the audit trail: a UPN, an app id, or the token's mode."""
+    identity = getattr(token, "identity", None) or {}
+    return identity.get("username") or identity.get("app_id") or identity.get("mode")
+
+
+def audit_identity(settings: Settings) -> str | None:
+    """``identity_label`` for these settings, or None when they cannot name one (a token
+    cache that is missing or unreadable): queueing and cancelling need no sign-in."""
+    if settings.access_token:
+        return "access-token"
+    try:
+        return identity_label(token_provider(settings))
+    except GroupsyncError:
+        return None
+
+
+def os_user() -> str | None:
+    """The operating-system account running this process, for the audit; None where the
+    system cannot say (a container's uid with no passwd entry)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import getpass
+import dataclasses
+import functools
 import json
 import os
 import signal
 import sys
-import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
@@ -19,33 +19,33 @@ from typing import Any
 import click
 from tabulate import tabulate
 
-from . import __version__, auth, reads
+from . import auth, reads
 from .archive import Archive, writable
 from .config import load_settings, parse_rate
-from .connect import connect, throttle_key
+from .connect import SENDS_PER_MINUTE, connect, sending_cap
 from .errors import GroupsyncError, TransportError, ValidationError
 from .events import (
     EVENT_STATES,
     HookOutputLog,
     ShellHook,
     event_payload,
-    hook_environment,
     hook_output_path,
     iter_events,
 )
 from .export import FORMATS, PARTIAL_EXIT, ExportOptions, parse_bound
 from .export import export as export_archive
 from .export_check import check_export
-from .groupref import resolve_group
+from .groupref import GroupSelection, resolve_group
 from .ids import check_id
 from .integrity import loose_permissions
 from .integrity import verify as verify_archive
 from .lock import WriterLock
 from .outbox import Draft, Outbox
 from .simulator import SimulatorOptions, run_server
+from .stopping import stopping
 from .sync import POST_SELECT, Syncer, SyncOptions
 from .terminal import json_text, safe_text
-from .throttle import Throttle
+from .version import __version__
 from .watch import Watcher, WatchOptions, parse_duration
 
 
@@ -183,11 +183,47 @@ def _check_id_param(ctx, param, value):
     return None if value is None else check_id(value, param.name.replace("_", " "))
 
 
+def _bundle(*options):
+    """One decorator applying ``options`` in the order given (as ``--help`` lists them)."""
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
 group_argument = click.argument("group_id", metavar="GROUP", callback=_resolve_group_param)
 
 
 def id_argument(name: str):
     return click.argument(name, callback=_check_id_param)
+
+
+def group_selection_options(f):
+    """--group (repeatable), --joined and --all, checked, as one ``selection`` argument."""
+
+    @functools.wraps(f)
+    def command(*args, group_ids, joined, all_groups, **kwargs):
+        try:
+            selection = GroupSelection(group_ids, joined, all_groups)
+        except ValidationError as ex:
+            raise click.UsageError(str(ex)) from None
+        return f(*args, selection=selection, **kwargs)
+
+    return _bundle(
+        click.option(
+            "--group",
+            "group_ids",
+            multiple=True,
+            metavar="GROUP",
+            callback=_resolve_group_param,
+            help=f"{GROUP_HELP}; repeat for several.",
+        ),
+        click.option("--joined", is_flag=True, help="Every group the identity is a member of."),
+        click.option("--all", "all_groups", is_flag=True, help="Every Microsoft 365 group."),
+    )(command)
 
 
 @click.group(cls=GroupsyncGroup)
@@ -224,48 +260,43 @@ def config_show(ctx):
     echo_json({"settings": settings.masked(), "sources": dict(settings.sources)})
 
 
-def _auth_flags(tenant, client_id, client_secret, certificate, thumbprint, app):
-    return {
-        "tenant_id": tenant,
-        "client_id": client_id,
-        "client_secret": client_secret,
-        "certificate_path": certificate,
-        "certificate_thumbprint": thumbprint,
-        "auth_mode": "app" if app else None,
-    }
+def auth_options(f):
+    """Who to sign in as, as the settings they override: one ``auth_flags`` argument."""
 
+    @functools.wraps(f)
+    def command(*args, tenant, client_id, client_secret, certificate, thumbprint, **kwargs):
+        flags = {
+            "tenant_id": tenant,
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "certificate_path": certificate,
+            "certificate_thumbprint": thumbprint,
+        }
+        return f(*args, auth_flags=flags, **kwargs)
 
-auth_options = [
-    click.option("--tenant", help="Directory (tenant) id [env GROUPSYNC_TENANT_ID]."),
-    click.option("--client-id", help="Application (client) id [env GROUPSYNC_CLIENT_ID]."),
-    click.option(
-        "--client-secret",
-        help="Client secret for --app; prefer env GROUPSYNC_CLIENT_SECRET over this flag.",
-    ),
-    click.option(
-        "--certificate",
-        type=click.Path(exists=True, dir_okay=False),
-        help="Certificate (PEM or PFX) for --app [env GROUPSYNC_CERTIFICATE_PATH].",
-    ),
-    click.option("--thumbprint", help="SHA-1 thumbprint of a PEM certificate."),
-]
-
-
-def with_auth_options(f):
-    for option in reversed(auth_options):
-        f = option(f)
-    return f
+    return _bundle(
+        click.option("--tenant", help="Directory (tenant) id [env GROUPSYNC_TENANT_ID]."),
+        click.option("--client-id", help="Application (client) id [env GROUPSYNC_CLIENT_ID]."),
+        click.option(
+            "--client-secret",
+            help="Client secret for --app; prefer env GROUPSYNC_CLIENT_SECRET over this flag.",
+        ),
+        click.option(
+            "--certificate",
+            type=click.Path(exists=True, dir_okay=False),
+            help="Certificate (PEM or PFX) for --app [env GROUPSYNC_CERTIFICATE_PATH].",
+        ),
+        click.option("--thumbprint", help="SHA-1 thumbprint of a PEM certificate."),
+    )(command)
 
 
 @cli.command()
 @click.option("--app", is_flag=True, help="Client credentials (app-only) for unattended archives.")
-@with_auth_options
+@auth_options
 @click.pass_context
-def login(ctx, app, tenant, client_id, client_secret, certificate, thumbprint):
+def login(ctx, app, auth_flags):
     """Sign in: device code for a person, or client credentials with --app."""
-    settings = settings_from(
-        ctx, **_auth_flags(tenant, client_id, client_secret, certificate, thumbprint, app)
-    )
+    settings = settings_from(ctx, **auth_flags, auth_mode="app" if app else None)
     if settings.auth_mode == "app":
         identity = auth.login_app(settings)
     else:
@@ -312,132 +343,46 @@ def _client(ctx, settings, token=None):
     )
 
 
-GROUP_COLUMNS = ["id", "displayName", "mail", "visibility"]
-
-offline_option = click.option(
-    "--offline",
-    is_flag=True,
-    help="Read the archive instead of Graph (also the fallback when Graph cannot be reached).",
-)
-include_deleted_option = click.option(
-    "--include-deleted",
-    is_flag=True,
-    help="Archive only: also items deleted upstream, marked with @removed.",
-)
-
-
-def _graph_or_archive(ctx, settings, offline, ask_graph, read_archive, what):
-    """Ask Graph; when it cannot be reached (or with --offline) read the archive instead."""
-    if not offline:
-        try:
-            with _client(ctx, settings) as graph:
-                return ask_graph(graph)
-        except TransportError:
-            if not Path(settings.db).exists():
-                raise
-            click.echo(safe_text(f"offline: {what} from the archive {settings.db}"), err=True)
-    with Archive(settings.db, readonly=True) as archive:
-        return read_archive(archive)
-
-
-@cli.command()
-@click.option("--all", "all_groups", is_flag=True, help="Every Microsoft 365 group (paged).")
-@offline_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def groups(ctx, all_groups, offline, include_deleted, as_table):
-    """The groups the identity is a member of (the connector's group list).
-
-    Offline (--offline, or when Graph cannot be reached) it lists every archived group.
-    """
-    if include_deleted and not offline:
-        raise click.UsageError("--include-deleted reads the archive: add --offline")
-    settings = settings_from(ctx)
-    items = _graph_or_archive(
-        ctx,
-        settings,
-        offline,
-        lambda graph: list(graph.list_groups() if all_groups else graph.list_member_of()),
-        lambda archive: list(reads.iter_groups(archive, include_deleted=include_deleted)),
-        "groups",
-    )
-    if as_table:
-        echo_table(items, GROUP_COLUMNS, include_deleted)
-    else:
-        echo_json({"value": items})
-
-
-@cli.command()
-@group_argument
-@offline_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def group(ctx, group_id, offline, include_deleted, as_table):
-    """One group (id, nickname, address or display name); by id also a public group you
-    are not a member of and have not archived."""
-    if include_deleted and not offline:
-        raise click.UsageError("--include-deleted reads the archive: add --offline")
-    settings = settings_from(ctx)
-    item = _graph_or_archive(
-        ctx,
-        settings,
-        offline,
-        lambda graph: graph.get_group(group_id),
-        lambda archive: reads.get_group(archive, group_id, include_deleted=include_deleted),
-        "group",
-    )
-    if as_table:
-        echo_table([item], GROUP_COLUMNS, include_deleted)
-    else:
-        echo_json(item)
-
-
-def _content_draft(content, content_file, text, topic=None, to=(), category=(), attach=()):
-    """One of --content, --content-file or --text, as a Draft the outbox checks."""
-    given = [v is not None for v in (content, content_file, text)]
-    if sum(given) != 1:
-        raise click.UsageError("give exactly one of --content, --content-file or --text")
-    content_type = "text" if text is not None else "html"
-    if content_file is not None:
-        try:
-            content = Path(content_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as ex:
-            raise ValidationError(f"cannot read {content_file}: {ex}") from None
-    return Draft(
-        content=text if text is not None else content,
-        content_type=content_type,
-        topic=topic,
-        to=list(to),
-        categories=list(category),
-        attachments=[Path(a) for a in attach],
-    )
-
-
 def message_options(f):
-    """The options every post-creating write shares."""
-    for option in reversed(
-        [
-            click.option("--content", help="The message as HTML."),
-            click.option(
-                "--content-file",
-                type=click.Path(dir_okay=False),
-                help="Read the HTML message from a file.",
-            ),
-            click.option("--text", help="The message as plain text."),
-            click.option(
-                "--attach",
-                multiple=True,
-                type=click.Path(dir_okay=False),
-                help="Attach a file (under 3 MB); repeat for several.",
-            ),
-            click.option("--to", multiple=True, help="Add a participant; repeat for several."),
-            click.option("--category", multiple=True, help="A category; repeat for several."),
-        ]
-    ):
-        f = option(f)
-    return f
+    """The message of every post-creating write: exactly one of --content, --content-file
+    or --text, with attachments, participants and categories, as one ``draft`` argument
+    (the outbox checks it further when it is queued)."""
+
+    @functools.wraps(f)
+    def command(*args, content, content_file, text, attach, to, category, **kwargs):
+        if sum(v is not None for v in (content, content_file, text)) != 1:
+            raise click.UsageError("give exactly one of --content, --content-file or --text")
+        if content_file is not None:
+            try:
+                content = Path(content_file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as ex:
+                raise ValidationError(f"cannot read {content_file}: {ex}") from None
+        draft = Draft(
+            content=text if text is not None else content,
+            content_type="text" if text is not None else "html",
+            to=list(to),
+            categories=list(category),
+            attachments=[Path(a) for a in attach],
+        )
+        return f(*args, draft=draft, **kwargs)
+
+    return _bundle(
+        click.option("--content", help="The message as HTML."),
+        click.option(
+            "--content-file",
+            type=click.Path(dir_okay=False),
+            help="Read the HTML message from a file.",
+        ),
+        click.option("--text", help="The message as plain text."),
+        click.option(
+            "--attach",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            help="Attach a file (under 3 MB); repeat for several.",
+        ),
+        click.option("--to", multiple=True, help="Add a participant; repeat for several."),
+        click.option("--category", multiple=True, help="A category; repeat for several."),
+    )(command)
 
 
 def _queue(ctx, action, group_id, draft, **targets):
@@ -445,20 +390,11 @@ def _queue(ctx, action, group_id, draft, **targets):
     with Archive.open_for_writing(settings.db) as archive:
         outbox = Outbox(
             archive,
-            identity=_identity_for(settings),
+            identity=auth.audit_identity(settings),
             app_only=auth.is_app_only(settings),
         )
         item = outbox.queue(action, group_id, draft, **targets)
     echo_json(_item_summary(item))
-
-
-def _identity_for(settings) -> str | None:
-    if settings.access_token:
-        return "access-token"
-    try:
-        return identity_label(auth.token_provider(settings))
-    except GroupsyncError:
-        return None
 
 
 def _item_summary(item):
@@ -486,10 +422,9 @@ def _item_summary(item):
 @click.option("--topic", required=True, help="The conversation's subject.")
 @message_options
 @click.pass_context
-def new_conversation(ctx, group_id, topic, content, content_file, text, attach, to, category):
+def new_conversation(ctx, group_id, topic, draft):
     """Create a new conversation in a group (queued; `groupsync send` delivers it)."""
-    draft = _content_draft(content, content_file, text, topic, to, category, attach)
-    _queue(ctx, "new-conversation", group_id, draft)
+    _queue(ctx, "new-conversation", group_id, dataclasses.replace(draft, topic=topic))
 
 
 @cli.command(name="new-thread")
@@ -503,11 +438,9 @@ def new_conversation(ctx, group_id, topic, content, content_file, text, attach, 
 @click.option("--topic", required=True, help="The thread's subject.")
 @message_options
 @click.pass_context
-def new_thread(
-    ctx, group_id, conversation_id, topic, content, content_file, text, attach, to, category
-):
+def new_thread(ctx, group_id, conversation_id, topic, draft):
     """Start a new conversation by creating a thread, or add a thread to --conversation."""
-    draft = _content_draft(content, content_file, text, topic, to, category, attach)
+    draft = dataclasses.replace(draft, topic=topic)
     _queue(ctx, "new-thread", group_id, draft, conversation_id=conversation_id)
 
 
@@ -522,9 +455,8 @@ def new_thread(
 )
 @message_options
 @click.pass_context
-def reply(ctx, group_id, thread_id, post_id, content, content_file, text, attach, to, category):
+def reply(ctx, group_id, thread_id, post_id, draft):
     """Reply to a conversation thread, or to one of its posts with --post."""
-    draft = _content_draft(content, content_file, text, None, to, category, attach)
     action = "reply-to-post" if post_id else "reply-to-thread"
     _queue(ctx, action, group_id, draft, thread_id=thread_id, post_id=post_id)
 
@@ -600,7 +532,8 @@ def outbox_cancel(ctx, item_id):
     """Drop an item that has not been sent."""
     settings = settings_from(ctx)
     with Archive.open_for_writing(settings.db) as archive:
-        echo_json(_item_summary(Outbox(archive, identity=_identity_for(settings)).cancel(item_id)))
+        box = Outbox(archive, identity=auth.audit_identity(settings))
+        echo_json(_item_summary(box.cancel(item_id)))
 
 
 @outbox.command(name="retry")
@@ -610,13 +543,14 @@ def outbox_retry(ctx, item_id):
     """Queue a failed item again, or resend an uncertain forward."""
     settings = settings_from(ctx)
     with Archive.open_for_writing(settings.db) as archive:
-        echo_json(_item_summary(Outbox(archive, identity=_identity_for(settings)).retry(item_id)))
+        box = Outbox(archive, identity=auth.audit_identity(settings))
+        echo_json(_item_summary(box.retry(item_id)))
 
 
-send_options = [
+send_options = _bundle(
     click.option(
         "--max-per-minute",
-        default=30,
+        default=SENDS_PER_MINUTE,
         show_default=True,
         type=click.IntRange(0),
         help="Messages sent per minute at most (Exchange's cap); 0 = no cap.",
@@ -631,50 +565,37 @@ send_options = [
     click.option(
         "--no-wait", is_flag=True, help="Leave items waiting for a retry queued instead of waiting."
     ),
-]
+)
 
 
-def with_send_options(f):
-    for option in reversed(send_options):
-        f = option(f)
-    return f
+def _say_stopping(signum: int) -> None:
+    click.echo("Stopping after the message in flight (Ctrl-C again to quit now)", err=True)
 
 
-def replay_outbox(ctx, settings, graph, max_per_minute, reconcile_delay, no_wait):
+def replay_outbox(
+    settings, graph, max_per_minute=SENDS_PER_MINUTE, reconcile_delay=10.0, no_wait=True
+):
     """Send the queue; the first Ctrl-C finishes the item in flight, then stops."""
-    stop = threading.Event()
-
-    def first_interrupt(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        click.echo("Stopping after the message in flight (Ctrl-C again to quit now)", err=True)
-
-    previous = signal.signal(signal.SIGINT, first_interrupt)
-    cap = None
-    if max_per_minute:
-        cap = Throttle(
-            (max_per_minute, 60.0), settings.db + ".throttle", key="send|" + throttle_key(settings)
+    with (
+        stopping((signal.SIGINT,), on_stop=_say_stopping) as stop,
+        sending_cap(settings, max_per_minute) as cap,
+        Archive.open_for_writing(settings.db) as archive,
+    ):
+        box = Outbox(
+            archive, identity=auth.audit_identity(settings), reconcile_delay=reconcile_delay
         )
-    try:
-        with Archive.open_for_writing(settings.db) as archive:
-            box = Outbox(archive, identity=_identity_for(settings), reconcile_delay=reconcile_delay)
-            return box.send(graph, sending_cap=cap, stop=stop, wait=not no_wait)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if cap is not None:
-            cap.close()
+        return box.send(graph, sending_cap=cap, stop=stop, wait=not no_wait)
 
 
 @cli.command()
-@with_send_options
+@send_options
 @table_option
 @click.pass_context
 def send(ctx, max_per_minute, reconcile_delay, no_wait, as_table):
     """Replay the outbox through the throttle, each item exactly once."""
     settings = settings_from(ctx)
     with WriterLock(settings.db, "groupsync send"), _client(ctx, settings) as graph:
-        report = replay_outbox(ctx, settings, graph, max_per_minute, reconcile_delay, no_wait)
+        report = replay_outbox(settings, graph, max_per_minute, reconcile_delay, no_wait)
     summary = {k: v for k, v in report.__dict__.items() if k != "items"}
     if as_table:
         echo_table([summary], list(summary))
@@ -684,17 +605,38 @@ def send(ctx, max_per_minute, reconcile_delay, no_wait, as_table):
         raise click.exceptions.Exit(1)
 
 
-class ProgressLine:
-    """One status line on stderr, rewritten in place; only on a terminal."""
+class Progress:
+    """Progress on stderr, on a terminal only: a sync's status line rewritten in place,
+    then the search index's bar. The library reports through it as a plain callback."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.last = 0.0
         self.width = 0
+        self.group = "group"
+        self.bar: Any = None
+        self.done = 0
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._clear_line()
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
 
     def __call__(self, event: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if event.get("stage") in ("index", "done"):
+            self._index(event)
+        else:
+            self._sync(event)
+
+    def _sync(self, event: dict[str, Any]) -> None:
         now = time.monotonic()
-        if not self.enabled or (now - self.last < 0.1 and event.get("stage") != "group"):
+        if now - self.last < 0.1 and event.get("stage") != "group":
             return
         self.last = now
         text = (
@@ -706,32 +648,28 @@ class ProgressLine:
         if "index" in event:
             self.group = text.split(" · ")[0]
         else:
-            text = getattr(self, "group", "group") + text[text.index(" · ") :]
+            text = self.group + text[text.index(" · ") :]
         click.echo("\r" + safe_text(text).ljust(self.width), err=True, nl=False)
         self.width = len(text)
 
-    def close(self) -> None:
-        if self.enabled and self.width:
+    def _index(self, event: dict[str, Any]) -> None:
+        self._clear_line()
+        if self.bar is None:
+            self.bar = click.progressbar(
+                length=max(1, event["total"]), label="Indexing posts", file=sys.stderr
+            )
+            self.bar.__enter__()
+        self.bar.update(max(0, event["done"] - self.done))
+        self.done = event["done"]
+
+    def _clear_line(self) -> None:
+        if self.width:
             click.echo("\r" + " " * self.width + "\r", err=True, nl=False)
-
-
-def identity_label(token) -> str | None:
-    """Who a sync runs as, for the audit trail: a UPN, an app id, or "access-token"."""
-    identity = getattr(token, "identity", None) or {}
-    return identity.get("username") or identity.get("app_id") or identity.get("mode")
+            self.width = 0
 
 
 @cli.command()
-@click.option(
-    "--group",
-    "group_ids",
-    multiple=True,
-    metavar="GROUP",
-    callback=_resolve_group_param,
-    help=f"{GROUP_HELP}; repeat for several.",
-)
-@click.option("--joined", is_flag=True, help="Every group the identity is a member of.")
-@click.option("--all", "all_groups", is_flag=True, help="Every Microsoft 365 group.")
+@group_selection_options
 @click.option("--full", is_flag=True, help="Full reconcile: every post's changeKey, tombstones.")
 @click.option(
     "--full-after",
@@ -767,7 +705,7 @@ def identity_label(token) -> str | None:
 )
 @click.pass_context
 def sync(
-    ctx, group_ids, joined, all_groups, full, full_after, send_first, as_json, quiet,
+    ctx, selection, full, full_after, send_first, as_json, quiet,
     fire_on_backfill, no_index, keep_deleted, index_path,
 ):
     """Mirror groups into the archive, incrementally (changeKeys, tombstones, versions).
@@ -775,11 +713,10 @@ def sync(
     With no --group, --joined or --all: the groups already archived, or the joined ones
     when the archive is empty.
     """
-    if joined and all_groups:
-        raise click.UsageError("--joined and --all do not go together")
+    from . import search as fulltext
+
     settings = settings_from(ctx)
     token = auth.token_provider(settings)
-    progress = ProgressLine(sys.stderr.isatty() and not quiet and not as_json)
     options = SyncOptions(
         full=full,
         full_max_age=timedelta(days=full_after),
@@ -791,49 +728,55 @@ def sync(
         WriterLock(settings.db, "groupsync sync"),
         Archive.open_for_writing(settings.db) as archive,
         _client(ctx, settings, token) as graph,
+        Progress(sys.stderr.isatty() and not quiet and not as_json) as progress,
     ):
         if send_first:
-            sent = replay_outbox(ctx, settings, graph, 30, 10.0, True)
+            sent = replay_outbox(settings, graph)
             if not quiet and not as_json:
                 click.echo(
                     f"Outbox: {sent.sent} sent, {sent.failed} failed, {sent.waiting} waiting",
                     err=True,
                 )
         syncer = Syncer(
-            archive, graph, options=options, progress=progress, identity=identity_label(token)
+            archive, graph, options=options, progress=progress, identity=auth.identity_label(token)
         )
-        try:
-            report = syncer.run(group_ids, joined=joined, all_groups=all_groups)
-        finally:
-            progress.close()
+        report = syncer.run(
+            selection.group_ids, joined=selection.joined, all_groups=selection.all_groups
+        )
         indexed = None
         if not no_index:
-            indexed = update_search_index(
-                archive, settings, index_path, keep_deleted, quiet or as_json
+            path = search_index_path(settings, index_path)
+            indexed = fulltext.update_index(
+                archive, path, keep_deleted=keep_deleted, progress=progress, procs=2
             )
     if as_json:
         echo_json({**report.as_dict(), **({"index": indexed.as_dict()} if indexed else {})})
     elif not quiet:
-        click.echo(
-            f"Synced {len(report.groups)} group(s) ({report.mode}): "
-            f"{report.items_new} new, {report.items_changed} changed, "
-            f"{report.items_deleted} deleted; {report.threads_fetched} of "
-            f"{report.threads_checked} threads fetched; {report.requests} requests "
-            f"({report.throttled} throttled, {report.throttle_wait:.1f} s throttle wait) "
-            f"in {time.monotonic() - started:.1f} s",
-            err=True,
-        )
-        for note in report.notes:
-            click.echo(safe_text(f"Note: {note}"), err=True)
-        if indexed is not None:
-            echo_index_report(indexed)
+        _echo_sync_report(report, indexed, time.monotonic() - started)
     if report.error:
         raise click.exceptions.Exit(1)
 
 
+def _echo_sync_report(report, indexed, seconds: float) -> None:
+    """The sync's summary line for people, its notes, then the index's line."""
+    click.echo(
+        f"Synced {len(report.groups)} group(s) ({report.mode}): "
+        f"{report.items_new} new, {report.items_changed} changed, "
+        f"{report.items_deleted} deleted; {report.threads_fetched} of "
+        f"{report.threads_checked} threads fetched; {report.requests} requests "
+        f"({report.throttled} throttled, {report.throttle_wait:.1f} s throttle wait) "
+        f"in {seconds:.1f} s",
+        err=True,
+    )
+    for note in report.notes:
+        click.echo(safe_text(f"Note: {note}"), err=True)
+    if indexed is not None:
+        echo_index_report(indexed)
+
+
 # -- the connector's read actions, answered from the archive (or Graph with --live) --------
 
-live_option = click.option("--live", is_flag=True, help="Ask Graph instead of the archive.")
+GROUP_COLUMNS = ["id", "displayName", "mail", "visibility"]
 CONVERSATION_COLUMNS = ["lastDeliveredDateTime", "topic", "uniqueSenders", "hasAttachments", "id"]
 THREAD_COLUMNS = [
     "lastDeliveredDateTime",
@@ -849,21 +792,86 @@ ATTACHMENT_COLUMNS = ["name", "type", "contentType", "size", "isInline", "stored
 SAVED_COLUMNS = ["name", "path", "size", "skipped"]
 
 
-def _offline_only(live: bool, **flags: bool) -> None:
-    """Tombstones, versions and stored bytes exist only in the archive."""
-    used = [f"--{name.replace('_', '-')}" for name, on in flags.items() if on]
-    if live and used:
-        raise click.UsageError(f"{used[0]} reads the archive; it does not go with --live")
+@dataclasses.dataclass(frozen=True)
+class Read:
+    """What ``read_options`` gives a read command: where to read, and how to print it."""
+
+    ctx: click.Context
+    live: bool
+    include_deleted: bool
+    as_table: bool
+
+    def archive_only(self, **flags: bool) -> None:
+        """Tombstones, versions and stored bytes exist only in the archive."""
+        used = [f"--{name.replace('_', '-')}" for name, on in flags.items() if on]
+        if self.live and used:
+            raise click.UsageError(f"{used[0]} reads the archive; it does not go with --live")
+
+    def echo(self, ask_graph, read_archive, columns, *, row=None, note=None, marked=True):
+        """Print one item or a list: from the archive opened read-only, or with --live from
+        Graph, falling back to the archive (said on stderr) when Graph cannot be reached.
+
+        ``row`` shapes a table row; ``note(archive)`` is a remark printed after;
+        ``marked`` False leaves out the table's deleted column (rows that are not items).
+        """
+        settings = settings_from(self.ctx)
+        if self.live:
+            try:
+                with _client(self.ctx, settings) as graph:
+                    found = ask_graph(graph)
+                    found = found if isinstance(found, dict) else list(found)
+            except TransportError:
+                if not Path(settings.db).exists():
+                    raise
+                where = f"offline: {self.ctx.info_name} from the archive {settings.db}"
+                click.echo(safe_text(where), err=True)
+            else:
+                self._print(found, columns, row, marked)
+                return
+        with Archive(settings.db, readonly=True) as archive:
+            self._print(read_archive(archive), columns, row, marked)
+            remark = note(archive) if note else None
+        if remark:
+            click.echo(safe_text(f"Note: {remark}"), err=True)
+
+    def _print(self, found, columns, row, marked) -> None:
+        """JSON (a list streamed, one item in memory at a time), or a table for people."""
+        one = isinstance(found, dict)
+        if self.as_table:
+            rows = [row(r) if row else r for r in ([found] if one else found)]
+            echo_table(rows, columns, self.include_deleted and marked)
+        elif one:
+            echo_json(found)
+        else:
+            _echo_json_stream(found)
 
 
-def _read(ctx, live, ask_graph, read_archive):
-    """One read: from Graph with --live, else from the archive opened read-only."""
-    settings = settings_from(ctx)
-    if live:
-        with _client(ctx, settings) as graph:
-            return ask_graph(graph)
-    with Archive(settings.db, readonly=True) as archive:
-        return read_archive(archive)
+def read_options(f):
+    """--live, --include-deleted and --table, checked, as one ``read`` argument."""
+
+    @functools.wraps(f)
+    def command(*args, live, offline, include_deleted, as_table, **kwargs):
+        if live and offline:
+            raise click.UsageError("--live and --offline do not go together")
+        read = Read(click.get_current_context(), live, include_deleted, as_table)
+        read.archive_only(include_deleted=include_deleted)
+        return f(*args, read=read, **kwargs)
+
+    return _bundle(
+        click.option(
+            "--live",
+            is_flag=True,
+            help="Ask Graph instead (the archive answers if Graph cannot be reached).",
+        ),
+        # The archive was the fallback of groups and group before it was the default.
+        click.option("--offline", is_flag=True, hidden=True),
+        click.option(
+            "--include-deleted",
+            is_flag=True,
+            help="Archive only: also items deleted upstream, marked with @removed.",
+        ),
+        table_option,
+    )(command)
 
 
 def _entity(item: dict[str, Any]) -> dict[str, Any]:
@@ -880,25 +888,11 @@ def _post_row(post: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _attachment_row(attachment: dict[str, Any]) -> dict[str, Any]:
+def _attachment_row(attachment: Mapping[str, Any]) -> dict[str, Any]:
     """A table row; the bytes themselves are dropped at once (a table shows no content)."""
     kind = (attachment.get("@odata.type") or "").rsplit(".", 1)[-1]
     row = {k: v for k, v in attachment.items() if k != "contentBytes"}
     return {**row, "type": kind, "stored": "contentBytes" in attachment}
-
-
-def _echo_list(items, columns, as_table, include_deleted, row=None) -> None:
-    if as_table:
-        echo_table([row(i) if row else i for i in items], columns, include_deleted)
-    else:
-        echo_json({"value": items})
-
-
-def _echo_one(item, columns, as_table, include_deleted, row=None) -> None:
-    if as_table:
-        echo_table([row(item) if row else item], columns, include_deleted)
-    else:
-        echo_json(item)
 
 
 def _echo_json_stream(items: Iterable[dict[str, Any]]) -> None:
@@ -912,44 +906,67 @@ def _echo_json_stream(items: Iterable[dict[str, Any]]) -> None:
 
 
 @cli.command()
-@group_argument
-@live_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def conversations(ctx, group_id, live, include_deleted, as_table):
-    """List group conversations, newest first (from the archive; --live asks Graph)."""
-    _offline_only(live, include_deleted=include_deleted)
-    items = _read(
-        ctx,
-        live,
-        lambda graph: list(graph.list_conversations(group_id)),
-        lambda archive: list(
-            reads.iter_conversations(archive, group_id, include_deleted=include_deleted)
-        ),
+@click.option(
+    "--all",
+    "all_groups",
+    is_flag=True,
+    help="Every Microsoft 365 group of the tenant, from Graph (implies --live).",
+)
+@read_options
+def groups(all_groups, read):
+    """The archived groups; with --live the groups the identity is a member of (the
+    connector's group list)."""
+    if all_groups and read.include_deleted:
+        raise click.UsageError("--include-deleted reads the archive; it does not go with --all")
+    if all_groups:  # only Graph knows the groups nobody archived
+        read = dataclasses.replace(read, live=True)
+    read.echo(
+        lambda graph: graph.list_groups() if all_groups else graph.list_member_of(),
+        lambda archive: reads.iter_groups(archive, include_deleted=read.include_deleted),
+        GROUP_COLUMNS,
     )
-    _echo_list(items, CONVERSATION_COLUMNS, as_table, include_deleted)
+
+
+@cli.command()
+@group_argument
+@read_options
+def group(group_id, read):
+    """One group (id, nickname, address or display name); with --live by id also a public
+    group you are not a member of and have not archived."""
+    read.echo(
+        lambda graph: graph.get_group(group_id),
+        lambda archive: reads.get_group(archive, group_id, include_deleted=read.include_deleted),
+        GROUP_COLUMNS,
+    )
+
+
+@cli.command()
+@group_argument
+@read_options
+def conversations(group_id, read):
+    """List group conversations, newest first (from the archive; --live asks Graph)."""
+    read.echo(
+        lambda graph: graph.list_conversations(group_id),
+        lambda archive: reads.iter_conversations(
+            archive, group_id, include_deleted=read.include_deleted
+        ),
+        CONVERSATION_COLUMNS,
+    )
 
 
 @cli.command()
 @group_argument
 @id_argument("conversation_id")
-@live_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def conversation(ctx, group_id, conversation_id, live, include_deleted, as_table):
+@read_options
+def conversation(group_id, conversation_id, read):
     """Get a conversation (from the archive; --live asks Graph)."""
-    _offline_only(live, include_deleted=include_deleted)
-    item = _read(
-        ctx,
-        live,
+    read.echo(
         lambda graph: _entity(graph.get_conversation(group_id, conversation_id)),
         lambda archive: reads.get_conversation(
-            archive, group_id, conversation_id, include_deleted=include_deleted
+            archive, group_id, conversation_id, include_deleted=read.include_deleted
         ),
+        CONVERSATION_COLUMNS,
     )
-    _echo_one(item, CONVERSATION_COLUMNS, as_table, include_deleted)
 
 
 @cli.command()
@@ -960,72 +977,52 @@ def conversation(ctx, group_id, conversation_id, live, include_deleted, as_table
     callback=_check_id_param,
     help="Only the threads of this conversation.",
 )
-@live_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def threads(ctx, group_id, conversation_id, live, include_deleted, as_table):
+@read_options
+def threads(group_id, conversation_id, read):
     """List threads of a group (or of one conversation), newest first."""
-    _offline_only(live, include_deleted=include_deleted)
-    items = _read(
-        ctx,
-        live,
-        lambda graph: list(
-            graph.list_threads(
-                group_id, conversation_id=conversation_id, select=list(reads.THREAD_FIELDS)
-            )
+    read.echo(
+        lambda graph: graph.list_threads(
+            group_id, conversation_id=conversation_id, select=list(reads.THREAD_FIELDS)
         ),
-        lambda archive: list(
-            reads.iter_threads(
-                archive, group_id, conversation_id=conversation_id, include_deleted=include_deleted
-            )
+        lambda archive: reads.iter_threads(
+            archive, group_id, conversation_id=conversation_id,
+            include_deleted=read.include_deleted,
         ),
+        THREAD_COLUMNS,
     )
-    _echo_list(items, THREAD_COLUMNS, as_table, include_deleted)
 
 
 @cli.command()
 @group_argument
 @id_argument("thread_id")
-@live_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def thread(ctx, group_id, thread_id, live, include_deleted, as_table):
+@read_options
+def thread(group_id, thread_id, read):
     """Get a thread, with its recipients (from the archive; --live asks Graph)."""
-    _offline_only(live, include_deleted=include_deleted)
-    item = _read(
-        ctx,
-        live,
+    read.echo(
         lambda graph: _entity(
             graph.get_thread(group_id, thread_id, select=list(reads.THREAD_FIELDS))
         ),
         lambda archive: reads.get_thread(
-            archive, group_id, thread_id, include_deleted=include_deleted
+            archive, group_id, thread_id, include_deleted=read.include_deleted
         ),
+        THREAD_COLUMNS,
     )
-    _echo_one(item, THREAD_COLUMNS, as_table, include_deleted)
 
 
 @cli.command()
 @group_argument
 @id_argument("thread_id")
-@live_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def posts(ctx, group_id, thread_id, live, include_deleted, as_table):
+@read_options
+def posts(group_id, thread_id, read):
     """List the posts of a thread, oldest first, each its latest version."""
-    _offline_only(live, include_deleted=include_deleted)
-    items = _read(
-        ctx,
-        live,
-        lambda graph: list(graph.list_posts(group_id, thread_id, select=POST_SELECT)),
-        lambda archive: list(
-            reads.iter_posts(archive, group_id, thread_id, include_deleted=include_deleted)
+    read.echo(
+        lambda graph: graph.list_posts(group_id, thread_id, select=POST_SELECT),
+        lambda archive: reads.iter_posts(
+            archive, group_id, thread_id, include_deleted=read.include_deleted
         ),
+        POST_COLUMNS,
+        row=_post_row,
     )
-    _echo_list(items, POST_COLUMNS, as_table, include_deleted, _post_row)
 
 
 @cli.command()
@@ -1033,36 +1030,27 @@ def posts(ctx, group_id, thread_id, live, include_deleted, as_table):
 @id_argument("thread_id")
 @id_argument("post_id")
 @click.option("--versions", is_flag=True, help="Every version archived, oldest first.")
-@live_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def post(ctx, group_id, thread_id, post_id, versions, live, include_deleted, as_table):
+@read_options
+def post(group_id, thread_id, post_id, versions, read):
     """Get a post; with --versions every version the archive has seen, verifiable by SHA-256."""
-    _offline_only(live, include_deleted=include_deleted, versions=versions)
+    read.archive_only(versions=versions)
+    ids = (group_id, thread_id, post_id)
     if versions:
-        items = _read(
-            ctx,
-            live,
+        read.echo(
             None,
-            lambda archive: list(
-                reads.iter_post_versions(
-                    archive, group_id, thread_id, post_id, include_deleted=include_deleted
-                )
+            lambda archive: reads.iter_post_versions(
+                archive, *ids, include_deleted=read.include_deleted
             ),
+            VERSION_COLUMNS,
+            row=lambda v: {**v, **v["@groupsync.version"]},
         )
-        rows = [{**v, **v["@groupsync.version"]} for v in items] if as_table else items
-        _echo_list(rows, VERSION_COLUMNS, as_table, include_deleted)
         return
-    item = _read(
-        ctx,
-        live,
-        lambda graph: _entity(graph.get_post(group_id, thread_id, post_id, select=POST_SELECT)),
-        lambda archive: reads.get_post(
-            archive, group_id, thread_id, post_id, include_deleted=include_deleted
-        ),
+    read.echo(
+        lambda graph: _entity(graph.get_post(*ids, select=POST_SELECT)),
+        lambda archive: reads.get_post(archive, *ids, include_deleted=read.include_deleted),
+        POST_COLUMNS,
+        row=_post_row,
     )
-    _echo_one(item, POST_COLUMNS, as_table, include_deleted, _post_row)
 
 
 @cli.command()
@@ -1075,40 +1063,38 @@ def post(ctx, group_id, thread_id, post_id, versions, live, include_deleted, as_
     type=click.Path(file_okay=False),
     help="Write each attachment's bytes into this folder (safe, unique file names).",
 )
-@live_option
-@include_deleted_option
-@table_option
-@click.pass_context
-def attachments(ctx, group_id, thread_id, post_id, save_dir, live, include_deleted, as_table):
+@read_options
+def attachments(group_id, thread_id, post_id, save_dir, read):
     """List a post's attachments (file contents as base64 contentBytes), or --save them."""
-    _offline_only(live, include_deleted=include_deleted, save=save_dir is not None)
-    settings = settings_from(ctx)
-    if live:
-        with _client(ctx, settings) as graph:
-            items = list(graph.list_attachments(group_id, thread_id, post_id))
-        _echo_list(items, ATTACHMENT_COLUMNS, as_table, False, _attachment_row)
-        return
-    with Archive(settings.db, readonly=True) as archive:
-        if save_dir is not None:
-            saved = reads.save_attachments(
-                archive, group_id, thread_id, post_id, save_dir, include_deleted=include_deleted
-            )
-            _echo_list([s.as_dict() for s in saved], SAVED_COLUMNS, as_table, False)
-        elif as_table:
-            items = reads.iter_attachments(
-                archive, group_id, thread_id, post_id, include_deleted=include_deleted
-            )
-            rows = [_attachment_row(a) for a in items]
-            echo_table(rows, ATTACHMENT_COLUMNS, include_deleted)
-        else:
-            _echo_json_stream(
-                reads.iter_attachments(
-                    archive, group_id, thread_id, post_id, include_deleted=include_deleted
+    read.archive_only(save=save_dir is not None)
+    ids = (group_id, thread_id, post_id)
+
+    def note(archive):
+        return reads.attachments_note(archive, *ids)
+
+    if save_dir is not None:
+        read.echo(
+            None,
+            lambda archive: [
+                s.as_dict()
+                for s in reads.save_attachments(
+                    archive, *ids, save_dir, include_deleted=read.include_deleted
                 )
-            )
-        note = reads.attachments_note(archive, group_id, thread_id, post_id)
-    if note:
-        click.echo(safe_text(f"Note: {note}"), err=True)
+            ],
+            SAVED_COLUMNS,
+            note=note,
+            marked=False,
+        )
+        return
+    read.echo(
+        lambda graph: graph.list_attachments(*ids),
+        lambda archive: reads.iter_attachments(
+            archive, *ids, include_deleted=read.include_deleted
+        ),
+        ATTACHMENT_COLUMNS,
+        row=_attachment_row,
+        note=note,
+    )
 
 
 @cli.command()
@@ -1168,6 +1154,41 @@ def _duration(ctx, param, value):
         raise click.BadParameter(str(ex)) from None
 
 
+def hook_options(f):
+    """--on-new with its environment and timeout, as one ``hook`` argument (None without
+    --on-new); a secret named in --hook-env is refused here, before anything runs."""
+
+    @functools.wraps(f)
+    def command(*args, on_new, hook_env, hook_timeout, **kwargs):
+        hook = None
+        if on_new:
+            db = settings_from(click.get_current_context()).db
+            hook = ShellHook.for_archive(on_new, db, timeout=hook_timeout, keep=hook_env)
+        return f(*args, hook=hook, **kwargs)
+
+    return _bundle(
+        click.option(
+            "--on-new",
+            metavar="CMD",
+            help="Run CMD (a shell command) once per new post, with the event JSON on stdin.",
+        ),
+        click.option(
+            "--hook-env",
+            "hook_env",
+            metavar="NAME",
+            multiple=True,
+            help="Also pass this environment variable on to --on-new (repeatable; never a secret).",
+        ),
+        click.option(
+            "--hook-timeout",
+            default=60.0,
+            show_default=True,
+            type=click.FloatRange(min=0.1),
+            help="Seconds --on-new may take; then it is killed and retried later.",
+        ),
+    )(command)
+
+
 def _log_line(entry: dict[str, Any]) -> str:
     """A watch log entry for people: time, level, what, then key=value."""
     rest = " ".join(
@@ -1178,16 +1199,7 @@ def _log_line(entry: dict[str, Any]) -> str:
 
 
 @cli.command()
-@click.option(
-    "--group",
-    "group_ids",
-    multiple=True,
-    metavar="GROUP",
-    callback=_resolve_group_param,
-    help=f"{GROUP_HELP}; repeat for several.",
-)
-@click.option("--joined", is_flag=True, help="Every group the identity is a member of.")
-@click.option("--all", "all_groups", is_flag=True, help="Every Microsoft 365 group.")
+@group_selection_options
 @click.option(
     "--interval",
     default="60",
@@ -1203,25 +1215,7 @@ def _log_line(entry: dict[str, Any]) -> str:
     help="A group gets a full reconcile when its last is older than this.",
 )
 @click.option("--send", is_flag=True, help="Replay the outbox at every iteration.")
-@click.option(
-    "--on-new",
-    metavar="CMD",
-    help="Run CMD (a shell command) once per new post, with the event JSON on stdin.",
-)
-@click.option(
-    "--hook-env",
-    "hook_env",
-    metavar="NAME",
-    multiple=True,
-    help="Also pass this environment variable on to --on-new (repeatable; never a secret).",
-)
-@click.option(
-    "--hook-timeout",
-    default=60.0,
-    show_default=True,
-    type=click.FloatRange(min=0.1),
-    help="Seconds --on-new may take; then it is killed and retried later.",
-)
+@hook_options
 @click.option("--jsonl", is_flag=True, help="Print each new event as one JSON line on stdout.")
 @click.option(
     "--fire-on-backfill", is_flag=True, help="A group's first sync fires events for history."
@@ -1237,30 +1231,16 @@ def _log_line(entry: dict[str, Any]) -> str:
 @click.option("--once", is_flag=True, help="One iteration, then exit.")
 @click.pass_context
 def watch(
-    ctx, group_ids, joined, all_groups, interval, full_every, send, on_new, hook_env,
-    hook_timeout, jsonl, fire_on_backfill, max_backoff, log_json, once,
+    ctx, selection, interval, full_every, send, hook, jsonl, fire_on_backfill, max_backoff,
+    log_json, once,
 ):
     """Sync every --interval, fire events for new posts, and keep going through outages.
 
     SIGTERM or Ctrl-C ends it after the thread being written (exit 0); a second Ctrl-C
     quits at once. Only one sync, watch or send writes to an archive at a time.
     """
-    if joined and all_groups:
-        raise click.UsageError("--joined and --all do not go together")
     settings = settings_from(ctx)
-    hook = None
-    if on_new:
-        environ = hook_environment(
-            os.environ, keep=hook_env, extra={"GROUPSYNC_DB": os.path.abspath(settings.db)}
-        )
-        hook = ShellHook(on_new, hook_timeout, environ)
     token = auth.token_provider(settings)
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
 
     def log(entry: dict[str, Any]) -> None:
         line = json_text(json.dumps(entry, ensure_ascii=False)) if log_json else _log_line(entry)
@@ -1270,9 +1250,9 @@ def watch(
         click.echo(json_text(json.dumps(event, ensure_ascii=False)))
 
     options = WatchOptions(
-        group_ids=list(group_ids),
-        joined=joined,
-        all_groups=all_groups,
+        group_ids=list(selection.group_ids),
+        joined=selection.joined,
+        all_groups=selection.all_groups,
         interval=interval,
         full_every=full_every,
         send=send,
@@ -1281,40 +1261,31 @@ def watch(
         workers=settings.max_concurrency,
         max_iterations=1 if once else None,
     )
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    cap = None
-    try:
-        with (
-            WriterLock(settings.db, "groupsync watch"),
-            Archive.open_for_writing(settings.db) as archive,
-            _client(ctx, settings, token) as graph,
-            contextlib.ExitStack() as stack,
-        ):
-            outputs = None
-            if hook is not None:
-                outputs = stack.enter_context(HookOutputLog(hook_output_path(settings.db)))
-            if send:
-                key = "send|" + throttle_key(settings)
-                cap = Throttle((30, 60.0), settings.db + ".throttle", key=key)
-            identity = identity_label(token)
-            Watcher(
-                archive,
-                graph,
-                options=options,
-                identity=identity,
-                hook=hook,
-                hook_outputs=outputs,
-                on_event=print_event if jsonl else None,
-                outbox=Outbox(archive, identity=identity) if send else None,
-                sending_cap=cap,
-                log=log,
-                stop=stop,
-            ).run()
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        if cap is not None:
-            cap.close()
+    with (
+        stopping() as stop,
+        WriterLock(settings.db, "groupsync watch"),
+        Archive.open_for_writing(settings.db) as archive,
+        _client(ctx, settings, token) as graph,
+        sending_cap(settings, SENDS_PER_MINUTE if send else 0) as cap,
+        contextlib.ExitStack() as stack,
+    ):
+        outputs = None
+        if hook is not None:
+            outputs = stack.enter_context(HookOutputLog(hook_output_path(settings.db)))
+        identity = auth.identity_label(token)
+        Watcher(
+            archive,
+            graph,
+            options=options,
+            identity=identity,
+            hook=hook,
+            hook_outputs=outputs,
+            on_event=print_event if jsonl else None,
+            outbox=Outbox(archive, identity=identity) if send else None,
+            sending_cap=cap,
+            log=log,
+            stop=stop,
+        ).run()
 
 
 EVENT_COLUMNS = ["id", "state", "attempts", "created_at", "group_id", "post_id", "last_error"]
@@ -1391,10 +1362,6 @@ def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, quer
     "failures"; the export goes on, and then exits 4.
     """
     settings = settings_from(ctx)
-    try:
-        os_user = getpass.getuser()
-    except (KeyError, OSError):
-        os_user = None
     options = ExportOptions(
         format=fmt,
         out=Path(out),
@@ -1412,7 +1379,7 @@ def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, quer
         opened = Archive(settings.db, readonly=True)
     with opened as archive:
         report = export_archive(
-            archive, options, identity=_identity_for(settings), os_user=os_user
+            archive, options, identity=auth.audit_identity(settings), os_user=auth.os_user()
         )
     for note in report.notes:
         click.echo(f"Note: {note}", err=True)
@@ -1459,33 +1426,12 @@ def verify_command(ctx, anchor, index_path, export_dir, as_json):
     Prints each problem and each finding on its own line. Exit 1 if anything is damaged
     or changed, else 4 if the audit found something missing, else 0.
     """
+    if export_dir is not None and anchor is not None:
+        raise click.UsageError("--anchor and --export do not go together")
     settings = settings_from(ctx)
     db = Path(settings.db)
     if export_dir is not None:
-        if anchor is not None:
-            raise click.UsageError("--anchor and --export do not go together")
-        if db.exists():
-            with Archive(db, readonly=True) as archive:
-                checked = check_export(export_dir, archive)
-        else:
-            checked = check_export(export_dir)
-        if as_json:
-            click.echo(json.dumps(checked.as_dict(), indent=2))
-        else:
-            for problem in checked.problems:
-                click.echo(safe_text(str(problem)))
-            for note in checked.notes:
-                click.echo(safe_text(f"Note: {note}"), err=True)
-            click.echo(
-                safe_text(
-                    f"Checked {checked.files} files ({checked.bytes:,} bytes) of {export_dir} "
-                    "against its manifest: "
-                    + ("OK" if checked.ok else f"{len(checked.problems)} difference(s)")
-                ),
-                err=True,
-            )
-        if not checked.ok:
-            raise click.exceptions.Exit(1)
+        _verify_export(db, export_dir, as_json)
         return
     with Archive(db, readonly=True) as archive:
         exposed = loose_permissions(db)  # said once the file is known to be an archive
@@ -1504,27 +1450,59 @@ def verify_command(ctx, anchor, index_path, export_dir, as_json):
         # ASCII JSON: scripts read the same values, a terminal shows no raw mail text.
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
-        for line in [*map(str, report.problems), *map(str, report.findings)]:
-            click.echo(safe_text(line))
-        for note in report.notes:
-            click.echo(safe_text(f"Note: {note}"), err=True)
-        checked = report.checked
-        head = report.chain_head
-        chain = f"chain head run {head['run_id']} {head['digest']}" if head else "no sealed run"
-        found = len(report.findings)
-        summary = (
-            f"Checked {checked.get('post_versions', 0)} post versions, "
-            f"{checked.get('posts', 0)} posts, {checked.get('blobs', 0)} blobs "
-            f"({checked.get('blob_bytes', 0):,} bytes), {checked.get('sync_runs', 0)} sync "
-            f"runs; {chain}: "
-            + ("OK" if report.ok else f"{len(report.problems)} problem(s)")
-            + (f"; {found} finding(s) of what a sync missed" if found else "")
-        )
-        click.echo(safe_text(summary), err=True)
+        _echo_verify_report(report)
     if not report.ok:
         raise click.exceptions.Exit(1)
     if not report.complete:
         raise click.exceptions.Exit(AUDIT_EXIT)
+
+
+def _echo_verify_report(report) -> None:
+    """Each problem and finding on stdout, then the notes and a summary line on stderr."""
+    for line in [*map(str, report.problems), *map(str, report.findings)]:
+        click.echo(safe_text(line))
+    for note in report.notes:
+        click.echo(safe_text(f"Note: {note}"), err=True)
+    checked = report.checked
+    head = report.chain_head
+    chain = f"chain head run {head['run_id']} {head['digest']}" if head else "no sealed run"
+    found = len(report.findings)
+    summary = (
+        f"Checked {checked.get('post_versions', 0)} post versions, "
+        f"{checked.get('posts', 0)} posts, {checked.get('blobs', 0)} blobs "
+        f"({checked.get('blob_bytes', 0):,} bytes), {checked.get('sync_runs', 0)} sync "
+        f"runs; {chain}: "
+        + ("OK" if report.ok else f"{len(report.problems)} problem(s)")
+        + (f"; {found} finding(s) of what a sync missed" if found else "")
+    )
+    click.echo(safe_text(summary), err=True)
+
+
+def _verify_export(db: Path, export_dir: str, as_json: bool) -> None:
+    """``verify --export``: the export's files against its manifest (and the archive's
+    digests, when there is one)."""
+    if db.exists():
+        with Archive(db, readonly=True) as archive:
+            checked = check_export(export_dir, archive)
+    else:
+        checked = check_export(export_dir)
+    if as_json:
+        click.echo(json.dumps(checked.as_dict(), indent=2))
+    else:
+        for problem in checked.problems:
+            click.echo(safe_text(str(problem)))
+        for note in checked.notes:
+            click.echo(safe_text(f"Note: {note}"), err=True)
+        click.echo(
+            safe_text(
+                f"Checked {checked.files} files ({checked.bytes:,} bytes) of {export_dir} "
+                "against its manifest: "
+                + ("OK" if checked.ok else f"{len(checked.problems)} difference(s)")
+            ),
+            err=True,
+        )
+    if not checked.ok:
+        raise click.exceptions.Exit(1)
 
 
 # -- full-text search (groupsync.search) ---------------------------------------------------
@@ -1539,48 +1517,6 @@ def search_index_path(settings, index_path) -> Path:
     from . import search as fulltext
 
     return Path(index_path) if index_path else fulltext.index_path_for(settings.db)
-
-
-class IndexProgress:
-    """A progress bar for building the index, on a terminal only."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar = None
-        self.done = 0
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        if not self.enabled or event.get("stage") not in ("index", "done"):
-            return
-        if self.bar is None:
-            self.bar = click.progressbar(
-                length=max(1, event["total"]), label="Indexing posts", file=sys.stderr
-            )
-            self.bar.__enter__()
-        self.bar.update(max(0, event["done"] - self.done))
-        self.done = event["done"]
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
-
-
-def update_search_index(archive, settings, index_path, keep_deleted, quiet):
-    """The sync's last step: catch the search index up with what was just stored."""
-    from . import search as fulltext
-
-    progress = IndexProgress(sys.stderr.isatty() and not quiet)
-    try:
-        return fulltext.update_index(
-            archive,
-            search_index_path(settings, index_path),
-            keep_deleted=keep_deleted,
-            progress=progress,
-            procs=2,
-        )
-    finally:
-        progress.close()
 
 
 def echo_index_report(report) -> None:
@@ -1641,23 +1577,19 @@ def search_command(ctx, query, limit, offset, group, sort, include_deleted, as_t
     from . import search as fulltext
 
     settings = settings_from(ctx)
-    progress = IndexProgress(sys.stderr.isatty())
-    try:
-        with Archive(settings.db, readonly=True) as archive:
-            results = fulltext.search(
-                archive,
-                search_index_path(settings, index_path),
-                query,
-                limit=limit,
-                offset=offset,
-                group=group,
-                sort=sort,
-                include_deleted=include_deleted,
-                catch_up=True,
-                progress=progress,
-            )
-    finally:
-        progress.close()
+    with Progress(sys.stderr.isatty()) as progress, Archive(settings.db, readonly=True) as archive:
+        results = fulltext.search(
+            archive,
+            search_index_path(settings, index_path),
+            query,
+            limit=limit,
+            offset=offset,
+            group=group,
+            sort=sort,
+            include_deleted=include_deleted,
+            catch_up=True,
+            progress=progress,
+        )
     for note in results.notes:
         click.echo(safe_text(f"Note: {note}"), err=True)
     if not results.hits:
@@ -1708,27 +1640,12 @@ def index_command(ctx, rebuild, check, keep_deleted, index_path):
     path = search_index_path(settings, index_path)
     with Archive(settings.db, readonly=True) as archive:
         if check:
-            report = fulltext.check_index(archive, path)
-            data = report.as_dict(sample=5)
-            click.echo(
-                safe_text(
-                    f"{path}: {data['documents']} documents for {data['posts']} posts; "
-                    f"index at change {data['index_seq']}, archive at {data['archive_seq']}"
-                )
-            )
-            if not report.exists:
-                click.echo("no index: run groupsync index")
-            for name in ("missing", "stale", "extra", "duplicates"):
-                if data[name]:
-                    ids = ", ".join(data[f"{name}_ids"])
-                    more = " …" if data[name] > 5 else ""
-                    click.echo(safe_text(f"{data[name]} {name}: {ids}{more}"))
-            click.echo("OK" if report.ok else "Run groupsync index to catch up.")
-            if not report.ok:
+            checked = fulltext.check_index(archive, path)
+            _echo_index_check(checked, path)
+            if not checked.ok:
                 raise click.exceptions.Exit(1)
             return
-        progress = IndexProgress(sys.stderr.isatty())
-        try:
+        with Progress(sys.stderr.isatty()) as progress:
             if rebuild:
                 report = fulltext.rebuild_index(
                     archive, path, keep_deleted=keep_deleted, progress=progress
@@ -1737,9 +1654,26 @@ def index_command(ctx, rebuild, check, keep_deleted, index_path):
                 report = fulltext.update_index(
                     archive, path, keep_deleted=keep_deleted, progress=progress, procs=2
                 )
-        finally:
-            progress.close()
     echo_index_report(report)
+
+
+def _echo_index_check(report, path: Path) -> None:
+    """``index --check``: the counts, five ids of each kind of difference, OK or not."""
+    data = report.as_dict(sample=5)
+    click.echo(
+        safe_text(
+            f"{path}: {data['documents']} documents for {data['posts']} posts; "
+            f"index at change {data['index_seq']}, archive at {data['archive_seq']}"
+        )
+    )
+    if not report.exists:
+        click.echo("no index: run groupsync index")
+    for name in ("missing", "stale", "extra", "duplicates"):
+        if data[name]:
+            ids = ", ".join(data[f"{name}_ids"])
+            more = " …" if data[name] > 5 else ""
+            click.echo(safe_text(f"{data[name]} {name}: {ids}{more}"))
+    click.echo("OK" if report.ok else "Run groupsync index to catch up.")
 
 
 @cli.command()
@@ -1777,11 +1711,3 @@ def simulate(data, host, port, sim_rate, **options):
         **options,
     )
     run_server(Path(data), host=host, port=port, options=opts)
-
-
-def main() -> None:  # pragma: no cover - console entry point for python -m
-    cli(prog_name="groupsync")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from .auth import TokenProvider, token_provider
+from .auth import token_provider
 from .config import Settings
-from .graph import GraphClient
+from .graph import GraphClient, TokenProvider
 from .throttle import Throttle
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["connect", "throttle_for"]
+__all__ = ["SENDS_PER_MINUTE", "connect", "sending_cap", "throttle_for"]
+
+SENDS_PER_MINUTE = 30  # Exchange caps the messages a mailbox sends at about 30 a minute
 
 
 def throttle_key(settings: Settings) -> str:
@@ -29,6 +32,20 @@ def throttle_key(settings: Settings) -> str:
 def throttle_for(settings: Settings) -> Throttle:
     """The throttle every process using this archive shares, in ``<db>.throttle``."""
     return Throttle(settings.rate, settings.db + ".throttle", key=throttle_key(settings))
+
+
+@contextmanager
+def sending_cap(
+    settings: Settings, per_minute: int = SENDS_PER_MINUTE
+) -> Iterator[Throttle | None]:
+    """The cap on messages sent, shared like the call throttle (``<db>.throttle``) by every
+    process sending as this identity; ``per_minute`` 0 yields None: no cap."""
+    if not per_minute:
+        yield None
+        return
+    key = "send|" + throttle_key(settings)
+    with Throttle((per_minute, 60.0), settings.db + ".throttle", key=key) as cap:
+        yield cap
 
 
 def connect(

@@ -264,6 +264,15 @@ class ShellHook:
         self.timeout = timeout
         self.environ = dict(hook_environment(os.environ) if environ is None else environ)
 
+    @classmethod
+    def for_archive(
+        cls, command: str, db: str | os.PathLike[str], *, timeout: float, keep: Iterable[str] = ()
+    ) -> ShellHook:
+        """``watch --on-new``'s hook: it is told the archive's path (``GROUPSYNC_DB``), and
+        gets the variables named in ``keep`` besides the usual ones (never a secret)."""
+        extra = {"GROUPSYNC_DB": os.path.abspath(db)}
+        return cls(command, timeout, hook_environment(os.environ, keep=keep, extra=extra))
+
     def __call__(self, event: dict[str, Any]) -> HookOutput:
         meta = event.get("@groupsync.event") or {}
         thread = (event.get("threads") or [{}])[0]

@@ -46,11 +46,11 @@ from email import policy as email_policy
 from email.generator import BytesGenerator
 from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from io import BytesIO
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
-from . import __version__
 from .archive import Archive, utc_now
 from .archive.queries import exports as queries
 from .errors import GroupsyncError
@@ -58,6 +58,7 @@ from .files import create_private, private_dir, write_private
 from .html import to_text
 from .mailheaders import address_pieces, encoded_words, filename_params, header_text
 from .models import ModelError, parse_datetime
+from .version import __version__
 
 __all__ = [
     "FORMATS",
@@ -109,10 +110,12 @@ class _VerbatimHeader(UnstructuredHeader):
         else:
             super().parse(value, kwds)
 
-    def fold(self, *, policy: Any) -> str:  # type: ignore[override]
-        if self._parse_tree is None:
-            return f"{self.name}: {self}{policy.linesep}"
-        return super().fold(policy=policy)
+    # email makes each header class a BaseHeader subclass at run time (the registry mixes
+    # it in), which typeshed cannot see: name, _parse_tree and fold come from BaseHeader.
+    def fold(self, *, policy: Any) -> str:
+        if self._parse_tree is None:  # type: ignore[attr-defined]
+            return f"{self.name}: {self}{policy.linesep}"  # type: ignore[attr-defined]
+        return super().fold(policy=policy)  # type: ignore[misc]
 
 
 class _Prefolded(BaseHeader):
@@ -172,7 +175,7 @@ class _Registry(HeaderRegistry):
 def _policy(linesep: str) -> Any:
     registry = _Registry()
     for name in ID_HEADERS:
-        registry.map_to_type(name.lower(), _VerbatimHeader)
+        registry.map_to_type(name.lower(), _VerbatimHeader)  # type: ignore[arg-type]
     return email_policy.default.clone(linesep=linesep, header_factory=registry)
 
 
@@ -340,7 +343,7 @@ class _Exporter:
         self._open_group: str | None = None
         self._blobs_written: set[str] = set()
         self._groups_seen: set[str] = set()
-        self._headers: dict[tuple[str, str], Any] = {}
+        self._headers: dict[tuple[str, str | tuple[str, ...]], Any] = {}
 
     # -- reading the archive --------------------------------------------------------------
 
@@ -503,7 +506,7 @@ class _Exporter:
         attachments, blobs = [], []
         for attachment in doc.get("attachments") or []:
             item = dict(attachment)
-            sha256 = (stored.get(item.get("id")) or (None, None))[0]
+            sha256 = (stored.get(item.get("id") or "") or (None, None))[0]
             if sha256:
                 item["@groupsync.sha256"] = sha256
                 item["@groupsync.path"] = f"attachments/{sha256}"
@@ -556,7 +559,8 @@ class _Exporter:
             if isinstance(value, tuple):
                 header = _Prefolded.make(name, value)
             else:
-                header = message.policy.header_factory(name, header_text(value))
+                factory = cast(EmailPolicy, message.policy).header_factory  # EML/MBOX_POLICY
+                header = factory(name, header_text(value))
             self._headers[key] = header
         message[name] = header
 
@@ -630,7 +634,8 @@ class _Exporter:
             message.set_content(text, cte=cte)
             message.add_alternative(content.encode("utf-8"), "text", "html", params=utf8)
             if inline:
-                html_part = message.get_payload()[1]
+                # multipart/alternative by now: its payload is the list of its parts
+                html_part = cast(list[EmailMessage], message.get_payload())[1]
                 for attachment, sha256 in inline:
                     self._add(post, html_part, attachment, sha256, related=True)
         else:

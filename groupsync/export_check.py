@@ -132,7 +132,7 @@ def _inside(relative: str) -> bool:
 
 def _present(root: Path) -> list[str]:
     """Every file under ``root`` (links included, not followed), as manifest paths."""
-    found = []
+    found: list[str] = []
     for folder, dirs, files in os.walk(root):
         base = Path(folder).relative_to(root)
         dirs.sort()

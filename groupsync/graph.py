@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import httpx
 
-from . import __version__
 from .errors import (
     GraphError,
     ThrottledError,
@@ -37,6 +36,7 @@ from .models import (
     parse_thread,
 )
 from .throttle import SYSTEM_CLOCK, Clock, Throttle
+from .version import __version__
 
 __all__ = ["GraphClient", "GraphStats", "TokenProvider", "WriteResult"]
 
@@ -76,7 +76,9 @@ class BearerAuth(httpx.Auth):
     def __init__(self, token: TokenProvider) -> None:
         self._token = token
 
-    def sync_auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = f"Bearer {self._token()}"
         response = yield request
         if response.status_code == 401:
@@ -186,7 +188,7 @@ class GraphClient:
                 if idempotent and attempt < min(self.max_attempts, self.max_network_attempts):
                     self._retry_wait(attempt, None, reason=type(ex).__name__, what=what)
                     continue
-                error = TransportError(
+                error: GraphError = TransportError(
                     f"no answer from Graph at {self._origin} ({what or method + ' ' + url}): "
                     f"{type(ex).__name__}: {ex}".rstrip(": ")
                 )

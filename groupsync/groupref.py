@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .archive.queries.groups import group_names
-from .errors import AmbiguousGroupError, GroupRefError
+from .errors import AmbiguousGroupError, GroupRefError, ValidationError
 from .ids import is_guid, printable
 
 if TYPE_CHECKING:
     from .archive import Archive
 
-__all__ = ["MAX_CANDIDATES", "fold_name", "resolve_group"]
+__all__ = ["MAX_CANDIDATES", "GroupSelection", "fold_name", "resolve_group"]
 
 MAX_CANDIDATES = 20  # lines of an ambiguity error; "a" fits every group of a big tenant
 
@@ -107,3 +107,21 @@ def _candidate(group: _Group) -> str:
     """One line of an ambiguity error: every part of it tenant text, so escaped."""
     parts = [printable(group.id), printable(group.name or ""), printable(group.mail or "")]
     return "  " + "  ".join(parts) + ("  (deleted)" if group.deleted else "")
+
+
+@dataclass(frozen=True)
+class GroupSelection:
+    """Which groups a sync or a watch covers, checked once for every command that asks.
+
+    ``group_ids`` (resolved ids), ``joined`` (every group the identity is a member of,
+    besides those) or ``all_groups`` (every group of the tenant). None of them: the groups
+    already archived, or the joined ones when the archive is empty.
+    """
+
+    group_ids: tuple[str, ...] = ()
+    joined: bool = False
+    all_groups: bool = False
+
+    def __post_init__(self) -> None:
+        if self.joined and self.all_groups:
+            raise ValidationError("--joined and --all do not go together")

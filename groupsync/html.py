@@ -90,7 +90,7 @@ def to_text(html: str | None, content_type: str = "html") -> str:
 
     ``content_type`` is Graph's ``itemBody.contentType``; ``text`` bodies only get their
     whitespace tidied. Parsed by lexbor (through selectolax), an HTML5 parser: a sync turns
-    every body into text, so this is written for speed (about 40 µs for a 1.3 kB body).
+    every body into text, so this is written for speed (docs/performance.md).
     The breaks go into the markup before parsing; one inside an attribute, a comment or a
     skipped element changes no text, and whitespace is inert wherever the parser puts it.
     """
@@ -351,7 +351,10 @@ def content_ids(html: str | None) -> list[str]:
     if not html or "cid:" not in html.lower():
         return []
     found: dict[str, str] = {}
-    for node in LexborHTMLParser(html).root.traverse(include_text=False):
+    root = LexborHTMLParser(html).root
+    if root is None:
+        return []
+    for node in root.traverse(include_text=False):
         for value in node.attributes.values():
             if not value:
                 continue

@@ -146,7 +146,9 @@ def verify(
     return report
 
 
-def _emit(progress: Callable[[dict[str, Any]], None] | None, stage: str, report: VerifyReport):
+def _emit(
+    progress: Callable[[dict[str, Any]], None] | None, stage: str, report: VerifyReport
+) -> None:
     if progress is not None:
         progress({"stage": stage, "problems": len(report.problems), **report.checked})
 

@@ -75,7 +75,9 @@ def header_text(text: str | None) -> str:
 
 def _chunks(text: str, limit: int) -> list[str]:
     """``text`` cut into pieces of at most ``limit`` UTF-8 bytes, never inside a character."""
-    pieces, current, size = [], [], 0
+    pieces: list[str] = []
+    current: list[str] = []
+    size = 0
     for char in text:
         n = len(char.encode("utf-8"))
         if size + n > limit and current:

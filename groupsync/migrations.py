@@ -211,12 +211,12 @@ def m002_post_text_change_seq_fts(db: Database) -> None:
             (to_text(content, content_type or "html"), seq, rowid),
         )
     tokenize = "unicode61 remove_diacritics 2"
-    db["posts"].enable_fts(
+    db.table("posts").enable_fts(
         ["body_text", "sender_name", "sender_address", "from_name"],
         create_triggers=True,
         tokenize=tokenize,
     )
-    db["threads"].enable_fts(["topic", "preview"], create_triggers=True, tokenize=tokenize)
+    db.table("threads").enable_fts(["topic", "preview"], create_triggers=True, tokenize=tokenize)
 
 
 @MIGRATIONS(name="003_outbox")

@@ -268,7 +268,7 @@ def _check(kind: str, data: Any, checks: Mapping[str, Callable[[Any], bool]]) ->
     return data
 
 
-def has_mailbox(group: dict[str, Any]) -> bool:
+def has_mailbox(group: Mapping[str, Any]) -> bool:
     """Only Microsoft 365 groups (``groupTypes`` holding "Unified") have conversations.
 
     Security groups and distribution lists are groups to the directory too (``memberOf``
@@ -277,7 +277,7 @@ def has_mailbox(group: dict[str, Any]) -> bool:
     return "Unified" in (group.get("groupTypes") or [])
 
 
-def group_kind(group: dict[str, Any]) -> str:
+def group_kind(group: Mapping[str, Any]) -> str:
     """What a person calls the group, from the directory's flags."""
     if has_mailbox(group):
         return "Microsoft 365 group"

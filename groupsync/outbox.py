@@ -27,7 +27,7 @@ import mimetypes
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -70,7 +70,6 @@ ACTIONS = (
 # Graph documents these as not supported with application permissions.
 DELEGATED_ONLY = frozenset({"new-conversation", "new-thread", "reply-to-thread"})
 CREATES_POST = frozenset({"new-conversation", "new-thread", "reply-to-thread", "reply-to-post"})
-OPEN_STATES = ("queued", "sending", "uncertain")
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
@@ -618,7 +617,7 @@ class Outbox:
             if "extensions" in post or item["content_sha256"] is None:
                 continue
             received = post.get("receivedDateTime")
-            body = post.get("body") or {}
+            body: Mapping[str, Any] = post.get("body") or {}
             if (
                 received
                 and parse_datetime(received) >= since

@@ -225,7 +225,7 @@ def _thread_row(
         raise NotFoundError(f"thread {thread_id} not found in group {group_id}'s archive")
     if row[9] is not None and not include_deleted:
         raise _gone("thread", thread_id, row[9])
-    return cast(tuple[Any, ...], row)
+    return row
 
 
 def iter_threads(
@@ -284,7 +284,7 @@ def _post_row(
         raise NotFoundError(f"post {post_id} not found in thread {thread_id}'s archive")
     if row[1] is not None and not include_deleted:
         raise _gone("post", post_id, row[1])
-    return cast(tuple[str, str | None, str | None, str | None], row)
+    return row
 
 
 def get_post(
@@ -402,7 +402,8 @@ def pending_threads(
                     "isLocked": False,
                     "toRecipients": post.get("newParticipants") or [],
                     "ccRecipients": [],
-                    "@groupsync.outbox": post["@groupsync.outbox"],
+                    # Not a Graph property, so not one of Post's keys.
+                    "@groupsync.outbox": cast(dict[str, Any], post)["@groupsync.outbox"],
                 },
             )
         )

@@ -22,7 +22,7 @@ import json
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -147,7 +147,7 @@ def _later(a: str | None, b: str | None) -> str | None:
         return b
     if b is None:
         return a
-    return a if _when(a) >= _when(b) else b
+    return a if parse_datetime(a) >= parse_datetime(b) else b
 
 
 def _when(value: str | None) -> datetime | None:
@@ -305,13 +305,13 @@ class Syncer:
 
     def _resolve_groups(self, group_ids: list[str], joined: bool, all_groups: bool) -> list[str]:
         now = self.now()
-        found: list[dict[str, Any]] = []
+        found: list[Mapping[str, Any]] = []
         if all_groups:
             found.extend(self.graph.list_groups())
         elif joined or (not group_ids and not self.archive.group_ids()):
             found.extend(self.graph.list_member_of())
         for group_id in group_ids:
-            group = self.archive.group(group_id)
+            group: Mapping[str, Any] | None = self.archive.group(group_id)
             if group is None or self.options.full or "groupTypes" not in group:
                 group = self.graph.get_group(group_id)
                 found.append(group)
@@ -674,7 +674,8 @@ class Syncer:
 
 def _refers_inline(post: Post) -> bool:
     """Whether the body shows an inline image (``src="cid:..."``) that must be archived."""
-    return _CID.search((post.get("body") or {}).get("content") or "") is not None
+    body: Mapping[str, Any] = post.get("body") or {}
+    return _CID.search(body.get("content") or "") is not None
 
 
 def _dumps(value: Any) -> str:

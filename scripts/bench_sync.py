@@ -175,6 +175,7 @@ class Run:
     peak_rss_mb: float
     report: dict[str, Any]
     sim_requests: int
+    cpu_seconds: float | None  # the sync process's user + sys (GNU time), None without it
 
 
 def run_sync(
@@ -196,8 +197,10 @@ def run_sync(
     if GNU_TIME:
         # GNU time forks and execs the sync, then reports that child's ru_maxrss. Not
         # os.wait4 from here: a child's ru_maxrss starts from the RSS of the process that
-        # forked it, which here holds the tenant's JSON (it once read 150 MB for any sync).
-        command = [GNU_TIME, "-f", "%M", "-o", str(rss_file), *command]
+        # forked it, which here holds the tenant's JSON (docs/performance.md, "Sync").
+        # User and system CPU too: on 2 shared cores the simulator's work and the machine's
+        # load move wall time; the sync's own CPU compares two versions of the client.
+        command = [GNU_TIME, "-f", "%M %U %S", "-o", str(rss_file), *command]
     sim.reset_log()
     out, err = work / "sync.out", work / "sync.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
@@ -208,10 +211,12 @@ def run_sync(
         seconds = time.perf_counter() - began
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{err.read_text()[-3000:]}")
+    cpu = None
     if GNU_TIME:
-        peak_kb = int(rss_file.read_text().split()[-1])
+        kb, user, system = rss_file.read_text().split()[-3:]
+        peak_kb, cpu = int(kb), float(user) + float(system)
     report = json.loads(out.read_text())
-    return Run(seconds, peak_kb / 1024, report, sim.log_total())
+    return Run(seconds, peak_kb / 1024, report, sim.log_total(), cpu)
 
 
 def archive_size(db: Path) -> dict[str, int]:
@@ -302,6 +307,7 @@ def summarize(run: Run, minimum: int) -> dict[str, Any]:
         "minimum": minimum,
         "overhead_pct": round(100 * (requests - minimum) / minimum, 2),
         "peak_rss_mb": round(run.peak_rss_mb, 1),
+        "cpu_seconds": None if run.cpu_seconds is None else round(run.cpu_seconds, 2),
         "status": run.report["status"],
     }
 
@@ -323,6 +329,7 @@ def table(results: list[dict[str, Any]]) -> str:
         row("  requests (sim log)", lambda r, k=key: f"{r[k]['requests']} ({r[k]['sim_requests']})")
         row("  minimum, overhead", lambda r, k=key: f"{r[k]['minimum']}, {r[k]['overhead_pct']}%")
         row("  peak RSS", lambda r, k=key: f"{r[k]['peak_rss_mb']:.0f} MB")
+        row("  sync CPU (user+sys)", lambda r, k=key: f"{r[k]['cpu_seconds'] or 0:.2f} s")
         if key == "first":
             row("  posts stored / s", lambda r: f"{r['first']['posts_per_s']}")
     row("archive file", lambda r: f"{r['archive']['file'] / 1e6:.1f} MB")

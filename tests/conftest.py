@@ -1,10 +1,26 @@
+"""What every test shares, so each builds its world one way.
+
+The sample tenant's group ids (``MARKETING`` ... ``JOINED``, ``ARCHIVED``); a simulator of
+it (``sim``) and an in-process GraphClient (``graph_for``, fixture ``graph``); the real
+sync in-process (``sync_archive``, ``sync_sample``); the session's synced sample archive
+(``sample_archive``, read-only; ``copy_sample``/``sample_copy`` to change it), its search
+index (``indexed_sample``) and Datasette over it (``sample_datasette``); ``new_archive``,
+the one place tests create archives; ``rows`` for plain SQL on a file; fake and virtual
+clocks; and the real CLI process (``run_cli``) for what needs a process.
+"""
+
 from __future__ import annotations
 
 import base64
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +29,8 @@ import pytest
 
 from groupsync.archive import Archive, utc_now
 from groupsync.graph import GraphClient
-from groupsync.simulator import make_app
-from groupsync.sync import Syncer
+from groupsync.simulator import Simulator, make_app
+from groupsync.sync import Syncer, SyncOptions, SyncReport
 
 from . import hostile
 
@@ -36,6 +52,47 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += max(seconds, 0.0)
+
+
+class VirtualClock(FakeClock):
+    """Time shared by threads that moves only when they sleep, calls taking none: a thread
+    wakes at the time it last read plus what it slept, and threads that sleep at once wake
+    together, as on a real clock; time never goes back."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__(start)
+        self._lock = threading.Lock()
+        self._read = threading.local()
+
+    def time(self) -> float:
+        with self._lock:
+            self._read.at = self.now
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now = max(self.now, getattr(self._read, "at", self.now) + max(seconds, 0.0))
+            self._read.at = self.now
+
+    def utc(self) -> str:
+        """The virtual now as Graph writes times (``groupsync.archive.utc_now``'s format)."""
+        return datetime.fromtimestamp(self.time(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@pytest.fixture
+def virtual_time(monkeypatch) -> VirtualClock:
+    """A ``VirtualClock`` starting now, which the simulator's request log, rate limit and
+    latency also follow: pass it as the client's and the throttle's clock."""
+    import time
+    import types
+
+    import groupsync.simulator.app
+
+    clock = VirtualClock(time.time())
+    fake = types.SimpleNamespace(time=clock.time, monotonic=clock.time, sleep=clock.sleep)
+    monkeypatch.setattr(groupsync.simulator.app, "time", fake)
+    return clock
 
 
 def graph_sample(name: str) -> dict[str, Any]:
@@ -71,21 +128,105 @@ LEADERSHIP = "99e3878d-a879-41d7-a784-fd7d80e16089"  # private; the demo user is
 SECURITY_GROUP = "5f0c8a4e-2d7b-4c1e-9a63-0b8e4d2f7a15"  # in memberOf, no mailbox
 DISTRIBUTION_LIST = "c4a1e7d2-6b3f-4f8a-8e25-7d9b1c3e5f60"  # in memberOf, no mailbox
 JOINED = [MARKETING, ENGINEERING, PARIS]
+ARCHIVED = [*JOINED, ANNOUNCEMENTS]  # what a sync of the sample tenant archives
+# Two Marketing threads the HTML tests look at.
+HOSTILE_TOPIC = "Suspicious invoice — DO NOT OPEN (phishing sample, hostile HTML)"
+NEWSLETTER_TOPIC = "Newsletter draft – April 2025"
 GRAPH_BASE = "http://graph.test/v1.0"
 
 
-def graph_for(app: Any, token: str = "t", **options: Any) -> Any:
-    """A GraphClient talking to a simulator (or any WSGI app) in-process, throttle off."""
-    import httpx
+def new_archive(path: str | os.PathLike[str] = ":memory:") -> Archive:
+    """A writable archive, created or migrated. Tests make their archives here, so a change
+    to how an archive is opened for writing touches this one place."""
+    return Archive.open_for_writing(path)
 
-    from groupsync.graph import GraphClient
 
+def rows(db: str | os.PathLike[str], sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+    """``sql`` run on the file ``db`` through plain sqlite3 (foreign keys off, as SQLite's
+    default, so a test can damage rows), committed; every row it returns."""
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def graph_for(
+    app: Any, token: str | Callable[..., str] = "t", **options: Any
+) -> GraphClient:
+    """A GraphClient talking to a simulator (or any WSGI app) in-process: throttle off and
+    a fake clock, so retries never sleep. ``token`` is a string or a token provider."""
+    provider = token if callable(token) else (lambda force_refresh=False: token)
     return GraphClient(
         GRAPH_BASE,
-        lambda force_refresh=False: token,
+        provider,
         transport=httpx.WSGITransport(app=app),
-        **options,
+        **{"clock": FakeClock(), **options},
     )
+
+
+def sync_archive(
+    app: Any,
+    path: str | os.PathLike[str],
+    group_ids: Iterable[str] = (),
+    *,
+    joined: bool = False,
+    token: str | Callable[..., str] = "t",
+    graph_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> SyncReport:
+    """The real sync, in-process, of ``app`` into the archive at ``path``; its report.
+    ``options`` are ``SyncOptions``; with no groups, the sync picks them as the CLI does."""
+    with graph_for(app, token, **(graph_options or {})) as graph, new_archive(path) as archive:
+        syncer = Syncer(archive, graph, options=SyncOptions(**options))
+        return syncer.run(group_ids, joined=joined)
+
+
+def sync_sample(
+    app: Any, path: str | os.PathLike[str], *, full: bool = False, token: str = "t"
+) -> SyncReport:
+    """The sample tenant as the tests know it: the joined groups plus the public one, or
+    (``full``) a full reconcile of what the archive holds."""
+    if full:
+        return sync_archive(app, path, token=token, full=True)
+    return sync_archive(app, path, [ANNOUNCEMENTS], joined=True, token=token)
+
+
+def first_with_attachments(archive: Archive, group_id: str) -> tuple[str, dict[str, Any]]:
+    """The first archived post of ``group_id`` with attachments: (thread id, post)."""
+    from groupsync import reads
+
+    for thread in reads.iter_threads(archive, group_id):
+        for post in reads.iter_posts(archive, group_id, thread["id"]):
+            if post["hasAttachments"]:
+                return thread["id"], post
+    raise AssertionError(f"no post with attachments in {group_id}")
+
+
+def generate_tenant(out: Path, **sizes: int) -> Path:
+    """A tenant written to ``out`` by scripts/generate_tenant.py, given its sizes and seed
+    (``groups=2, threads=60, posts=400, attachments=40, seed=5``)."""
+    args = [f"--{name}={value}" for name, value in sizes.items()]
+    script = ROOT / "scripts" / "generate_tenant.py"
+    subprocess.run([sys.executable, str(script), *args, "--out", str(out)],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    return out
+
+
+@pytest.fixture
+def sim() -> Simulator:
+    """A simulator of the sample tenant of the test's own, to change upstream."""
+    return make_app(SAMPLE_DATA)
+
+
+@pytest.fixture
+def graph(sim) -> Iterator[GraphClient]:
+    """A GraphClient over ``sim``, in-process."""
+    with graph_for(sim) as client:
+        yield client
+
+
 # -- groups named the ways a tenant names them (groupsync.groupref) ------------------------
 
 NAMED = {
@@ -134,9 +275,7 @@ def save_named_groups(archive: Any) -> None:
 def named_groups():
     """An in-memory archive of groups whose names collide, fold, prefix one another and
     misbehave (control characters, a bidi override, markup), some deleted upstream."""
-    from groupsync.archive import Archive
-
-    with Archive.open_for_writing(":memory:") as archive:
+    with new_archive() as archive:
         save_named_groups(archive)
         yield archive
 
@@ -225,20 +364,51 @@ def mounts():
 
 @pytest.fixture(scope="session")
 def sample_archive(tmp_path_factory) -> Path:
-    """The sample tenant synced once by the real sync (the joined groups and the public
-    one). Shared by the whole session: copy it before changing it."""
+    """The sample tenant synced once by the real sync (``sync_sample``) from a simulator
+    nobody changes. Shared by the whole session: never write to it; ``copy_sample`` it."""
     path = tmp_path_factory.mktemp("sample-archive") / "archive.db"
-    app = make_app(SAMPLE_DATA)
-    graph = GraphClient(
-        "http://sim.test/v1.0",
-        lambda force_refresh=False: "test-token",
-        transport=httpx.WSGITransport(app=app),
-        clock=FakeClock(),
-        max_attempts=2,
-    )
-    with graph, Archive.open_for_writing(path) as archive:
-        Syncer(archive, graph).run(["36a8fb87-f96d-447b-8a27-33dd4dc585be"], joined=True)
+    sync_sample(make_app(SAMPLE_DATA), path)
     return path
+
+
+def copy_sample(sample_archive: Path, path: str | os.PathLike[str]) -> Path:
+    """A copy of the session's sample archive at ``path``, to change: the archive a
+    ``sync_sample`` of a fresh simulator would give, without syncing again."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(sample_archive, target)  # its mode too: 0600, as groupsync makes it
+    return target
+
+
+@pytest.fixture
+def sample_copy(sample_archive, tmp_path) -> Path:
+    """A copy of the sample archive of the test's own (``tmp_path/archive.db``)."""
+    return copy_sample(sample_archive, tmp_path / "archive.db")
+
+
+@pytest.fixture(scope="module")
+def indexed_sample(sample_archive, tmp_path_factory) -> Iterator[tuple[Path, Path]]:
+    """A copy of the sample archive and its search index, built once per module that
+    only reads them: ``(archive path, index path)``."""
+    from groupsync import search
+
+    db = copy_sample(sample_archive, tmp_path_factory.mktemp("indexed") / "sample.db")
+    index = search.index_path_for(db)
+    with Archive.open_for_writing(db) as archive:
+        search.rebuild_index(archive, index, procs=1)
+    yield db, index
+    search.close_indexes()
+
+
+@pytest.fixture(scope="session")
+def sample_datasette(sample_archive) -> Iterator[Any]:
+    """Datasette over the sample archive, immutable, as ``groupsync serve`` builds it; use
+    ``await sample_datasette.client.get(...)``."""
+    from groupsync import search
+    from groupsync.datasette_plugin.server import make_datasette
+
+    yield make_datasette(sample_archive, immutable=True)
+    search.close_indexes()
 
 
 @pytest.fixture(scope="session")
@@ -268,7 +438,7 @@ def hostile_archive(sample_archive, tmp_path_factory) -> Path:
     def pick(items: list, n: int):
         return items[n % len(items)]
 
-    with Archive.open_for_writing(path) as archive, archive.atomic():
+    with new_archive(path) as archive, archive.atomic():
         conn = archive.conn
         for n, (group_json,) in enumerate(conn.execute("SELECT json FROM groups").fetchall()):
             group = json.loads(group_json)

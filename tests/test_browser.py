@@ -19,24 +19,25 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from datasette.utils import tilde_encode
 
 from groupsync import search
 from groupsync.archive import Archive
-from groupsync.graph import GraphClient
 from groupsync.simulator import make_app
-from groupsync.sync import Syncer
+
+from .conftest import (
+    HOSTILE_TOPIC,
+    MARKETING,
+    NEWSLETTER_TOPIC,
+    ROOT,
+    SAMPLE_DATA,
+    sync_sample,
+)
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
-PUBLIC = "36a8fb87-f96d-447b-8a27-33dd4dc585be"
-MARKETING = "83231e12-1380-4fe3-b849-b614bcff5d6c"
-HOSTILE_TOPIC = "Suspicious invoice — DO NOT OPEN (phishing sample, hostile HTML)"
-NEWSLETTER_TOPIC = "Newsletter draft – April 2025"
 # Every way a mail body could try to run script or reach out, each setting a marker.
 PWN = """<p>Follow-up from the billing department.</p>
 <script>window.__pwned = 'script'</script>
@@ -78,17 +79,12 @@ def _chromium_or_skip() -> Any:
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory) -> dict[str, Any]:
     path = tmp_path_factory.mktemp("browser") / "groupsync.db"
-    app = make_app(ROOT / "sample_data")
+    app = make_app(SAMPLE_DATA)
     hostile = next(t for t in app.state.threads(MARKETING) if t["topic"] == HOSTILE_TOPIC)
     newsletter = next(t for t in app.state.threads(MARKETING) if t["topic"] == NEWSLETTER_TOPIC)
     app.add_post(MARKETING, hostile["id"], {"body": {"contentType": "html", "content": PWN}})
-    graph = GraphClient(
-        "http://graph.test/v1.0",
-        lambda force_refresh=False: "t",
-        transport=httpx.WSGITransport(app=app),
-    )
-    with graph, Archive.open_for_writing(path) as db:
-        Syncer(db, graph).run([PUBLIC], joined=True)
+    sync_sample(app, path)
+    with Archive.open_for_writing(path) as db:
         search.update_index(db, search.index_path_for(path))
     search.close_indexes()
     return {"path": path, "hostile": hostile["id"], "newsletter": newsletter["id"],

@@ -113,8 +113,8 @@ def test_groups_pages_through_empty_pages(tmp_path, tenant):
 def test_member_of_lists_groups_only(tmp_path):
     app = make_app(SAMPLE_DATA)
     with serve_in_thread(app) as url:
-        result = run(url, tmp_path, "groups")
-        table = run(url, tmp_path, "groups", "--table")
+        result = run(url, tmp_path, "groups", "--live")
+        table = run(url, tmp_path, "groups", "--live", "--table")
     assert result.returncode == 0, result.stderr
     groups = json.loads(result.stdout)["value"]
     assert groups and all(g["@odata.type"] == "#microsoft.graph.group" for g in groups)
@@ -155,7 +155,7 @@ def test_503s_and_504s_are_retried(tmp_path, tenant):
 def test_unknown_group_is_one_line_and_non_zero(tmp_path, group_id, code, message):
     app = make_app(SAMPLE_DATA)
     with serve_in_thread(app) as url:
-        result = run(url, tmp_path, "group", group_id)
+        result = run(url, tmp_path, "group", group_id, "--live")
     assert result.returncode == code
     assert app.log.count() == (1 if code == 1 else 0)  # a name no archive knows: not sent
     assert result.stdout == ""
@@ -165,7 +165,7 @@ def test_unknown_group_is_one_line_and_non_zero(tmp_path, group_id, code, messag
 
 
 def test_no_simulator_is_one_line(tmp_path):
-    result = run("http://127.0.0.1:9/v1.0", tmp_path, "group", str(uuid.uuid4()))
+    result = run("http://127.0.0.1:9/v1.0", tmp_path, "group", str(uuid.uuid4()), "--live")
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
     assert "no answer from Graph" in result.stderr

@@ -15,8 +15,7 @@ import pytest
 
 from groupsync.simulator import make_app, serve_in_thread
 
-from .conftest import ROOT, SAMPLE_DATA, one_error_line, run_cli
-from .test_reads import MARKETING, sync_sample
+from .conftest import MARKETING, copy_sample, generate_tenant, one_error_line, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -37,10 +36,8 @@ ARCHIVE_COMMANDS = [
 
 
 @pytest.fixture(scope="module")
-def synced(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("errors") / "archive.db"
-    sync_sample(make_app(SAMPLE_DATA), path)
-    return path
+def synced(sample_archive, tmp_path_factory) -> Path:
+    return copy_sample(sample_archive, tmp_path_factory.mktemp("errors") / "archive.db")
 
 
 def each_command(db: Path, tmp_path: Path) -> list[tuple[list[str], str]]:
@@ -181,18 +178,8 @@ def test_a_content_file_that_is_not_utf8(tmp_path, synced):
 
 @pytest.fixture(scope="module")
 def big_tenant(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("full") / "tenant"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "generate_tenant.py"),
-            *("--groups", "2", "--threads", "60", "--posts", "400"),
-            *("--attachments", "40", "--seed", "5", "--out", str(out)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return out
+    return generate_tenant(tmp_path_factory.mktemp("full") / "tenant",
+                           groups=2, threads=60, posts=400, attachments=40, seed=5)  # fmt: skip
 
 
 def test_a_disk_that_fills_during_sync(tmp_path, big_tenant, mounts):

@@ -19,19 +19,17 @@ from groupsync.archive import Archive
 from groupsync.cli import cli
 from groupsync.simulator import SimulatorOptions, make_app, serve_in_thread
 
-from .conftest import BAD_IDS, SAMPLE_DATA
+from .conftest import BAD_IDS, ENGINEERING, MARKETING, PARIS, SAMPLE_DATA, copy_sample
 from .test_cli_reads import run_all
-from .test_reads import ENGINEERING, MARKETING, PARIS, sync_sample
 
 AMBIGUOUS = "e"  # Engineering and Équipe Paris
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(sample_archive, tmp_path_factory):
     """The synced sample archive, and the simulator it came from, served on a port."""
     app = make_app(SAMPLE_DATA, SimulatorOptions(max_concurrency=0))
-    path = tmp_path_factory.mktemp("cli-names") / "archive.db"
-    sync_sample(app, path)
+    path = copy_sample(sample_archive, tmp_path_factory.mktemp("cli-names") / "archive.db")
     with serve_in_thread(app) as url:
         yield app, path, url
 

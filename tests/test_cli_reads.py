@@ -22,8 +22,15 @@ from groupsync.archive import Archive
 from groupsync.cli import cli
 from groupsync.simulator import SimulatorOptions, make_app, serve_in_thread
 
-from .conftest import SAMPLE_DATA
-from .test_reads import LEADERSHIP, MARKETING, PUBLIC, first_with_attachments, sync_sample
+from .conftest import (
+    ANNOUNCEMENTS,
+    LEADERSHIP,
+    MARKETING,
+    SAMPLE_DATA,
+    copy_sample,
+    first_with_attachments,
+    sync_sample,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -76,10 +83,9 @@ def run_all(commands: list[list[str]], db: Path, url: str = DEAD) -> list[Result
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(sample_archive, tmp_path_factory):
     app = make_app(SAMPLE_DATA, SimulatorOptions(max_concurrency=0))
-    path = tmp_path_factory.mktemp("cli-reads") / "archive.db"
-    sync_sample(app, path)
+    path = copy_sample(sample_archive, tmp_path_factory.mktemp("cli-reads") / "archive.db")
     return app, path
 
 
@@ -108,7 +114,7 @@ def expected_answers(db: Path, ids: dict[str, str]) -> dict[tuple[str, ...], Any
             ("post", g, t, p, "--versions"): {"value": list(reads.iter_post_versions(a, g, t, p))},
             ("attachments", g, t, p): {"value": list(reads.iter_attachments(a, g, t, p))},
             ("groups", "--offline"): {"value": list(reads.iter_groups(a))},
-            ("group", PUBLIC, "--offline"): reads.get_group(a, PUBLIC),
+            ("group", ANNOUNCEMENTS, "--offline"): reads.get_group(a, ANNOUNCEMENTS),
         }
 
 
@@ -153,8 +159,12 @@ def test_errors_are_one_line_and_groups_fall_back_to_the_archive(world, ids, tmp
     missing = tmp_path / "none.db"
     with Archive(db, readonly=True) as archive:
         groups = list(reads.iter_groups(archive))
-        public = reads.get_group(archive, PUBLIC)
-    offline = [spawn(["groups"], db), spawn(["group", PUBLIC], db), spawn(["groups"], missing)]
+        public = reads.get_group(archive, ANNOUNCEMENTS)
+    offline = [
+        spawn(["groups", "--live"], db),
+        spawn(["group", ANNOUNCEMENTS, "--live"], db),
+        spawn(["groups", "--live"], missing),
+    ]
     cases = {
         ("conversations", LEADERSHIP): f"{LEADERSHIP} not found",
         ("conversation", g, "c-nope"): "c-nope not found",
@@ -189,8 +199,8 @@ def test_errors_are_one_line_and_groups_fall_back_to_the_archive(world, ids, tmp
         (["posts", MARKETING, "t", "--live", "--include-deleted"], "--include-deleted"),
         (["post", MARKETING, "t", "p", "--live", "--versions"], "--versions"),
         (["attachments", MARKETING, "t", "p", "--live", "--save", "out"], "--save"),
-        (["groups", "--include-deleted"], "--offline"),
-        (["group", MARKETING, "--include-deleted"], "--offline"),
+        (["groups", "--live", "--include-deleted"], "--include-deleted"),
+        (["group", MARKETING, "--live", "--include-deleted"], "--include-deleted"),
     ],
 )
 def test_archive_only_options_refuse_live(args, flag, tmp_path):
@@ -239,10 +249,9 @@ def test_save_writes_the_files_and_says_what_it_skipped(world, ids, tmp_path):
     assert list((tmp_path / "b").iterdir()) == []
 
 
-def test_deleted_threads_only_with_include_deleted(tmp_path):
+def test_deleted_threads_only_with_include_deleted(sample_archive, tmp_path):
     app = make_app(SAMPLE_DATA)
-    db = tmp_path / "deleted.db"
-    sync_sample(app, db)
+    db = copy_sample(sample_archive, tmp_path / "deleted.db")
     with Archive(db, readonly=True) as archive:
         thread = next(iter(reads.iter_threads(archive, MARKETING)))["id"]
     app.delete_thread(MARKETING, thread)

@@ -7,14 +7,12 @@ import json
 import mailbox
 import re
 import shutil
-import sqlite3
 from email import message_from_bytes
 from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -22,32 +20,16 @@ import groupsync.search
 from groupsync.archive import Archive
 from groupsync.cli import cli
 from groupsync.export import ExportError, ExportOptions, export, message_id, parse_bound
-from groupsync.graph import GraphClient
 from groupsync.html import to_text
 from groupsync.models import parse_datetime
 from groupsync.simulator import make_app
-from groupsync.sync import Syncer, SyncOptions
 
-from .conftest import SAMPLE_DATA, FakeClock
-
-MARKETING = "83231e12-1380-4fe3-b849-b614bcff5d6c"
-PARIS = "639ffed1-1c46-44c0-b07f-d0f918950bdf"
-
-
-def graph_for(app, token=None) -> GraphClient:
-    """The real client over the simulator in-process: no sockets, no real sleeps."""
-    return GraphClient(
-        "http://sim.test/v1.0",
-        token or (lambda force_refresh=False: "test-token"),
-        transport=httpx.WSGITransport(app=app),
-        clock=FakeClock(),
-        max_attempts=2,
-    )
+from .conftest import MARKETING, PARIS, SAMPLE_DATA, rows, sync_archive
 
 
 def sync_into(db: Path, app, **options) -> None:
-    with Archive.open_for_writing(db) as archive, graph_for(app) as graph:
-        Syncer(archive, graph, options=SyncOptions(**options)).run()
+    """The real sync of the joined groups (``SyncOptions`` from ``options``), few retries."""
+    sync_archive(app, db, graph_options={"max_attempts": 2}, **options)
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +42,6 @@ def synced(tmp_path_factory) -> Path:
     app.delete_thread(PARIS, doomed["id"])
     sync_into(db, app, full=True)
     return db
-
-
-def rows(db: Path, sql: str, params=()) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def run_export(db: Path, out: Path, fmt: str, **options) -> dict:

@@ -17,8 +17,14 @@ from groupsync.lock import WriterLock
 from groupsync.simulator import make_app, serve_in_thread
 from groupsync.throttle import Throttle
 
-from .conftest import SAMPLE_DATA, run_cli
-from .test_reads import MARKETING, first_with_attachments, sync_sample
+from .conftest import (
+    MARKETING,
+    SAMPLE_DATA,
+    first_with_attachments,
+    new_archive,
+    run_cli,
+    sync_sample,
+)
 
 
 def modes(root: Path) -> dict[str, int]:
@@ -93,7 +99,7 @@ def test_the_library_creates_only_private_files(tmp_path, umask):
     with WriterLock(db, "test"), Throttle((10, 1.0), f"{db}.throttle") as throttle:
         throttle.acquire().release()
         sync_sample(app, db)
-        with Archive.open_for_writing(db) as archive:
+        with new_archive(db) as archive:
             archive.conn.execute("UPDATE groups SET access_note = 'x'")  # -wal, -shm
             assert {f"{db.name}-wal", f"{db.name}-shm"} <= set(os.listdir(db.parent))
             assert not_private(tmp_path) == {}

@@ -25,8 +25,8 @@ from groupsync.migrations import MIGRATIONS
 from groupsync.simulator import make_app
 from groupsync.sync import NOT_READABLE, Syncer, SyncOptions
 
-from .conftest import SAMPLE_DATA
-from .test_export import MARKETING, graph_for, run_export, sync_into
+from .conftest import MARKETING, SAMPLE_DATA, graph_for, rows
+from .test_export import run_export, sync_into
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +58,6 @@ def check(db: Path, **kw):
         return verify(archive, **kw)
 
 
-def execute(db: Path, sql: str, params=()) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA foreign_keys = OFF")
-        return conn.execute(sql, params).fetchall()
-
-
 def kinds(report) -> list[tuple[str, str]]:
     return [(p.kind, p.where) for p in report.problems]
 
@@ -79,7 +73,7 @@ def test_clean_after_sync(db):
     assert report.notes == []
     assert report.checked["post_versions"] == report.checked["posts"] >= 87
     assert report.checked["blobs"] >= 8 and report.checked["sync_runs"] == 3
-    runs = execute(db, "select id, digest, prev_digest, digest_items from sync_runs order by id")
+    runs = rows(db, "select id, digest, prev_digest, digest_items from sync_runs order by id")
     assert runs[0][2] == GENESIS and runs[1][2] == runs[0][1] and runs[2][2] == runs[1][1]
     assert runs[0][3] >= 90 and runs[1][3] == 2 and runs[2][3] == 0  # a version and a blob
     assert report.chain_head == {"run_id": 3, "digest": runs[2][1]}
@@ -89,14 +83,14 @@ def test_chain_digest_is_exactly_as_documented(db):
     """Recomputed from the rows with nothing but hashlib: the definition in the README."""
     import hashlib
 
-    (run_id, digest, prev), *_ = execute(
+    (run_id, digest, prev), *_ = rows(
         db, "select id, digest, prev_digest from sync_runs where id = 2"
     )
-    lines = [f"b {s} {n}" for s, n in execute(
+    lines = [f"b {s} {n}" for s, n in rows(
         db, "select sha256, size from blobs where sync_run_id = 2")]  # fmt: skip
     lines += [
         f"v {s} {p} {k}"
-        for s, p, k in execute(
+        for s, p, k in rows(
             db, "select sha256, post_id, changeKey from post_versions where sync_run_id = 2"
         )
     ]
@@ -105,10 +99,10 @@ def test_chain_digest_is_exactly_as_documented(db):
 
 
 def test_a_byte_flipped_in_a_version_body_is_named(db):
-    post_id, change_key, text = execute(
+    post_id, change_key, text = rows(
         db, "select post_id, changeKey, json from post_versions where json like '%<p>Late</p>%'"
     )[0]
-    execute(
+    rows(
         db,
         "update post_versions set json = ? where post_id = ?",
         (text.replace("<p>Late</p>", "<p>Lame</p>"), post_id),
@@ -121,17 +115,17 @@ def test_a_byte_flipped_in_a_version_body_is_named(db):
 
 
 def test_a_byte_flipped_in_a_post_body_is_named(db):
-    post_id, body = execute(
+    post_id, body = rows(
         db, "select id, body_content from posts where body_content like '%Late%'"
     )[0]
-    execute(db, "update posts set body_content = ? where id = ?", (flip(body, 4), post_id))
+    rows(db, "update posts set body_content = ? where id = ?", (flip(body, 4), post_id))
     report = check(db)
     assert kinds(report) == [("changed-row", f"posts (post {post_id})")]
     assert "body_content" in report.problems[0].detail
 
 
 def test_a_byte_flipped_in_a_blob_is_named(db):
-    sha256, rowid, size = execute(db, "select sha256, rowid, size from blobs where size > 100")[0]
+    sha256, rowid, size = rows(db, "select sha256, rowid, size from blobs where size > 100")[0]
     with sqlite3.connect(db) as conn, conn.blobopen("blobs", "content", rowid) as blob:
         blob.seek(size // 2)
         byte = blob.read(1)
@@ -142,10 +136,10 @@ def test_a_byte_flipped_in_a_blob_is_named(db):
 
 
 def test_a_missing_blob_is_named(db):
-    post_id, attachment_id, sha256 = execute(
+    post_id, attachment_id, sha256 = rows(
         db, "select post_id, id, sha256 from attachments where name = 'late.bin'"
     )[0]
-    execute(db, "delete from blobs where sha256 = ?", (sha256,))
+    rows(db, "delete from blobs where sha256 = ?", (sha256,))
     report = check(db)
     assert kinds(report) == [
         ("missing-blob", f"attachments (post {post_id}, attachment {attachment_id})"),
@@ -154,7 +148,7 @@ def test_a_missing_blob_is_named(db):
 
 
 def test_a_deleted_sync_run_is_named(db):
-    execute(db, "delete from sync_runs where id = 2")
+    rows(db, "delete from sync_runs where id = 2")
     report = check(db)
     assert kinds(report) == [
         ("orphan-rows", "post_versions (sync run 2)"),
@@ -167,32 +161,32 @@ def test_a_deleted_sync_run_is_named(db):
 
 
 def test_a_deleted_first_run_is_named(db):
-    execute(db, "delete from sync_runs where id = 1")
+    rows(db, "delete from sync_runs where id = 1")
     assert ("missing-run", "sync_runs row 1") in kinds(check(db))
 
 
 def test_a_rewritten_row_with_its_hash_recomputed_breaks_the_chain(db):
     import hashlib
 
-    post_id, text = execute(
+    post_id, text = rows(
         db, "select post_id, json from post_versions where json like '%<p>Late</p>%'"
     )[0]
     forged = text.replace("<p>Late</p>", "<p>Fake</p>")
-    execute(
+    rows(
         db,
         "update post_versions set json = ?, sha256 = ? where post_id = ?",
         (forged, hashlib.sha256(forged.encode()).hexdigest(), post_id),
     )
-    execute(db, "update posts set body_content = '<p>Fake</p>' where id = ?", (post_id,))
+    rows(db, "update posts set body_content = '<p>Fake</p>' where id = ?", (post_id,))
     report = check(db)
     assert kinds(report) == [("broken-chain", "sync_runs (run 2)")]
 
 
 def test_a_forger_who_reseals_every_run_is_caught_by_an_anchor(db):
     anchor = check(db).chain_head["digest"]
-    execute(db, "delete from post_versions where sync_run_id = 2")
-    execute(db, "delete from posts where version_count = 1 and body_content like '%Late%'")
-    execute(db, "update sync_runs set digest = null")
+    rows(db, "delete from post_versions where sync_run_id = 2")
+    rows(db, "delete from posts where version_count = 1 and body_content like '%Late%'")
+    rows(db, "update sync_runs set digest = null")
     with Archive.open_for_writing(db) as archive, archive.atomic():
         archive.seal_runs(utc_now())
     assert check(db).ok  # consistent again: only the anchor noted earlier tells
@@ -201,7 +195,7 @@ def test_a_forger_who_reseals_every_run_is_caught_by_an_anchor(db):
 
 
 def test_a_wiped_digest_before_sealed_runs_is_named(db):
-    execute(db, "update sync_runs set digest = null where id = 1")
+    rows(db, "update sync_runs set digest = null where id = 1")
     assert ("unsealed-run", "sync_runs (run 1)") in kinds(check(db))
 
 
@@ -217,13 +211,13 @@ def test_a_killed_run_is_sealed_by_the_next_and_the_chain_verifies(db):
                 "receivedDateTime": "2025-06-01T10:00:00Z",
                 "body": {"contentType": "text", "content": "written before the kill"},
             }  # fmt: skip
-            archive.save_post(MARKETING, thread["id"], post, utc_now(), run_id=run_id)
+            archive.save_posts(MARKETING, thread["id"], [post], utc_now(), run_id=run_id)
     report = check(db)
     assert report.ok and report.notes == [f"run {run_id} (running) is not sealed yet; "
                                           "the next sync seals it"]  # fmt: skip
-    with Archive.open_for_writing(db) as archive, graph_for(app) as graph:
+    with Archive.open_for_writing(db) as archive, graph_for(app, max_attempts=2) as graph:
         Syncer(archive, graph).run()
-    statuses = execute(
+    statuses = rows(
         db, "select id, status, digest_items from sync_runs where id >= ?", (run_id,)
     )
     assert statuses[0] == (run_id, "interrupted", 1)
@@ -250,9 +244,12 @@ def test_an_archive_from_before_the_chain_is_upgraded_and_sealed(db, tmp_path):
         assert archive.chain_head() is None
     report = check(legacy)
     assert report.ok and len(report.notes) == 3  # three runs, not sealed yet
-    blobs = execute(legacy, "select count(*) from blobs where sync_run_id is null")[0][0]
+    blobs = rows(legacy, "select count(*) from blobs where sync_run_id is null")[0][0]
     assert blobs == 0  # attributed to the run of the first version carrying them
-    with Archive.open_for_writing(legacy) as archive, graph_for(make_app(SAMPLE_DATA)) as graph:
+    with (
+        Archive.open_for_writing(legacy) as archive,
+        graph_for(make_app(SAMPLE_DATA), max_attempts=2) as graph,
+    ):
         Syncer(archive, graph).run()
     report = check(legacy)
     assert report.ok and report.notes == [], report
@@ -265,7 +262,7 @@ def test_cli_verify_exit_codes_and_lines(db):
     result = runner.invoke(cli, ["verify"], env=env)
     assert result.exit_code == 0, result.output
     assert result.stdout == "" and "OK" in result.stderr and "chain head run 3" in result.stderr
-    execute(db, "delete from sync_runs where id = 2")
+    rows(db, "delete from sync_runs where id = 2")
     result = runner.invoke(cli, ["verify"], env=env)
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
@@ -329,11 +326,11 @@ def test_what_the_audit_finds_one_full_sync_repairs(tmp_path):
     and a post that lost every attachment, both come back from one sync --full."""
     db = tmp_path / "a.db"
     app, _, post_id = audited_tenant(db)
-    execute(db, "delete from attachments where name = 'chart.png'")
-    lost = execute(db, "select post_id from attachments where post_id != ? limit 1", (post_id,))
-    execute(db, "delete from attachments where post_id = ?", (lost[0][0],))
+    rows(db, "delete from attachments where name = 'chart.png'")
+    lost = rows(db, "select post_id from attachments where post_id != ? limit 1", (post_id,))
+    rows(db, "delete from attachments where post_id = ?", (lost[0][0],))
     assert {f.kind for f in check(db).findings} == {"missing-inline", "missing-attachment"}
-    with graph_for(app) as graph, Archive.open_for_writing(db) as archive:
+    with graph_for(app, max_attempts=2) as graph, Archive.open_for_writing(db) as archive:
         Syncer(archive, graph, options=SyncOptions(full=True)).run()
     report = check(db)
     assert report.ok and report.findings == [], report.findings
@@ -341,7 +338,7 @@ def test_what_the_audit_finds_one_full_sync_repairs(tmp_path):
 
 def test_a_missing_inline_image_is_found(adb, audited):
     _, thread_id, post_id = audited
-    execute(adb, "delete from attachments where name = 'chart.png'")
+    rows(adb, "delete from attachments where name = 'chart.png'")
     report = check(adb)
     assert report.ok  # the rows that remain are intact: only the audit can tell
     fix = f"groupsync sync --full --group {MARKETING}"
@@ -356,33 +353,33 @@ def test_a_missing_inline_image_is_found(adb, audited):
 
 
 def test_a_missing_attachment_is_found_unless_noted_unreadable(adb):
-    post_id, thread_id = execute(
+    post_id, thread_id = rows(
         adb, "select p.id, p.thread_id from posts p join attachments a on a.post_id = p.id "
         "where a.name = 'leads-2025-03.csv'"
     )[0]  # fmt: skip
-    execute(adb, "delete from attachments where post_id = ?", (post_id,))
+    rows(adb, "delete from attachments where post_id = ?", (post_id,))
     report = check(adb)
     assert report.ok
     assert [(f.kind, f.thread_id, f.post_id) for f in report.findings] == [
         ("missing-attachment", thread_id, post_id)
     ]
-    execute(adb, "update posts set attachments_note = ? where id = ?", (NOT_READABLE, post_id))
+    rows(adb, "update posts set attachments_note = ? where id = ?", (NOT_READABLE, post_id))
     assert check(adb).findings == []
 
 
 def test_a_thread_with_fewer_posts_than_graph_listed_is_found(adb):
-    thread_id, listed = execute(
+    thread_id, listed = rows(
         adb, "select id, post_count from threads where post_count >= 3 order by id limit 1"
     )[0]
-    execute(adb, "update posts set deleted_at = '2025-01-01T00:00:00Z' where id = "
+    rows(adb, "update posts set deleted_at = '2025-01-01T00:00:00Z' where id = "
                  "(select id from posts where thread_id = ? limit 1)", (thread_id,))  # fmt: skip
     report = check(adb)
     assert [(f.kind, f.thread_id, f.detail) for f in report.findings] == [
         ("post-count", thread_id, {"archived": listed - 1, "graph": listed})
     ]
-    execute(adb, "update threads set possibly_truncated = 1 where id = ?", (thread_id,))
+    rows(adb, "update threads set possibly_truncated = 1 where id = ?", (thread_id,))
     assert check(adb).findings == []  # Graph's count may be short: nothing to compare
-    execute(adb, "update threads set possibly_truncated = 0, deleted_at = '2025-01-01' "
+    rows(adb, "update threads set possibly_truncated = 0, deleted_at = '2025-01-01' "
                  "where id = ?", (thread_id,))  # fmt: skip
     assert check(adb).findings == []
 
@@ -397,10 +394,10 @@ def test_cli_findings_exit_4_and_mail_text_is_escaped(adb, audited):
     post = app.add_post(MARKETING, thread_id, {"body": {"contentType": "html", "content": body}})
     sync_into(adb, app)
     # The sync noted that Graph lists no such image; an archive from before it did not.
-    assert "lists no attachments" in execute(
+    assert "lists no attachments" in rows(
         adb, "select attachments_note from posts where id = ?", (post["id"],)
     )[0][0]
-    execute(adb, "update posts set attachments_note = null where id = ?", (post["id"],))
+    rows(adb, "update posts set attachments_note = null where id = ?", (post["id"],))
     runner = CliRunner()
     result = runner.invoke(cli, ["verify"], env={"GROUPSYNC_DB": str(adb)})
     assert result.exit_code == 4, result.output
@@ -456,8 +453,8 @@ def test_a_damaged_header_is_one_line(db):
 
 
 def test_a_damaged_fts_segment_is_named(db):
-    rowid, block = execute(db, "select id, block from posts_fts_data where id > 10 order by id")[1]
-    execute(db, "update posts_fts_data set block = ? where id = ?", (block[: len(block) // 2],
+    rowid, block = rows(db, "select id, block from posts_fts_data where id > 10 order by id")[1]
+    rows(db, "update posts_fts_data set block = ? where id = ?", (block[: len(block) // 2],
                                                                     rowid))  # fmt: skip
     assert kinds(check(db)) == [("damaged-fts", "posts_fts (full-text index of posts)")]
 
@@ -465,8 +462,8 @@ def test_a_damaged_fts_segment_is_named(db):
 def test_fts_out_of_step_with_its_content_is_named(db):
     """A body_text changed with FTS5 left behind (its trigger gone): no hash covers
     body_text, FTS5's check against the content table does."""
-    execute(db, "drop trigger posts_au")
-    execute(db, "update posts set body_text = 'zebra quagga' where rowid = 5")
+    rows(db, "drop trigger posts_au")
+    rows(db, "update posts set body_text = 'zebra quagga' where rowid = 5")
     assert kinds(check(db)) == [("damaged-fts", "posts_fts (full-text index of posts)")]
 
 
@@ -491,16 +488,16 @@ def test_the_search_index_is_checked_against_the_archive(db, tmp_path):
     report = check(db, index_path=index)
     assert report.ok and report.notes == [] and report.checked["index_documents"] >= 87
     # a post changed after the index's last update: the next update heals it, not damage
-    execute(db, "update posts set change_seq = 1000000 where rowid = 3")
+    rows(db, "update posts set change_seq = 1000000 where rowid = 3")
     report = check(db, index_path=index)
     assert report.ok and report.notes == [
         "the search index is 1 post(s) behind the archive; the next sync or groupsync index "
         "catches up"
     ]
     # a document the index says is current but is not: damage
-    execute(db, "update posts set change_seq = 1 where rowid = 3")
+    rows(db, "update posts set change_seq = 1 where rowid = 3")
     assert kinds(check(db, index_path=index)) == [("damaged-index", str(index))]
-    execute(db, "update posts set change_seq = 1000000 where rowid = 3")
+    rows(db, "update posts set change_seq = 1000000 where rowid = 3")
     for path in index.glob("*.col"):
         path.write_bytes(b"")  # zeroed columns: every document has the same key
     assert kinds(check(db, index_path=index)) == [("damaged-index", str(index))]
@@ -599,9 +596,9 @@ def test_an_export_checked_without_its_archive_ignores_unknown_manifest_keys(db,
 
 
 def test_an_export_whose_chain_head_was_rewritten_away_is_named(db, exported):
-    execute(db, "delete from post_versions where sync_run_id = 2")
-    execute(db, "delete from posts where version_count = 1 and body_content like '%Late%'")
-    execute(db, "update sync_runs set digest = null")
+    rows(db, "delete from post_versions where sync_run_id = 2")
+    rows(db, "delete from posts where version_count = 1 and body_content like '%Late%'")
+    rows(db, "update sync_runs set digest = null")
     with Archive.open_for_writing(db) as archive, archive.atomic():
         archive.seal_runs(utc_now())
     result = verify_export(db, exported)

@@ -16,15 +16,23 @@ from pathlib import Path
 
 import pytest
 
-from groupsync.outbox import EXTENSION_NAME
+from groupsync.outbox import EXTENSION_NAME, Draft, Outbox
 from groupsync.simulator import SimulatorOptions, make_app, serve_in_thread
+from groupsync.throttle import Throttle
 
-from .conftest import SAMPLE_DATA
+from .conftest import (
+    ENGINEERING,
+    MARKETING,
+    SAMPLE_DATA,
+    copy_sample,
+    graph_for,
+    new_archive,
+    rows,
+    sync_archive,
+)
 
 pytestmark = pytest.mark.e2e
 
-ENGINEERING = "b8f3e8ed-9bff-4e7e-acca-272a78b653ec"
-MARKETING = "83231e12-1380-4fe3-b849-b614bcff5d6c"
 DEAD = "http://127.0.0.1:9/v1.0"  # nothing listens: "the simulator is stopped"
 
 
@@ -58,25 +66,20 @@ def gs(
 
 
 def synced(tmp_path: Path, app) -> Path:
+    """The joined groups of ``app`` synced into a new archive, as a first `sync` does."""
     db = tmp_path / "a.db"
-    with serve_in_thread(app) as url:
-        gs(db, "sync", "--quiet", url=url)
+    sync_archive(app, db)
     return db
 
 
-def one(db: Path, sql: str, params=()):
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
 def open_thread(db: Path, group: str) -> tuple[str, str]:
-    (thread,) = one(
+    (thread,) = rows(
         db,
         "select id from threads where group_id = ? and isLocked = 0 "
         "and deleted_at is null order by lastDeliveredDateTime limit 1",
         (group,),
     )[0:1]
-    post = one(
+    post = rows(
         db,
         "select id from posts where thread_id = ? order by receivedDateTime limit 1",
         (thread[0],),
@@ -96,20 +99,20 @@ def markers(app, group: str) -> Counter:
 
 
 def item_markers(db: Path) -> dict[int, str]:
-    return dict(one(db, "select id, marker from _outbox"))
+    return dict(rows(db, "select id, marker from _outbox"))
 
 
 def test_each_action_queued_offline_then_sent_exactly_once(tmp_path):
     app = make_app(SAMPLE_DATA)
     db = synced(tmp_path, app)
     thread, post = open_thread(db, ENGINEERING)
-    victim = one(
+    victim = rows(
         db,
         "select id from threads where group_id = ? and isLocked = 0 "
         "and id != ? order by lastDeliveredDateTime desc limit 1",
         (ENGINEERING, thread),
     )[0][0]
-    conversation = one(db, "select conversation_id from threads where id = ?", (thread,))[0][0]
+    conversation = rows(db, "select conversation_id from threads where id = ?", (thread,))[0][0]
     attachment = tmp_path / "plan.txt"
     attachment.write_bytes("Le plan ✓\n".encode())
 
@@ -197,7 +200,7 @@ def test_each_action_queued_offline_then_sent_exactly_once(tmp_path):
     ]
     # The delete removed the thread upstream; the next full sync tombstoned it.
     assert victim not in after
-    assert one(db, "select deleted_at is not null from threads where id = ?", (victim,)) == [(1,)]
+    assert rows(db, "select deleted_at is not null from threads where id = ?", (victim,)) == [(1,)]
     # The echo gave way to the real posts.
     posts = json.loads(gs(db, "posts", ENGINEERING, thread).stdout)["value"]
     assert not [p for p in posts if "@groupsync.outbox" in p]
@@ -247,7 +250,7 @@ def test_bad_input_is_refused_and_nothing_is_queued(tmp_path, args, message, arc
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
-    assert one(db, "select count(*) from _outbox") == [(0,)]
+    assert rows(db, "select count(*) from _outbox") == [(0,)]
 
 
 def test_app_only_identity_cannot_queue_conversation_writes(tmp_path, archive_copy):
@@ -257,23 +260,15 @@ def test_app_only_identity_cannot_queue_conversation_writes(tmp_path, archive_co
     result = gs(db, "reply", ENGINEERING, thread, "--text", "x", token=app_token, check=False)
     assert result.returncode == 2
     assert "needs a signed-in user" in result.stderr
-    assert one(db, "select count(*) from _outbox") == [(0,)]
-
-
-@pytest.fixture(scope="module")
-def sample_archive(tmp_path_factory):
-    root = tmp_path_factory.mktemp("archive")
-    return synced(root, make_app(SAMPLE_DATA))
+    assert rows(db, "select count(*) from _outbox") == [(0,)]
 
 
 @pytest.fixture
 def archive_copy(sample_archive):
     def copy(tmp_path: Path):
-        db = tmp_path / "copy.db"
-        with sqlite3.connect(sample_archive) as source, sqlite3.connect(db) as target:
-            source.backup(target)
+        db = copy_sample(sample_archive, tmp_path / "copy.db")
         thread, post = open_thread(db, ENGINEERING)
-        locked = one(db, "select id from threads where isLocked = 1")[0][0]
+        locked = rows(db, "select id from threads where isLocked = 1")[0][0]
         return db, thread, post, locked
 
     return copy
@@ -292,7 +287,7 @@ def test_graph_refusals_mark_the_item_failed_and_the_queue_moves_on(tmp_path, ar
     report = json.loads(result.stdout)
     assert result.returncode == 1
     assert (report["sent"], report["failed"]) == (1, 2)
-    errors = one(db, "select state, last_error from _outbox order by id")
+    errors = rows(db, "select state, last_error from _outbox order by id")
     assert errors[0][0] == "failed" and "not found" in errors[0][1].lower()
     assert errors[2][0] == "sent"
 
@@ -304,19 +299,12 @@ def _replies_arrived(app, db: Path, group: str) -> tuple[Counter, list[str]]:
 
 
 def _queue_replies(db: Path, threads: list[str], n: int) -> None:
-    """n replies round-robin over threads, through the library in one process (fast)."""
-    code = (
-        "import sys\n"
-        "from groupsync.archive import Archive\n"
-        "from groupsync.outbox import Outbox, Draft\n"
-        "db, n, group, *threads = sys.argv[1:]\n"
-        "with Archive.open_for_writing(db) as a:\n"
-        "    box = Outbox(a)\n"
-        "    for i in range(int(n)):\n"
-        "        box.queue('reply-to-thread', group, Draft(content=f'<p>reply {i}</p>'),\n"
-        "                  thread_id=threads[i % len(threads)])\n"
-    )
-    subprocess.run([sys.executable, "-c", code, str(db), str(n), ENGINEERING, *threads], check=True)
+    """n replies round-robin over threads, through the library."""
+    with new_archive(db) as archive:
+        box = Outbox(archive)
+        for i in range(n):
+            box.queue("reply-to-thread", ENGINEERING, Draft(content=f"<p>reply {i}</p>"),
+                      thread_id=threads[i % len(threads)])  # fmt: skip
 
 
 def _order_per_thread_is_queue_order(app, db: Path) -> None:
@@ -334,7 +322,7 @@ def _order_per_thread_is_queue_order(app, db: Path) -> None:
 def engineering_threads(db: Path, n: int) -> list[str]:
     return [
         r[0]
-        for r in one(
+        for r in rows(
             db,
             "select id from threads where group_id = ? and isLocked = 0 order by id limit ?",
             (ENGINEERING, n),
@@ -356,25 +344,21 @@ def test_writes_applied_but_answered_504_still_arrive_exactly_once(tmp_path, arc
     _order_per_thread_is_queue_order(app, db)
 
 
-def test_200_replies_under_throttle_and_503s_arrive_once_in_order(tmp_path, archive_copy):
+def test_200_replies_under_throttle_and_503s_arrive_once_in_order(
+    tmp_path, archive_copy, virtual_time
+):
     """The connector's limit on both sides (client 100/60, simulator 429 past 100/60) and
-    10 % random 503/504 before anything is applied."""
+    10 % random 503/504 before anything is applied. The replay runs in-process as `send
+    --reconcile-delay 0 --max-per-minute 0` runs it, on a virtual clock shared with the
+    simulator, so its two minutes of waiting take none."""
     db, _, _, _ = archive_copy(tmp_path)
     _queue_replies(db, engineering_threads(db, 4), 200)
     app = make_app(SAMPLE_DATA, SimulatorOptions(rate=(100, 60.0), fail_rate=0.1, seed=2))
-    with serve_in_thread(app) as url:
-        report = json.loads(
-            gs(
-                db,
-                "send",
-                "--reconcile-delay",
-                "0",
-                "--max-per-minute",
-                "0",
-                rate="100/60",
-                url=url,
-            ).stdout
-        )
+    clock = virtual_time
+    throttle = Throttle((100, 60.0), clock=clock)
+    with graph_for(app, clock=clock, throttle=throttle) as graph, new_archive(db) as archive:
+        box = Outbox(archive, reconcile_delay=0, now=clock.utc)
+        report = box.send(graph, wait=True).__dict__
     counts, ids = _replies_arrived(app, db, ENGINEERING)
     assert report["sent"] == 200
     assert all(counts[i] == 1 for i in ids), counts
@@ -423,7 +407,7 @@ def test_sigkill_during_send_never_loses_or_doubles(tmp_path, archive_copy):
             gs(db, "send", "--reconcile-delay", "0", "--max-per-minute", "0", url=url)
         counts, ids = _replies_arrived(app, db, ENGINEERING)
         assert all(counts[i] == 1 for i in ids), (point, counts)
-        assert one(db, "select count(*) from _outbox where state != 'sent'") == [(0,)]
+        assert rows(db, "select count(*) from _outbox where state != 'sent'") == [(0,)]
 
 
 def test_own_writes_show_in_the_archive_without_a_full_sync(tmp_path):
@@ -432,13 +416,13 @@ def test_own_writes_show_in_the_archive_without_a_full_sync(tmp_path):
     app = make_app(SAMPLE_DATA)
     db = synced(tmp_path, app)
     thread, _ = open_thread(db, ENGINEERING)
-    victim = one(
+    victim = rows(
         db,
         "select id from threads where group_id = ? and isLocked = 0 "
         "and id != ? order by lastDeliveredDateTime desc limit 1",
         (ENGINEERING, thread),
     )[0][0]
-    victim_posts = one(db, "select count(*) from posts where thread_id = ?", (victim,))[0][0]
+    victim_posts = rows(db, "select count(*) from posts where thread_id = ?", (victim,))[0][0]
     gs(db, "delete-thread", ENGINEERING, victim, "--yes")
     gs(db, "reply", ENGINEERING, thread, "--text", "own reply 7f3a")
     gs(db, "new-thread", ENGINEERING, "--topic", "Own thread 7f3a", "--text", "own thread 7f3a")
@@ -446,17 +430,17 @@ def test_own_writes_show_in_the_archive_without_a_full_sync(tmp_path):
         report = json.loads(gs(db, "send", "--reconcile-delay", "0", url=url).stdout)
         assert report["sent"] == 3
         # The delete, before any sync: thread and every post marked, sent_at the same moment.
-        sent_at = one(db, "select sent_at from _outbox where action = 'delete-thread'")[0][0]
-        assert one(db, "select deleted_at from threads where id = ?", (victim,)) == [(sent_at,)]
-        assert one(
+        sent_at = rows(db, "select sent_at from _outbox where action = 'delete-thread'")[0][0]
+        assert rows(db, "select deleted_at from threads where id = ?", (victim,)) == [(sent_at,)]
+        assert rows(
             db, "select count(*) from posts where thread_id = ? and deleted_at = ?",
             (victim, sent_at),
         ) == [(victim_posts,)]
         threads = json.loads(gs(db, "threads", ENGINEERING).stdout)["value"]
         assert victim not in {t["id"] for t in threads}
-        sync_report = json.loads(gs(db, "sync", "--json", url=url).stdout)
+    sync_report = sync_archive(app, db).as_dict()  # the next incremental sync
     assert sync_report["mode"] == "incremental" and sync_report["items_new"] == 2
-    archived = one(
+    archived = rows(
         db, "select thread_id, body_text from posts where body_text like '%own % 7f3a%' "
         "and deleted_at is null order by receivedDateTime"
     )

@@ -33,20 +33,24 @@ from groupsync.datasette_plugin import metadata as plugin_metadata
 from groupsync.datasette_plugin import views
 from groupsync.datasette_plugin.archives import post_anchor
 from groupsync.datasette_plugin.server import make_datasette
-from groupsync.graph import GraphClient
 from groupsync.html import sanitise
 from groupsync.simulator import make_app
-from groupsync.sync import Syncer, SyncOptions
 
-from .conftest import save_named_groups
+from .conftest import (
+    ANNOUNCEMENTS,
+    ARCHIVED,
+    ENGINEERING,
+    HOSTILE_TOPIC,
+    MARKETING,
+    NEWSLETTER_TOPIC,
+    PARIS,
+    SAMPLE_DATA,
+    copy_sample,
+    rows,
+    save_named_groups,
+    sync_sample,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-PUBLIC = "36a8fb87-f96d-447b-8a27-33dd4dc585be"
-MARKETING = "83231e12-1380-4fe3-b849-b614bcff5d6c"
-ENGINEERING = "b8f3e8ed-9bff-4e7e-acca-272a78b653ec"
-ARCHIVED = {MARKETING, ENGINEERING, "639ffed1-1c46-44c0-b07f-d0f918950bdf", PUBLIC}
-HOSTILE_TOPIC = "Suspicious invoice — DO NOT OPEN (phishing sample, hostile HTML)"
-NEWSLETTER_TOPIC = "Newsletter draft – April 2025"
 EDITED_TEXT = "Updated: the per-diem is now €60 and taxis need a receipt."
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><circle r="4"/></svg>'
 ACTIVE_TAGS = ["script", "iframe", "frame", "object", "embed", "form", "input", "button",
@@ -76,25 +80,15 @@ class Tenant:
         return self.state.group(group_id)["displayName"]
 
 
-def _graph(app: Any) -> GraphClient:
-    return GraphClient(
-        "http://graph.test/v1.0",
-        lambda force_refresh=False: "t",
-        transport=httpx.WSGITransport(app=app),
-    )
-
-
 @pytest.fixture(scope="session")
-def sample(tmp_path_factory) -> dict[str, Any]:
+def sample(sample_archive, tmp_path_factory) -> dict[str, Any]:
     """The sample archive: synced, then an edit, an attachment and a deletion reconciled."""
-    path = tmp_path_factory.mktemp("plugin") / "groupsync.db"
-    app = make_app(ROOT / "sample_data")
-    with _graph(app) as graph, Archive.open_for_writing(path) as archive:
-        Syncer(archive, graph).run([PUBLIC], joined=True)
+    path = copy_sample(sample_archive, tmp_path_factory.mktemp("plugin") / "groupsync.db")
+    app = make_app(SAMPLE_DATA)
     tenant = Tenant(app)
-    travel = tenant.thread_by_topic(PUBLIC, "New travel & expenses policy")
+    travel = tenant.thread_by_topic(ANNOUNCEMENTS, "New travel & expenses policy")
     edited = travel["posts"][0]
-    app.edit_post(PUBLIC, travel["id"], edited["id"], content=f"<p>{EDITED_TEXT}</p>")
+    app.edit_post(ANNOUNCEMENTS, travel["id"], edited["id"], content=f"<p>{EDITED_TEXT}</p>")
     logo = tenant.thread_by_topic(MARKETING, "New logo proposal — v3")
     app.add_attachment(
         MARKETING, logo["id"], logo["posts"][0]["id"], "diagram.svg", "image/svg+xml", SVG
@@ -103,14 +97,14 @@ def sample(tmp_path_factory) -> dict[str, Any]:
     gone_posts = [p["id"] for p in gone["posts"]]
     gone_attachments = [a["name"] for p in gone["posts"] for a in p.get("attachments") or []]
     app.delete_thread(ENGINEERING, gone["id"])
-    with _graph(app) as graph, Archive.open_for_writing(path) as archive:
-        Syncer(archive, graph, options=SyncOptions(full=True)).run()
+    sync_sample(app, path, full=True)
+    with Archive.open_for_writing(path) as archive:
         search.update_index(archive, search.index_path_for(path), keep_deleted=True)
     search.close_indexes()
     return {
         "path": path,
         "tenant": tenant,
-        "edited": (PUBLIC, travel["id"], edited["id"]),
+        "edited": (ANNOUNCEMENTS, travel["id"], edited["id"]),
         "svg_post": (MARKETING, logo["id"], logo["posts"][0]["id"]),
         "deleted": (ENGINEERING, gone["id"], gone_posts, gone_attachments),
         "hostile": tenant.thread_by_topic(MARKETING, HOSTILE_TOPIC),
@@ -131,14 +125,6 @@ def db_name(sample) -> str:
 
 def thread_path(group_id: str, thread_id: str) -> str:
     return f"/-/groupsync/thread/{tilde_encode(group_id)}/{tilde_encode(thread_id)}"
-
-
-def rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def soup(text: str) -> BeautifulSoup:
@@ -175,8 +161,8 @@ def test_entry_point_registers_the_package():
 
 
 @pytest.mark.asyncio
-async def test_plugin_is_loaded_with_templates(ds):
-    plugins = (await ds.client.get("/-/plugins.json")).json()
+async def test_plugin_is_loaded_with_templates(sample_datasette):
+    plugins = (await sample_datasette.client.get("/-/plugins.json")).json()
     ours = [p for p in plugins if "groupsync" in p["name"]]
     assert ours and ours[0]["templates"] is True
     assert {"register_routes", "render_cell", "get_metadata"} <= set(ours[0]["hooks"])
@@ -214,7 +200,7 @@ async def test_every_page_returns_200(ds, db_name, sample):
     path = sample["path"]
     tables = [r[0] for r in rows(path, "select name from sqlite_master where type='table'")]
     pages = ["/", f"/{db_name}", "/-/groupsync/", "/-/groupsync", "/-/groupsync/search",
-             "/-/groupsync/static/groupsync.css", "/-/metadata.json"]  # fmt: skip
+             "/-/static-plugins/groupsync/groupsync.css", "/-/metadata.json"]  # fmt: skip
     pages += [f"/{db_name}/{quote(t)}" for t in tables]
     pages += [f"/{db_name}/{q}" for q in plugin_metadata.CANNED_QUERIES]
     pages += [f"/{db_name}/posts?_facet_month=receivedDateTime"]
@@ -248,6 +234,23 @@ async def test_plugin_pages_carry_a_content_security_policy(ds, sample):
         page_soup = soup(response.text)
         for script in page_soup.find_all("script"):
             assert not script.get("src") or script["src"].startswith("/")
+
+
+@pytest.mark.asyncio
+async def test_stylesheet_is_served_by_datasettes_plugin_static(ds, db_name, sample):
+    group_id, thread_id, *_ = sample["edited"]
+    css = "/-/static-plugins/groupsync/groupsync.css"
+    for page in ["/-/groupsync/", "/-/groupsync/search", thread_path(group_id, thread_id),
+                 f"/{db_name}/posts"]:  # fmt: skip
+        links = soup((await ds.client.get(page)).text).find_all("link", rel="stylesheet")
+        assert css in [link["href"] for link in links], page
+    response = await ds.client.get(css)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/css")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    for gone in ["/-/static-plugins/groupsync/nope.css", "/-/static-plugins/groupsync/../x"]:
+        assert (await ds.client.get(gone)).status_code == 404
 
 
 def datasette_pages(db_name: str, sample) -> list[str]:
@@ -781,8 +784,8 @@ def test_content_disposition_survives_hostile_names():
         "/-/groupsync/nothing-here",
     ],
 )
-async def test_unknown_ids_give_404_pages(ds, path):
-    response = await ds.client.get(path)
+async def test_unknown_ids_give_404_pages(sample_datasette, path):
+    response = await sample_datasette.client.get(path)
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("text/html")
     assert "Traceback" not in response.text
@@ -1061,7 +1064,7 @@ async def test_an_ambiguous_group_in_the_query_lists_the_candidates(ds):
     assert head.startswith("'e' fits 2 archived groups")
     assert [line.split("  ")[1:3] for line in lines] == [
         [f"'{ENGINEERING}'", "'Engineering'"],
-        ["'639ffed1-1c46-44c0-b07f-d0f918950bdf'", "'Équipe Paris'"],
+        [f"'{PARIS}'", "'Équipe Paris'"],
     ]
     assert page.select(".groupsync-hit") == []
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -18,7 +19,7 @@ from groupsync.archive import Archive
 from groupsync.html import _ATTRIBUTES, _TAGS, neutralise_bidi, sanitise, to_text
 from groupsync.search.query import MAX_QUERY_CHARS, QueryError, _Resolver, parse_query
 
-from .test_search import build
+from .conftest import new_archive
 
 FAST = settings(
     max_examples=150,
@@ -48,7 +49,7 @@ QUERIES = st.one_of(
 @pytest.fixture(scope="module")
 def groups(tmp_path_factory) -> Iterator[_Resolver]:
     """What ``_Resolver`` reads: a real archive's ``groups`` table, with two groups."""
-    with Archive.open_for_writing(tmp_path_factory.mktemp("groups") / "groups.db") as archive:
+    with new_archive(tmp_path_factory.mktemp("groups") / "groups.db") as archive:
         with archive.atomic():
             for gid, name, nickname in [
                 ("6f1e0c1a-0000-4000-8000-0000000000a1", "Marketing", "marketing"),
@@ -63,13 +64,9 @@ def groups(tmp_path_factory) -> Iterator[_Resolver]:
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    db, _app = build(tmp_path_factory.mktemp("properties") / "sample.db")
-    index = search.index_path_for(db)
-    with Archive.open_for_writing(db) as archive:
-        search.rebuild_index(archive, index, procs=1)
-    yield db, index
-    search.close_indexes()
+def sample(indexed_sample) -> tuple[Path, Path]:
+    """The module's read-only sample archive and index (conftest's ``indexed_sample``)."""
+    return indexed_sample
 
 
 @FAST

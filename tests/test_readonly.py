@@ -15,10 +15,15 @@ import pytest
 
 from groupsync import reads, search
 from groupsync.archive import Archive
-from groupsync.simulator import make_app
 
-from .conftest import SAMPLE_DATA, one_error_line, run_cli
-from .test_reads import MARKETING, first_with_attachments, sync_sample
+from .conftest import (
+    MARKETING,
+    copy_sample,
+    first_with_attachments,
+    new_archive,
+    one_error_line,
+    run_cli,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -33,14 +38,13 @@ def state(folder: Path) -> dict[str, tuple[int, int, int]]:
 
 
 @pytest.fixture
-def evidence(tmp_path, mounts) -> Path:
+def evidence(sample_archive, tmp_path, mounts) -> Path:
     """A synced, indexed archive in WAL mode with no -wal or -shm beside it (as a closed
     archive is copied), bind-mounted read-only; the path of the archive on the mount."""
     source = tmp_path / "source"
     source.mkdir()
-    db = source / "archive.db"
-    sync_sample(make_app(SAMPLE_DATA), db)
-    with Archive.open_for_writing(db) as archive:  # the last writer to close removes -wal and -shm
+    db = copy_sample(sample_archive, source / "archive.db")
+    with new_archive(db) as archive:  # the last writer to close removes -wal and -shm
         search.update_index(archive, search.index_path_for(db))
     search.close_indexes()
     assert sorted(os.listdir(source)) == ["archive.db", "archive.db.whoosh"]
@@ -142,7 +146,7 @@ def test_writing_commands_refuse_a_read_only_mount_in_one_line(tmp_path, evidenc
         ("outbox",): "is read-only here",
         ("new-conversation", MARKETING, "--topic", "t", "--text", "x"): "is read-only here",
         ("index", "--rebuild"): "cannot write the search index",
-        ("groups",): "cannot use the throttle file",
+        ("groups", "--live"): "cannot use the throttle file",
         ("export", "--format", "mbox", "--out", str(inside)): f"cannot create {inside}",
         ("attachments", MARKETING, thread, post["id"], "--save", str(inside)): "cannot create",
     }

@@ -19,35 +19,26 @@ import pytest
 from groupsync import reads
 from groupsync.archive import Archive, canonical_json
 from groupsync.errors import ArchiveError, NotFoundError
-from groupsync.graph import GraphClient
 from groupsync.simulator import Simulator, make_app
-from groupsync.sync import NOT_READABLE, POST_SELECT, Syncer, SyncOptions
+from groupsync.sync import NOT_READABLE, POST_SELECT, Syncer
 
-from .conftest import SAMPLE_DATA
+from .conftest import (
+    ANNOUNCEMENTS,
+    ARCHIVED,
+    ENGINEERING,
+    GRAPH_BASE,
+    LEADERSHIP,
+    MARKETING,
+    PARIS,
+    SAMPLE_DATA,
+    copy_sample,
+    first_with_attachments,
+    graph_for,
+    new_archive,
+    sync_sample,
+)
 
-MARKETING = "83231e12-1380-4fe3-b849-b614bcff5d6c"
-ENGINEERING = "b8f3e8ed-9bff-4e7e-acca-272a78b653ec"
-PARIS = "639ffed1-1c46-44c0-b07f-d0f918950bdf"
-PUBLIC = "36a8fb87-f96d-447b-8a27-33dd4dc585be"  # the demo user is not a member
-LEADERSHIP = "99e3878d-a879-41d7-a784-fd7d80e16089"  # private, not a member: never archived
-ARCHIVED = [MARKETING, ENGINEERING, PARIS, PUBLIC]
-BASE = "http://graph.test/v1.0"
 FILE = "#microsoft.graph.fileAttachment"
-
-
-def graph_for(app: Simulator, token: str = "t") -> GraphClient:
-    return GraphClient(
-        BASE, lambda force_refresh=False: token, transport=httpx.WSGITransport(app=app)
-    )
-
-
-def sync_sample(app: Simulator, path: Path, *, full: bool = False, token: str = "t") -> None:
-    """The real sync: the joined groups plus the public one, then (``full``) a reconcile."""
-    with graph_for(app, token) as graph, Archive.open_for_writing(path) as archive:
-        if full:
-            Syncer(archive, graph, options=SyncOptions(full=True)).run()
-        else:
-            Syncer(archive, graph).run([PUBLIC], joined=True)
 
 
 class Sim:
@@ -56,7 +47,7 @@ class Sim:
     def __init__(self, app: Simulator, token: str = "t") -> None:
         self.http = httpx.Client(
             transport=httpx.WSGITransport(app=app),
-            base_url=BASE,
+            base_url=GRAPH_BASE,
             headers={"Authorization": f"Bearer {token}"},
         )
 
@@ -83,12 +74,10 @@ class Sim:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Iterator[tuple[Simulator, Path]]:
-    """One synced archive for every test that only reads (nobody changes this simulator)."""
-    app = make_app(SAMPLE_DATA)
-    path = tmp_path_factory.mktemp("reads") / "archive.db"
-    sync_sample(app, path)
-    yield app, path
+def world(sample_archive) -> Iterator[tuple[Simulator, Path]]:
+    """The sample archive, only read, and a simulator of the tenant it came from (nobody
+    changes this simulator)."""
+    yield make_app(SAMPLE_DATA), sample_archive
 
 
 @pytest.fixture
@@ -105,24 +94,13 @@ def sim(world) -> Iterator[Sim]:
 
 
 @pytest.fixture
-def fresh(tmp_path) -> Iterator[tuple[Simulator, Path]]:
+def fresh(sample_archive, tmp_path) -> Iterator[tuple[Simulator, Path]]:
     """A simulator and archive of its own, for tests that change the world upstream."""
-    app = make_app(SAMPLE_DATA)
-    path = tmp_path / "fresh.db"
-    sync_sample(app, path)
-    yield app, path
+    yield make_app(SAMPLE_DATA), copy_sample(sample_archive, tmp_path / "fresh.db")
 
 
 def threads_path(group_id: str, thread_id: str) -> str:
     return f"/groups/{group_id}/threads/{thread_id}"
-
-
-def first_with_attachments(archive: Archive, group_id: str) -> tuple[str, dict[str, Any]]:
-    for thread in reads.iter_threads(archive, group_id):
-        for post in reads.iter_posts(archive, group_id, thread["id"]):
-            if post["hasAttachments"]:
-                return thread["id"], post
-    raise AssertionError(f"no post with attachments in {group_id}")
 
 
 # -- the answers are Graph's -------------------------------------------------------------
@@ -240,8 +218,9 @@ def test_groups_are_graph_groups(archive, sim):
         assert group["@odata.type"] == "#microsoft.graph.group"
         if group["id"] in member_of:
             assert group == member_of[group["id"]]
-    public = reads.get_group(archive, PUBLIC)
-    assert public == {"@odata.type": "#microsoft.graph.group", **sim.entity(f"/groups/{PUBLIC}")}
+    public = reads.get_group(archive, ANNOUNCEMENTS)
+    expected = sim.entity(f"/groups/{ANNOUNCEMENTS}")
+    assert public == {"@odata.type": "#microsoft.graph.group", **expected}
 
 
 # -- what is not there ---------------------------------------------------------------------
@@ -445,7 +424,7 @@ def test_content_bytes_are_encoded_piece_by_piece(archive, monkeypatch):
 def test_attachments_the_identity_could_not_read_are_explained(tmp_path):
     app = make_app(SAMPLE_DATA)
     path = tmp_path / "app-only.db"
-    with graph_for(app, "app-token") as graph, Archive.open_for_writing(path) as archive:
+    with graph_for(app, "app-token") as graph, new_archive(path) as archive:
         Syncer(archive, graph).run([MARKETING])
     with Archive(path, readonly=True) as archive:
         thread, post = first_with_attachments(archive, MARKETING)

@@ -11,61 +11,37 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
 from groupsync import search
 from groupsync.archive import Archive
 from groupsync.cli import cli
-from groupsync.graph import GraphClient
 from groupsync.simulator import SimulatorOptions, make_app, serve_in_thread
-from groupsync.sync import Syncer, SyncOptions
+from groupsync.sync import Syncer
 
-from .conftest import SAMPLE_DATA
-
-ANNOUNCEMENTS = "36a8fb87-f96d-447b-8a27-33dd4dc585be"
-MARKETING = "83231e12-1380-4fe3-b849-b614bcff5d6c"
-ENGINEERING = "b8f3e8ed-9bff-4e7e-acca-272a78b653ec"
-PARIS = "639ffed1-1c46-44c0-b07f-d0f918950bdf"
-
-
-def graph_for(app) -> GraphClient:
-    return GraphClient(
-        "http://graph.test/v1.0",
-        lambda force_refresh=False: "t",
-        transport=httpx.WSGITransport(app=app),
-    )
-
-
-def build(path: Path, app=None) -> tuple[Path, object]:
-    """The sample tenant synced into ``path`` (every readable group), and the simulator."""
-    app = app or make_app(SAMPLE_DATA)
-    with graph_for(app) as graph, Archive.open_for_writing(path) as archive:
-        Syncer(archive, graph).run([ANNOUNCEMENTS], joined=True)
-    return path, app
-
-
-def resync(path: Path, app) -> None:
-    with graph_for(app) as graph, Archive.open_for_writing(path) as archive:
-        Syncer(archive, graph, options=SyncOptions(full=True)).run()
+from .conftest import (
+    ENGINEERING,
+    MARKETING,
+    SAMPLE_DATA,
+    copy_sample,
+    graph_for,
+    new_archive,
+    rows,
+    sync_sample,
+)
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> tuple[Path, Path]:
-    """The sample archive and its index, built once for the module's read-only tests."""
-    db, _app = build(tmp_path_factory.mktemp("search") / "sample.db")
-    index = search.index_path_for(db)
-    with Archive.open_for_writing(db) as archive:
-        search.rebuild_index(archive, index, procs=1)
-    yield db, index
-    search.close_indexes()
+def sample(indexed_sample) -> tuple[Path, Path]:
+    """The module's read-only sample archive and index (conftest's ``indexed_sample``)."""
+    return indexed_sample
 
 
 @pytest.fixture
-def fresh(tmp_path) -> tuple[Path, Path, object]:
+def fresh(sample_archive, tmp_path) -> tuple[Path, Path, object]:
     """A sample archive of its own (to change), its index path and the simulator."""
-    db, app = build(tmp_path / "a.db")
+    db, app = copy_sample(sample_archive, tmp_path / "a.db"), make_app(SAMPLE_DATA)
     yield db, search.index_path_for(db), app
     search.close_indexes()
 
@@ -74,11 +50,6 @@ def find(sample, query: str, **kwargs) -> search.SearchResults:
     db, index = sample
     with Archive(db, readonly=True) as archive:
         return search.search(archive, index, query, limit=100, **kwargs)
-
-
-def sql(db: Path, query: str, params=()) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(query, params).fetchall()
 
 
 def topics(results: search.SearchResults) -> set[str]:
@@ -156,7 +127,7 @@ def test_field_aliases(sample, query, expected_topics):
 
 def test_from_matches_sender_names_and_addresses(sample):
     db, _ = sample
-    (count,) = sql(db, "SELECT count(*) FROM posts WHERE sender_name LIKE 'Priya%'")[0]
+    (count,) = rows(db, "SELECT count(*) FROM posts WHERE sender_name LIKE 'Priya%'")[0]
     by_name = find(sample, "from:priya")
     by_address = find(sample, "from:priya.raghunathan@contosooutdoor.onmicrosoft.com")
     assert by_name.total == by_address.total == count
@@ -166,14 +137,14 @@ def test_from_matches_sender_names_and_addresses(sample):
 
 def test_to_matches_thread_recipients(sample):
     db, _ = sample
-    (count,) = sql(db, "SELECT count(*) FROM posts WHERE group_id = ?", (MARKETING,))[0]
+    (count,) = rows(db, "SELECT count(*) FROM posts WHERE group_id = ?", (MARKETING,))[0]
     assert find(sample, "to:marketing").total == count
 
 
 @pytest.mark.parametrize("value", ["engineering", "Engineering", ENGINEERING, "engineering@"])
 def test_group_by_name_or_id(sample, value):
     db, _ = sample
-    (count,) = sql(db, "SELECT count(*) FROM posts WHERE group_id = ?", (ENGINEERING,))[0]
+    (count,) = rows(db, "SELECT count(*) FROM posts WHERE group_id = ?", (ENGINEERING,))[0]
     found = find(sample, f"group:{value}")
     assert found.total == count and {h.group_id for h in found.hits} == {ENGINEERING}
     assert found.sort == "date"  # nothing to score: newest first
@@ -190,7 +161,7 @@ def test_group_names_fold_accents_and_prefixes(sample):
 
 def test_has_attachment(sample):
     db, _ = sample
-    (count,) = sql(
+    (count,) = rows(
         db,
         "SELECT count(*) FROM posts WHERE hasAttachments = 1 OR id IN "
         "(SELECT post_id FROM attachments WHERE deleted_at IS NULL)",
@@ -211,7 +182,7 @@ def test_has_attachment(sample):
 )
 def test_date_ranges(sample, query, since, until):
     db, _ = sample
-    (count,) = sql(
+    (count,) = rows(
         db,
         "SELECT count(*) FROM posts WHERE receivedDateTime >= ? AND receivedDateTime < ?",
         (since, until),
@@ -428,11 +399,11 @@ def test_update_index_creates_then_reports_current(fresh):
 def test_an_empty_archive_then_its_first_sync(tmp_path):
     db = tmp_path / "empty.db"
     index = search.index_path_for(db)
-    with Archive.open_for_writing(db) as archive:
+    with new_archive(db) as archive:
         assert search.update_index(archive, index).documents == 0
         assert search.search(archive, index, "latency").total == 0
         assert search.check_index(archive, index).ok
-    build(db)
+    sync_sample(make_app(SAMPLE_DATA), db)
     with Archive.open_for_writing(db) as archive:
         assert search.update_index(archive, index).indexed == 95
         assert search.search(archive, index, "latency").total == 6
@@ -447,7 +418,7 @@ def test_an_edited_post_is_found_by_its_new_words_only(fresh):
         old = search.search(archive, index, "latency", group=ENGINEERING)
     hit = next(h for h in old.hits if "8.4 s" in h.snippet_text)
     app.edit_post(ENGINEERING, hit.thread_id, hit.post_id, content="<p>Zebra xylophone drill</p>")
-    resync(db, app)
+    sync_sample(app, db, full=True)
     with Archive.open_for_writing(db) as archive:
         report = search.update_index(archive, index)
         assert report.indexed == 1 and report.mode == "updated"
@@ -465,7 +436,7 @@ def test_a_deleted_post_leaves_default_results(fresh):
         before = search.search(archive, index, "hackathon")
     thread_id = before.hits[0].thread_id
     app.delete_thread(ENGINEERING, thread_id)
-    resync(db, app)
+    sync_sample(app, db, full=True)
     with Archive.open_for_writing(db) as archive:
         report = search.update_index(archive, index)
         assert report.removed == before.total
@@ -481,7 +452,7 @@ def test_deleted_posts_kept_and_marked_for_compliance(fresh):
         search.update_index(archive, index, keep_deleted=True)
         thread_id = search.search(archive, index, "hackathon").hits[0].thread_id
     app.delete_thread(ENGINEERING, thread_id)
-    resync(db, app)
+    sync_sample(app, db, full=True)
     with Archive.open_for_writing(db) as archive:
         report = search.update_index(archive, index)  # keeps what the index was built with
         assert report.kept_deleted == 4
@@ -499,7 +470,7 @@ def test_a_crash_between_the_database_and_the_index_heals(fresh):
     db, index, app = fresh
     with Archive.open_for_writing(db) as archive:
         search.update_index(archive, index)
-    thread_id = sql(db, "SELECT id FROM threads WHERE topic LIKE 'Hackathon%'")[0][0]
+    thread_id = rows(db, "SELECT id FROM threads WHERE topic LIKE 'Hackathon%'")[0][0]
     app.add_post(
         ENGINEERING,
         thread_id,
@@ -523,7 +494,7 @@ def test_check_reports_stale_and_extra_documents(fresh):
     db, index, _app = fresh
     with Archive.open_for_writing(db) as archive:
         search.update_index(archive, index)
-    post_id = sql(db, "SELECT id FROM posts ORDER BY id LIMIT 1")[0][0]
+    post_id = rows(db, "SELECT id FROM posts ORDER BY id LIMIT 1")[0][0]
     with sqlite3.connect(db) as conn:
         (top,) = conn.execute("SELECT max(change_seq) FROM posts").fetchone()
         conn.execute("UPDATE posts SET change_seq = ? WHERE id = ?", (top + 1, post_id))
@@ -632,7 +603,7 @@ def test_cli_index_check_rebuild_and_catch_up(fresh):
     result = invoke(db, "index")
     assert result.exit_code == 0, result.output
     assert invoke(db, "index", "--check").exit_code == 0
-    thread_id = sql(db, "SELECT id FROM threads WHERE topic LIKE 'Hackathon%'")[0][0]
+    thread_id = rows(db, "SELECT id FROM threads WHERE topic LIKE 'Hackathon%'")[0][0]
     app.add_post(ENGINEERING, thread_id, {"body": {"contentType": "text", "content": "wombat"}})
     with graph_for(app) as graph, Archive.open_for_writing(db) as archive:
         Syncer(archive, graph).run()
@@ -686,4 +657,4 @@ def test_index_check_is_clean_after_a_killed_sync_and_a_rerun(tmp_path):
 
 
 def _thread(db: Path, pattern: str) -> str:
-    return sql(db, "SELECT id FROM threads WHERE topic LIKE ?", (pattern,))[0][0]
+    return rows(db, "SELECT id FROM threads WHERE topic LIKE ?", (pattern,))[0][0]

@@ -1,53 +1,40 @@
-"""The sync engine through the real CLI against the simulator on 127.0.0.1."""
+"""The sync engine in-process against the simulator, as ``groupsync sync`` runs it; the
+real CLI process only where the process is what is tested (its exit code and message)."""
 
 from __future__ import annotations
 
 import base64
-import json
 import math
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from groupsync.simulator import SimulatorOptions, make_app, serve_in_thread
+from groupsync.throttle import Throttle
 
-from .conftest import SAMPLE_DATA
-
-pytestmark = pytest.mark.e2e
-
-MARKETING = "83231e12-1380-4fe3-b849-b614bcff5d6c"
-ENGINEERING = "b8f3e8ed-9bff-4e7e-acca-272a78b653ec"
-PARIS = "639ffed1-1c46-44c0-b07f-d0f918950bdf"
-ANNOUNCEMENTS = "36a8fb87-f96d-447b-8a27-33dd4dc585be"  # public, demo user not a member
-JOINED = [MARKETING, ENGINEERING, PARIS]
-
-
-def sync(url: str, db: Path, *args: str, rate: str = "0") -> dict:
-    env = {
-        **os.environ,
-        "GROUPSYNC_GRAPH_URL": url,
-        "GROUPSYNC_ACCESS_TOKEN": "e2e-token",
-        "GROUPSYNC_DB": str(db),
-        "GROUPSYNC_RATE": rate,
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "groupsync", "sync", "--json", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+from .conftest import (
+    ANNOUNCEMENTS,
+    ENGINEERING,
+    JOINED,
+    MARKETING,
+    PARIS,
+    SAMPLE_DATA,
+    generate_tenant,
+    new_archive,
+    rows,
+    run_cli,
+    sync_archive,
+)
 
 
-def rows(db: Path, sql: str, params=()) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql, params).fetchall()
+def sync(app: Any, db: Path, group_ids: tuple[str, ...] = (), **options: Any) -> dict[str, Any]:
+    """One sync run as ``groupsync sync --json`` makes it (SyncOptions ``options``), which
+    must not fail; its report as the CLI prints it."""
+    report = sync_archive(app, db, group_ids, **options)
+    assert not report.error, report.error
+    return report.as_dict()
 
 
 def sim_threads(app, group_id):
@@ -57,15 +44,13 @@ def sim_threads(app, group_id):
     )
 
 
-def test_first_sync_archives_every_joined_group(tmp_path):
-    app = make_app(SAMPLE_DATA)
+def test_first_sync_archives_every_joined_group(tmp_path, sim):
     db = tmp_path / "a.db"
-    with serve_in_thread(app) as url:
-        report = sync(url, db)
+    report = sync(sim, db)
     assert report["status"] == "complete"
     assert sorted(report["groups"]) == sorted(JOINED)
     expected_posts = sum(
-        len(t["posts"]) for g in JOINED for c in app.state.conversations(g) for t in c["threads"]
+        len(t["posts"]) for g in JOINED for c in sim.state.conversations(g) for t in c["threads"]
     )
     assert report["items_new"] == expected_posts
     assert rows(db, "select count(*) from posts")[0][0] == expected_posts
@@ -73,7 +58,7 @@ def test_first_sync_archives_every_joined_group(tmp_path):
     # Every attachment with bytes is byte-for-byte the simulator's.
     checked = 0
     for g in JOINED:
-        for c in app.state.conversations(g):
+        for c in sim.state.conversations(g):
             for t in c["threads"]:
                 for p in t["posts"]:
                     for a in p.get("attachments") or []:
@@ -90,60 +75,58 @@ def test_first_sync_archives_every_joined_group(tmp_path):
     assert checked >= 5
 
 
-def test_incremental_then_full_picks_up_every_upstream_change(tmp_path):
-    app = make_app(SAMPLE_DATA)
+def test_incremental_then_full_picks_up_every_upstream_change(tmp_path, sim):
     db = tmp_path / "a.db"
-    with serve_in_thread(app) as url:
-        sync(url, db)
-        # Upstream: a reply to an old thread, an edit, a new thread, a deletion, an attachment.
-        threads = sim_threads(app, MARKETING)
-        old_thread = threads[-1]
-        new_post = app.add_post(
-            MARKETING,
-            old_thread["id"],
-            {
-                "body": {"contentType": "html", "content": "<p>Late reply on an old thread</p>"},
-            },
-        )
-        edited_thread = threads[len(threads) // 2]
-        edited = edited_thread["posts"][0]
-        old_key = edited["changeKey"]
-        app.edit_post(MARKETING, edited_thread["id"], edited["id"], content="<p>Edited body</p>")
-        started = app.new_thread(
-            ENGINEERING,
-            "Brand new thread",
-            {
-                "body": {"contentType": "html", "content": "<p>Hello</p>"},
-            },
-        )
-        doomed = sim_threads(app, PARIS)[-1]
-        app.delete_thread(PARIS, doomed["id"])
-        target_thread = sim_threads(app, ENGINEERING)[-1]
-        target = target_thread["posts"][-1]
-        app.add_attachment(
-            ENGINEERING,
-            target_thread["id"],
-            target["id"],
-            "notes.txt",
-            "text/plain",
-            "hello attachment ✓".encode(),
-        )
+    sync(sim, db)
+    # Upstream: a reply to an old thread, an edit, a new thread, a deletion, an attachment.
+    threads = sim_threads(sim, MARKETING)
+    old_thread = threads[-1]
+    new_post = sim.add_post(
+        MARKETING,
+        old_thread["id"],
+        {
+            "body": {"contentType": "html", "content": "<p>Late reply on an old thread</p>"},
+        },
+    )
+    edited_thread = threads[len(threads) // 2]
+    edited = edited_thread["posts"][0]
+    old_key = edited["changeKey"]
+    sim.edit_post(MARKETING, edited_thread["id"], edited["id"], content="<p>Edited body</p>")
+    started = sim.new_thread(
+        ENGINEERING,
+        "Brand new thread",
+        {
+            "body": {"contentType": "html", "content": "<p>Hello</p>"},
+        },
+    )
+    doomed = sim_threads(sim, PARIS)[-1]
+    sim.delete_thread(PARIS, doomed["id"])
+    target_thread = sim_threads(sim, ENGINEERING)[-1]
+    target = target_thread["posts"][-1]
+    sim.add_attachment(
+        ENGINEERING,
+        target_thread["id"],
+        target["id"],
+        "notes.txt",
+        "text/plain",
+        "hello attachment ✓".encode(),
+    )
 
-        incremental = report = sync(url, db)
-        assert report["mode"] == "incremental"
-        assert report["items_new"] == 2  # the reply and the new thread's post
-        assert rows(db, "select 1 from posts where id = ?", (new_post["id"],))
-        assert rows(db, "select topic from threads where id = ?", (started["id"],)) == [
-            ("Brand new thread",)
-        ]
-        # Edits and deletions do not move a thread's delivery time: full reconcile's job.
-        assert rows(db, "select deleted_at from threads where id = ?", (doomed["id"],)) == [(None,)]
+    incremental = report = sync(sim, db)
+    assert report["mode"] == "incremental"
+    assert report["items_new"] == 2  # the reply and the new thread's post
+    assert rows(db, "select 1 from posts where id = ?", (new_post["id"],))
+    assert rows(db, "select topic from threads where id = ?", (started["id"],)) == [
+        ("Brand new thread",)
+    ]
+    # Edits and deletions do not move a thread's delivery time: full reconcile's job.
+    assert rows(db, "select deleted_at from threads where id = ?", (doomed["id"],)) == [(None,)]
 
-        report = sync(url, db, "--full")
-        assert report["mode"] == "full"
-        # The edit; the post that got an attachment, unless its thread's hasAttachments
-        # flipped and the incremental sync already took it.
-        assert report["items_changed"] + incremental["items_changed"] == 2
+    report = sync(sim, db, full=True)
+    assert report["mode"] == "full"
+    # The edit; the post that got an attachment, unless its thread's hasAttachments
+    # flipped and the incremental sync already took it.
+    assert report["items_changed"] + incremental["items_changed"] == 2
     versions = rows(
         db,
         "select changeKey from post_versions where post_id = ? order by first_seen_at",
@@ -168,28 +151,26 @@ def test_incremental_then_full_picks_up_every_upstream_change(tmp_path):
     assert content == "hello attachment ✓".encode()
 
 
-def test_request_costs(tmp_path):
-    app = make_app(SAMPLE_DATA)
+def test_request_costs(tmp_path, sim):
     db = tmp_path / "a.db"
-    with serve_in_thread(app) as url:
-        sync(url, db)
-        app.log.reset()
-        report = sync(url, db)
-        # A sync with nothing new: one request per group (the thread list is newest-first).
-        assert app.log.count() == len(JOINED) == report["requests"]
+    sync(sim, db)
+    sim.log.reset()
+    report = sync(sim, db)
+    # A sync with nothing new: one request per group (the thread list is newest-first).
+    assert sim.log.count() == len(JOINED) == report["requests"]
 
-        app.log.reset()
-        thread = sim_threads(app, ENGINEERING)[3]
-        app.add_post(
-            ENGINEERING,
-            thread["id"],
-            {
-                "body": {"contentType": "text", "content": "one more"},
-            },
-        )
-        report = sync(url, db)
-        assert report["items_new"] == 1
-        assert app.log.count() <= len(JOINED) + 2, app.log.per_endpoint()
+    sim.log.reset()
+    thread = sim_threads(sim, ENGINEERING)[3]
+    sim.add_post(
+        ENGINEERING,
+        thread["id"],
+        {
+            "body": {"contentType": "text", "content": "one more"},
+        },
+    )
+    report = sync(sim, db)
+    assert report["items_new"] == 1
+    assert sim.log.count() <= len(JOINED) + 2, sim.log.per_endpoint()
 
 
 def minimum_full_requests(app, groups, top):
@@ -207,30 +188,11 @@ def minimum_full_requests(app, groups, top):
 
 
 def test_full_sync_costs_at_most_5_percent_over_the_minimum(tmp_path):
-    tenant = tmp_path / "tenant"
-    subprocess.run(
-        [
-            sys.executable,
-            str(SAMPLE_DATA.parent / "scripts" / "generate_tenant.py"),
-            "--groups",
-            "3",
-            "--threads",
-            "120",
-            "--posts",
-            "900",
-            "--attachments",
-            "60",
-            "--seed",
-            "3",
-            "--out",
-            str(tenant),
-        ],
-        check=True,
-        capture_output=True,
+    tenant = generate_tenant(
+        tmp_path / "tenant", groups=3, threads=120, posts=900, attachments=60, seed=3
     )
     app = make_app(tenant, SimulatorOptions(max_top=50))
-    with serve_in_thread(app) as url:
-        report = sync(url, tmp_path / "a.db", "--full")
+    report = sync(app, tmp_path / "a.db", full=True)
     groups = report["groups"]
     minimum = minimum_full_requests(app, groups, 50)
     assert report["items_new"] == 900
@@ -240,11 +202,10 @@ def test_full_sync_costs_at_most_5_percent_over_the_minimum(tmp_path):
 def test_random_thread_order_never_stops_early(tmp_path):
     app = make_app(SAMPLE_DATA, SimulatorOptions(thread_order="random", page_size=3))
     db = tmp_path / "a.db"
-    with serve_in_thread(app) as url:
-        sync(url, db)
-        thread = sim_threads(app, PARIS)[-1]
-        app.add_post(PARIS, thread["id"], {"body": {"contentType": "text", "content": "x"}})
-        report = sync(url, db)
+    sync(app, db)
+    thread = sim_threads(app, PARIS)[-1]
+    app.add_post(PARIS, thread["id"], {"body": {"contentType": "text", "content": "x"}})
+    report = sync(app, db)
     assert report["items_new"] == 1
     assert any("not newest-first" in n for n in report["notes"])
 
@@ -252,55 +213,36 @@ def test_random_thread_order_never_stops_early(tmp_path):
 def test_public_group_by_id_and_truncated_threads(tmp_path):
     app = make_app(SAMPLE_DATA, SimulatorOptions(truncate_posts_at=2))
     db = tmp_path / "a.db"
-    with serve_in_thread(app) as url:
-        report = sync(url, db, "--group", ANNOUNCEMENTS)
+    report = sync(app, db, [ANNOUNCEMENTS])
     assert report["groups"] == [ANNOUNCEMENTS]
     assert rows(db, "select count(*) from threads where group_id = ?", (ANNOUNCEMENTS,))[0][0]
 
 
-def test_app_only_attachments_are_noted_not_fatal(tmp_path):
-    app = make_app(SAMPLE_DATA)
+def test_app_only_attachments_are_noted_not_fatal(tmp_path, sim):
     db = tmp_path / "a.db"
-    env = {**os.environ, "GROUPSYNC_ACCESS_TOKEN": "app-only-token"}
-    with serve_in_thread(app) as url:
-        result = subprocess.run(
-            [sys.executable, "-m", "groupsync", "sync", "--json", "--group", MARKETING],
-            env={**env, "GROUPSYNC_GRAPH_URL": url, "GROUPSYNC_DB": str(db), "GROUPSYNC_RATE": "0"},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    assert result.returncode == 0, result.stderr
+    report = sync_archive(sim, db, [MARKETING], token="app-only-token")
+    assert not report.error, report.error
     notes = rows(db, "select count(*) from posts where attachments_note is not null")[0][0]
     assert notes >= 1
     assert rows(db, "select count(*) from attachments")[0][0] == 0
 
 
+@pytest.mark.e2e
 def test_unknown_group_fails_cleanly(tmp_path):
+    """The process: exit status 1 and one line on stderr."""
     with serve_in_thread(make_app(SAMPLE_DATA)) as url:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "groupsync",
-                "sync",
-                "--group",
-                "00000000-0000-4000-8000-000000000000",
-            ],
-            env={
-                **os.environ,
-                "GROUPSYNC_GRAPH_URL": url,
-                "GROUPSYNC_ACCESS_TOKEN": "t",
-                "GROUPSYNC_DB": str(tmp_path / "a.db"),
-                "GROUPSYNC_RATE": "0",
-            },
-            capture_output=True,
-            text=True,
+        result = run_cli(
+            "sync",
+            "--group",
+            "00000000-0000-4000-8000-000000000000",
+            db=tmp_path / "a.db",
+            env={"GROUPSYNC_GRAPH_URL": url, "GROUPSYNC_ACCESS_TOKEN": "t", "GROUPSYNC_RATE": "0"},
             timeout=60,
         )
+    stderr = result.stderr.decode()
     assert result.returncode == 1
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert "not found" in result.stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert "not found" in stderr
 
 
 def _first_listed_after_reply(seed: int) -> tuple[str, str]:
@@ -327,49 +269,34 @@ def test_full_reconcile_turns_early_stopping_off_when_it_missed_a_change(tmp_pat
         SAMPLE_DATA, SimulatorOptions(thread_order="random", page_size=1, max_top=1, seed=seed)
     )
     db = tmp_path / "a.db"
-    with serve_in_thread(app) as url:
-        sync(url, db, "--group", PARIS)
-        reply_to = sim_threads(app, PARIS)[-1]
-        app.add_post(PARIS, reply_to["id"], {"body": {"contentType": "text", "content": "x"}})
-        missed = sync(url, db, "--group", PARIS)
-        full = sync(url, db, "--group", PARIS, "--full")
-        assert (missed["items_new"], full["items_new"]) == (0, 1)
-        assert any("early stopping is now off" in n for n in full["notes"])
-        assert rows(
-            db, "select early_stop, missed_changes from _sync_state where group_id = ?", (PARIS,)
-        ) == [(0, 1)]
-        again = sim_threads(app, PARIS)[-1]
-        app.add_post(PARIS, again["id"], {"body": {"contentType": "text", "content": "y"}})
-        assert sync(url, db, "--group", PARIS)["items_new"] == 1
+    sync(app, db, [PARIS])
+    reply_to = sim_threads(app, PARIS)[-1]
+    app.add_post(PARIS, reply_to["id"], {"body": {"contentType": "text", "content": "x"}})
+    missed = sync(app, db, [PARIS])
+    full = sync(app, db, [PARIS], full=True)
+    assert (missed["items_new"], full["items_new"]) == (0, 1)
+    assert any("early stopping is now off" in n for n in full["notes"])
+    assert rows(
+        db, "select early_stop, missed_changes from _sync_state where group_id = ?", (PARIS,)
+    ) == [(0, 1)]
+    again = sim_threads(app, PARIS)[-1]
+    app.add_post(PARIS, again["id"], {"body": {"contentType": "text", "content": "y"}})
+    assert sync(app, db, [PARIS])["items_new"] == 1
 
 
-def test_throttled_sync_keeps_the_connectors_limit_and_uses_its_budget(tmp_path):
+def test_throttled_sync_keeps_the_connectors_limit_and_uses_its_budget(tmp_path, virtual_time):
     """The real limit, 100 calls per 60 s, on a tenant needing ~160 calls: one wait of
-    about a minute, never more than 100 calls in any 60 s, and no idle window."""
-    tenant = tmp_path / "tenant"
-    subprocess.run(
-        [
-            sys.executable,
-            str(SAMPLE_DATA.parent / "scripts" / "generate_tenant.py"),
-            "--groups",
-            "1",
-            "--threads",
-            "150",
-            "--posts",
-            "320",
-            "--attachments",
-            "10",
-            "--seed",
-            "4",
-            "--out",
-            str(tenant),
-        ],
-        check=True,
-        capture_output=True,
+    about a minute, never more than 100 calls in any 60 s, and no idle window. The throttle,
+    the client and the simulator's request log share a virtual clock: no real minute."""
+    tenant = generate_tenant(
+        tmp_path / "tenant", groups=1, threads=150, posts=320, attachments=10, seed=4
     )
     app = make_app(tenant)
-    with serve_in_thread(app) as url:
-        report = sync(url, tmp_path / "a.db", rate="100/60")
+    clock = virtual_time
+    throttle = Throttle((100, 60.0), clock=clock)
+    report = sync_archive(
+        app, tmp_path / "a.db", graph_options={"clock": clock, "throttle": throttle}
+    ).as_dict()
     assert report["status"] == "complete" and report["items_new"] == 320
     calls = app.log.count()
     assert calls > 150
@@ -393,10 +320,10 @@ def _post(n: int, change_key: str = "CQAAA1") -> dict:
 def test_save_posts_splits_rows_at_sqlites_parameter_limit(tmp_path):
     """Posts go in as multi-row INSERTs; a limit of 60 parameters means two post rows (23
     columns) per statement: every post still lands once, in order, with its version."""
-    from groupsync.archive import Archive, utc_now
+    from groupsync.archive import utc_now
 
     now = utc_now()
-    with Archive.open_for_writing(tmp_path / "a.db") as archive:
+    with new_archive(tmp_path / "a.db") as archive:
         archive.conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 60)
         with archive.atomic():
             archive.save_group({"id": "g"}, now)
@@ -424,10 +351,10 @@ def test_save_posts_splits_rows_at_sqlites_parameter_limit(tmp_path):
 def test_save_posts_knows_a_post_archived_under_another_thread(tmp_path):
     """The per-thread states miss it; it is looked up by id, so an unchanged post is
     "same" and an edited one "changed", never a second "new"."""
-    from groupsync.archive import Archive, utc_now
+    from groupsync.archive import utc_now
 
     now = utc_now()
-    with Archive.open_for_writing(tmp_path / "a.db") as archive, archive.atomic():
+    with new_archive(tmp_path / "a.db") as archive, archive.atomic():
         archive.save_group({"id": "g"}, now)
         for thread_id in ("t1", "t2"):
             archive.save_thread("g", {"id": thread_id}, None, now)

@@ -32,7 +32,7 @@ import pytest
 
 from groupsync.simulator import SimulatorOptions, make_app, serve_in_thread
 
-from .conftest import ROOT
+from .conftest import generate_tenant
 
 pytestmark = pytest.mark.e2e
 
@@ -313,18 +313,8 @@ class Reference:
 
 @pytest.fixture(scope="module")
 def tenant(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("kill") / "tenant"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "generate_tenant.py"),
-            *("--groups", "3", "--threads", "60", "--posts", "400"),
-            *("--attachments", "40", "--seed", "11", "--out", str(out)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return out
+    return generate_tenant(tmp_path_factory.mktemp("kill") / "tenant",
+                           groups=3, threads=60, posts=400, attachments=40, seed=11)  # fmt: skip
 
 
 def kill_and_rerun(

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 from click.testing import CliRunner
@@ -17,6 +16,7 @@ from groupsync.cli import _log_line, cli
 from groupsync.terminal import json_text, safe_text
 
 from . import hostile
+from .conftest import MARKETING, rows
 
 ANY_TEXT = st.text(
     alphabet=st.one_of(
@@ -27,7 +27,6 @@ ANY_TEXT = st.text(
     ),
     max_size=200,
 )
-MARKETING = "83231e12-1380-4fe3-b849-b614bcff5d6c"
 
 
 def unsafe_in(data: bytes) -> list[str]:
@@ -122,9 +121,8 @@ def test_json_output_stays_exact(hostile_archive):
     assert result.exit_code == 0
     assert not any("\x7f" <= c <= "\x9f" for c in result.stdout)
     topics = {t["topic"] for t in json.loads(result.stdout)["value"]}
-    with sqlite3.connect(hostile_archive) as conn:
-        rows = conn.execute("SELECT topic FROM threads WHERE group_id = ?", (MARKETING,))
-        stored = {r[0] for r in rows}
+    stored = {r[0] for r in rows(hostile_archive, "SELECT topic FROM threads WHERE group_id = ?",
+                                 (MARKETING,))}  # fmt: skip
     assert topics == stored
     assert any(c in hostile.TERMINAL_UNSAFE for topic in stored for c in topic)
 

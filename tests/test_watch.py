@@ -34,16 +34,16 @@ from groupsync.simulator import SimulatorOptions, make_app, serve_in_thread
 from groupsync.sync import Syncer
 from groupsync.watch import Watcher, WatchOptions, parse_duration
 
-from .conftest import ROOT, SAMPLE_DATA
-from .test_export import MARKETING, graph_for
+from .conftest import (
+    ENGINEERING,
+    MARKETING,
+    SAMPLE_DATA,
+    generate_tenant,
+    graph_for,
+    rows,
+)
 
-ENGINEERING = "b8f3e8ed-9bff-4e7e-acca-272a78b653ec"
 INTERVAL = 60.0
-
-
-def rows(db: Path, sql: str, params=()) -> list[tuple]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def say(text: str) -> dict:
@@ -87,7 +87,7 @@ def watch(db: Path, app, steps, *, hook=None, token=None, **options):
     script = Script(stop, steps)
     logs: list[dict] = []
     emitted: list[dict] = []
-    graph = graph_for(app, token)
+    graph = graph_for(app, token or "t", max_attempts=2)
     with Archive.open_for_writing(db) as archive, graph:
         watcher = Watcher(
             archive,
@@ -240,7 +240,7 @@ def test_stop_between_threads_leaves_whole_threads_and_a_sealed_run(tmp_path):
         if event["stage"] == "posts":
             stop.set()
 
-    with Archive.open_for_writing(db) as archive, graph_for(app) as graph:
+    with Archive.open_for_writing(db) as archive, graph_for(app, max_attempts=2) as graph:
         report = Syncer(archive, graph, progress=progress, stop=stop).run([MARKETING])
     assert report.status == "stopped" and report.threads_fetched == 1
     assert rows(db, "select status, digest is not null from sync_runs") == [("stopped", 1)]
@@ -251,7 +251,7 @@ def test_stop_between_threads_leaves_whole_threads_and_a_sealed_run(tmp_path):
         "(select count(*) from posts p where p.thread_id = t.id)",
     )
     assert partial == []
-    with Archive.open_for_writing(db) as archive, graph_for(app) as graph:
+    with Archive.open_for_writing(db) as archive, graph_for(app, max_attempts=2) as graph:
         assert verify(archive).ok
         again = Syncer(archive, graph).run([MARKETING])
     assert again.status == "complete" and again.events == 0  # still the group's backfill
@@ -595,13 +595,7 @@ def test_cli_watch_survives_three_intervals_of_outage_and_a_lost_network(tmp_pat
 
 
 def generated_tenant(root: Path) -> Path:
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "generate_tenant.py"), "--groups", "2",
-         "--threads", "300", "--posts", "900", "--attachments", "30", "--seed", "7",
-         "--out", str(root)],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    return root
+    return generate_tenant(root, groups=2, threads=300, posts=900, attachments=30, seed=7)
 
 
 @pytest.mark.e2e

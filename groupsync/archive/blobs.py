@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Iterator
+from typing import cast
 
 from ..errors import ArchiveError
 from .connection import Connection
@@ -36,7 +37,8 @@ class Blobs(Connection):
                 {"sha256": sha256, "size": size, "now": now, "run_id": run_id},
             )
             if size:
-                with self.conn.blobopen("blobs", "content", cursor.lastrowid) as blob:
+                rowid = cast(int, cursor.lastrowid)  # an INSERT just ran on this cursor
+                with self.conn.blobopen("blobs", "content", rowid) as blob:
                     for chunk in _b64_chunks(content):
                         blob.write(chunk)
         return sha256

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ MAILBOX_GROUPS = "(groupTypes IS NULL OR groupTypes LIKE '%\"Unified\"%')"
 SIGNAL_FIELDS = ("topic", "lastDeliveredDateTime", "preview", "hasAttachments", "uniqueSenders")
 
 
-def prepare_post(post: dict[str, Any]) -> tuple[str, str, str]:
+def prepare_post(post: Mapping[str, Any]) -> tuple[str, str, str]:
     """The CPU work of storing a post, with no database: its version JSON, that JSON's
     SHA-256 and the body as text. Pure, so the sync runs it in its fetch workers.
 
@@ -67,7 +68,7 @@ class ThreadSignals:
         return self.values[SIGNAL_FIELDS.index("lastDeliveredDateTime")]
 
     @classmethod
-    def of(cls, thread: dict[str, Any], deleted: bool = False) -> ThreadSignals:
+    def of(cls, thread: Mapping[str, Any], deleted: bool = False) -> ThreadSignals:
         return cls(
             tuple(
                 json_or_none(thread.get(f)) if f == "uniqueSenders" else thread.get(f)
@@ -112,7 +113,7 @@ class Store(Blobs):
 
     # -- groups ---------------------------------------------------------------------------
 
-    def save_group(self, group: dict[str, Any], now: str) -> str:
+    def save_group(self, group: Mapping[str, Any], now: str) -> str:
         data = {k: v for k, v in group.items() if not k.startswith("@odata.context")}
         self.conn.execute(
             """
@@ -152,9 +153,6 @@ class Store(Blobs):
         text = self._one("SELECT json FROM groups WHERE id = :id", {"id": group_id})
         return None if text is None else json.loads(text)
 
-    def has_group(self, group_id: str) -> bool:
-        return self._one("SELECT 1 FROM groups WHERE id = :id", {"id": group_id}) is not None
-
     def note_group_access(self, group_id: str, note: str | None, deleted_at: str | None) -> None:
         """The identity can no longer read the group: say why; tombstone it on a full pass."""
         self.conn.execute(
@@ -165,7 +163,9 @@ class Store(Blobs):
 
     # -- conversations --------------------------------------------------------------------
 
-    def save_conversation(self, group_id: str, conversation: dict[str, Any], now: str) -> None:
+    def save_conversation(
+        self, group_id: str, conversation: Mapping[str, Any], now: str
+    ) -> None:
         self.conn.execute(
             """
             INSERT INTO conversations (id, group_id, topic, hasAttachments,
@@ -241,7 +241,7 @@ class Store(Blobs):
     def save_thread(
         self,
         group_id: str,
-        thread: dict[str, Any],
+        thread: Mapping[str, Any],
         conversation_id: str | None,
         now: str,
         *,
@@ -372,25 +372,11 @@ class Store(Blobs):
             ).fetchall()
         )
 
-    def save_post(
-        self,
-        group_id: str,
-        thread_id: str,
-        post: dict[str, Any],
-        now: str,
-        *,
-        run_id: int | None = None,
-        attachments_note: str | None = None,
-    ) -> str:
-        """Store one post if its changeKey is new: ``"new"``, ``"changed"`` or ``"same"``."""
-        notes = {post["id"]: attachments_note} if attachments_note else None
-        return self.save_posts(group_id, thread_id, [post], now, run_id=run_id, notes=notes)[0]
-
     def save_posts(
         self,
         group_id: str,
         thread_id: str,
-        posts: list[dict[str, Any]],
+        posts: Sequence[Mapping[str, Any]],
         now: str,
         *,
         run_id: int | None = None,
@@ -630,9 +616,9 @@ class Store(Blobs):
     def save_event(
         self,
         group_id: str,
-        thread: dict[str, Any],
-        post: dict[str, Any],
-        conversation: dict[str, Any] | None,
+        thread: Mapping[str, Any],
+        post: Mapping[str, Any],
+        conversation: Mapping[str, Any] | None,
         now: str,
         *,
         run_id: int | None = None,

@@ -6,7 +6,9 @@ Registered through the ``datasette`` entry point, so ``datasette groupsync.db`` 
 - ``/-/groupsync/`` the archive's groups, searches and canned queries;
 - ``/-/groupsync/thread/{group}/{thread}`` a thread as a person reads it;
 - ``/-/groupsync/search?q=`` ``groupsync search``'s query language and index;
-- ``/-/groupsync/attachment/{sha256}`` an attachment, streamed as a download.
+- ``/-/groupsync/attachment/{sha256}`` an attachment, streamed as a download;
+- ``/-/static-plugins/groupsync/groupsync.css`` the stylesheet, which Datasette serves from
+  ``static/`` as it does every plugin's.
 
 It imports ``archive``, ``search``, ``reads`` and ``html`` only: nothing here can reach
 Graph or the outbox. Settings (Datasette 0.65 reads them from metadata)::
@@ -64,7 +66,7 @@ def get_metadata(datasette: Any, key: Any, database: Any, table: Any) -> dict[st
     if names not in _METADATA_CACHE:
         _METADATA_CACHE[names] = json.dumps(instance_metadata(names))
     # A fresh copy each time: Datasette merges other metadata into what it is given.
-    return json.loads(_METADATA_CACHE[names])  # type: ignore[no-any-return]
+    return json.loads(_METADATA_CACHE[names])
 
 
 @hookimpl
@@ -77,7 +79,6 @@ def register_routes() -> list[tuple[str, Any]]:
         ),
         (r"^/-/groupsync/search$", views.handled(views.search)),
         (r"^/-/groupsync/attachment/(?P<sha256>[^/]+)$", views.handled(views.attachment)),
-        (r"^/-/groupsync/static/(?P<path>[^/]+)$", views.handled(views.static)),
     ]
 
 
@@ -101,7 +102,7 @@ def extra_css_urls(template: str, database: str | None, datasette: Any) -> list[
         return []  # the plugin's own pages link it themselves
     if database is None or database not in archive_databases(datasette):
         return []
-    return [str(datasette.urls.path("/-/groupsync/static/groupsync.css"))]
+    return [views.css_url(datasette)]
 
 
 @hookimpl

@@ -15,7 +15,6 @@ import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
@@ -36,8 +35,8 @@ __all__ = [
     "attachment",
     "content_security_policy",
     "index",
+    "css_url",
     "search",
-    "static",
     "thread",
 ]
 
@@ -48,7 +47,7 @@ _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MARK = re.compile(r"<(?!/?mark>)")
-_STATIC = {"groupsync.css": "text/css; charset=utf-8"}
+_STATIC = Path(__file__).with_name("static")
 
 async def _page(
     datasette: Any, request: Any, template: str, context: dict[str, Any], status: int = 200
@@ -104,8 +103,22 @@ async def _readable(datasette: Any, request: Any, names: list[str]) -> list[str]
     return allowed
 
 
-def _css(datasette: Any) -> str:
-    return str(datasette.urls.path("/-/groupsync/static/groupsync.css"))
+@functools.cache
+def _static_name() -> str:
+    """The name Datasette serves ``static/`` under: the distribution's when the plugin came
+    through its entry point, the module's when ``register_plugin`` added it."""
+    # Imported here: datasette.plugins imports this plugin while it loads.
+    from datasette.plugins import get_plugins
+
+    for plugin in get_plugins():
+        if plugin["static_path"] and Path(plugin["static_path"]).resolve() == _STATIC.resolve():
+            return str(plugin["name"])
+    return "groupsync"
+
+
+def css_url(datasette: Any) -> str:
+    """The stylesheet, served by Datasette from ``static/`` (``/-/static-plugins/...``)."""
+    return str(datasette.urls.static_plugins(_static_name(), "groupsync.css"))
 
 
 def human_size(size: int | None) -> str:
@@ -340,7 +353,7 @@ async def thread(datasette: Any, request: Any) -> Response:
         )
         if data is not None:
             context = thread_context(datasette, name, data)
-            context["css_url"] = _css(datasette)
+            context["css_url"] = css_url(datasette)
             return await _page(datasette, request, "groupsync_thread.html", context)
     raise NotFound(f"No thread {thread_id} in group {group_id} in this archive.")
 
@@ -417,7 +430,7 @@ async def search(datasette: Any, request: Any) -> Response:
         "total": None,
         "error": None,
         "page": page,
-        "css_url": _css(datasette),
+        "css_url": css_url(datasette),
         "search_url": datasette.urls.path("/-/groupsync/search"),
     }
     status = 200
@@ -434,7 +447,8 @@ async def search(datasette: Any, request: Any) -> Response:
         terms = [q] if q else []
         terms += [f"after:{after}"] if after else []
         # "To" includes its day; the query language's before: is the start of a day
-        terms += [f"before:{_date(before) + timedelta(days=1)}"] if before else []
+        if before and (day := _date(before)):
+            terms.append(f"before:{day + timedelta(days=1)}")
         path = datasette.get_database(database).path
         try:
             results = await asyncio.to_thread(
@@ -589,7 +603,7 @@ async def attachment(datasette: Any, request: Any) -> Response:
     raise NotFound(f"No attachment with SHA-256 {sha256} in this archive.")
 
 
-# -- index and static ---------------------------------------------------------------------
+# -- index ------------------------------------------------------------------------------
 
 async def index(datasette: Any, request: Any) -> Response:
     names = await _readable(datasette, request, await find_archive(datasette, _db_arg(request)))
@@ -625,16 +639,8 @@ async def index(datasette: Any, request: Any) -> Response:
         )
     context = {
         "archives": archives,
-        "css_url": _css(datasette),
+        "css_url": css_url(datasette),
         "search_url": datasette.urls.path("/-/groupsync/search"),
     }
     return await _page(datasette, request, "groupsync_index.html", context)
 
-
-async def static(datasette: Any, request: Any) -> Response:
-    name = request.url_vars["path"]
-    if name not in _STATIC:
-        raise NotFound("No such file.")
-    text = (resources.files(__package__) / "static" / name).read_text(encoding="utf-8")
-    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=3600"}
-    return Response(text, headers=headers, content_type=_STATIC[name])

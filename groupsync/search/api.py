@@ -228,9 +228,9 @@ def _hits(
                 by_key[key] = row
     hits = []
     for (seq, key), score in seqs:
-        row = rows.get(seq) or by_key.get(key)
-        if row is not None:
-            hits.append(_hit(row, score, terms))
+        found = rows.get(seq) or by_key.get(key)
+        if found is not None:
+            hits.append(_hit(found, score, terms))
     return hits
 
 

@@ -231,6 +231,11 @@ def _unpack_block(data: bytes | memoryview, fixedsize: int | None) -> tuple[list
 
 
 class _CompactPostingsWriter(W3PostingsWriter):
+    # Whoosh's block statistics, kept by the base class; typed here for mypy.
+    _maxweight: float
+    _minlength: int | None
+    _maxlength: int
+
     def add_posting(
         self, id_: int, weight: float, vbytes: bytes, length: int | None = None
     ) -> None:
@@ -305,7 +310,8 @@ class _CompactFieldWriter(W3FieldWriter):
     def add_postings(self, schema: Any, lengths: Any, items: Iterable[tuple]) -> None:
         """Whoosh's loop, with each field's length column read once, not per posting."""
         last_field = last_text = None
-        postings = lens = None
+        postings: Any = None
+        lens = b""
         for fieldname, btext, docnum, weight, value in items:
             if fieldname != last_field:
                 if last_text is not None:

@@ -37,7 +37,7 @@ def _json_list(value: str | None) -> list[Any]:
 
 
 def _recipients(*values: str | None) -> str:
-    parts = []
+    parts: list[str] = []
     for value in values:
         for recipient in _json_list(value):
             email = recipient.get("emailAddress") if isinstance(recipient, dict) else None

@@ -25,7 +25,7 @@ from .query import QueryError
 # -- bulk evaluation ----------------------------------------------------------------------
 #
 # Whoosh walks posting lists one document at a time through a tree of Python matchers:
-# fine for rare words, slow when a word is in most posts (3 µs a document and more). The
+# fine for rare words, slow when a word is in most posts (docs/performance.md). The
 # common query shapes are evaluated here a whole posting block at a time instead, with
 # C-speed builtins (array, map, set, dict): a query becomes {docnum: score} per segment.
 # Scores are Whoosh's BM25F (same idf, average lengths and length bytes) summed the way its
@@ -35,9 +35,9 @@ from .query import QueryError
 MAX_EXPANSION = 1024  # words a prefix, wildcard or fuzzy term may stand for
 # Postings one query may score, all its words, fields and segments together (a phrase's
 # word positions count a quarter each, Whoosh's own matcher's documents four times: their
-# cost per item differs so). Scoring and merging them cost about 0.65 µs each on the
-# benchmark VM, so this bounds any query the parser's limits let through to about 2 s of
-# CPU. ``GROUPSYNC_SEARCH_MAX_POSTINGS`` sets it for a bigger archive on a faster machine.
+# cost per item differs so). Sized so that any query the parser's limits let through takes
+# at most about 2 s of CPU on the benchmark VM (docs/performance.md, "Search limits").
+# ``GROUPSYNC_SEARCH_MAX_POSTINGS`` sets it for a bigger archive on a faster machine.
 MAX_POSTINGS = int(os.environ.get("GROUPSYNC_SEARCH_MAX_POSTINGS", "3500000"))
 
 
@@ -104,7 +104,7 @@ class _Bulk:
         if isinstance(q, wquery.Phrase) and q.slop == 1:
             return self.phrase(q.fieldname, list(q.words), boost, allowed)
         if isinstance(q, DocFilter):
-            docs = q.docs_in(self.reader)
+            docs: Iterable[int] = q.docs_in(self.reader)
             if allowed is not None:
                 docs = [d for d in docs if d in allowed.members]
             return dict.fromkeys(docs, 0.0)

@@ -62,9 +62,9 @@ class _SegmentData:
     def dated(self, lo: int | None, hi: int | None) -> array:
         """Sorted docnums received in [lo, hi), by bisection over the date order."""
         if self._by_date is None:
-            order = sorted(range(self.doccount), key=self.received.__getitem__)
-            dates = array("I", map(self.received.__getitem__, order))
-            self._by_date = dates, array("i", order)
+            ranked = sorted(range(self.doccount), key=self.received.__getitem__)
+            dates = array("I", map(self.received.__getitem__, ranked))
+            self._by_date = dates, array("i", ranked)
         dates, order = self._by_date
         start = 0 if lo is None else bisect.bisect_left(dates, lo)
         stop = len(dates) if hi is None else bisect.bisect_left(dates, hi)

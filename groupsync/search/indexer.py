@@ -210,7 +210,8 @@ def _merge_policy(writer: Any, segments: list[Any]) -> list[Any]:
     )
     if len(small) < 4:
         return segments
-    merged, total = [], 0
+    merged: list[Any] = []
+    total = 0
     for segment in small:
         if total + segment.doc_count_all() > 2 * SMALL_SEGMENT and len(merged) >= 2:
             break
@@ -303,7 +304,7 @@ def _build_parallel(
 
     # fork where there is one: spawn would import the caller's main module again
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
+    context: Any = multiprocessing.get_context(method)  # typeshed's BaseContext has no Process
     counter = context.Value("q", 0)
     results = context.Queue()
     jobs = [context.Queue(maxsize=8) for _ in range(procs)]

@@ -26,8 +26,8 @@ class QueryError(GroupsyncError):
 
 
 # Limits that keep a hostile query's work to a fraction of a second (README, "groupsync
-# search QUERY"). Whoosh's parser tries each of its patterns at every character of a word,
-# so a 60,000-letter word alone cost 12 s of CPU before the length limit.
+# search", Limits). Whoosh's parser tries each of its patterns at every character of a word,
+# so one long word alone took seconds of CPU before the length limit (docs/performance.md).
 MAX_QUERY_CHARS = 1000
 MAX_QUERY_WORDS = 50  # words and field:values; AND, OR, NOT and parentheses do not count
 MAX_QUERY_DEPTH = 10  # nested parentheses

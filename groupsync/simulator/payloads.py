@@ -64,7 +64,7 @@ def recipients(value: Any, field: str) -> list[JSON]:
     _require(isinstance(value, list), f"'{field}' must be a collection of recipients.")
     result = []
     for item in value:
-        address = item.get("emailAddress") if isinstance(item, dict) else None
+        address: Any = item.get("emailAddress") if isinstance(item, dict) else None
         _require(
             isinstance(address, dict) and isinstance(address.get("address"), str)
             and "@" in address["address"],
@@ -164,7 +164,7 @@ def _topic(body: JSON, required: bool) -> str | None:
 def create_conversation(body: JSON) -> tuple[str, list[list[JSON]]]:
     """``{"topic", "threads": [{"posts": [post]}]}``."""
     topic = _topic(body, required=True)
-    threads = body.get("threads")
+    threads: Any = body.get("threads")
     _require(isinstance(threads, list) and bool(threads), "'threads' must list one thread.")
     result = []
     for thread in threads:

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from .app import Simulator, SimulatorOptions, make_app
@@ -74,11 +74,13 @@ class _QuietHandler(WSGIRequestHandler):
             else:
                 self.close_connection = True
         # The handler hands its stdin to the app as wsgi.input.
+        # As wsgiref's own WSGIRequestHandler.handle does (typeshed knows less than it).
         handler = _KeepAliveServerHandler(
-            body, self.wfile, self.get_stderr(), self.get_environ(), multithread=False
+            body, self.wfile, self.get_stderr(), self.get_environ(),  # type: ignore[arg-type]
+            multithread=False,
         )
-        handler.request_handler = self  # backpointer for logging
-        handler.run(self.server.get_app())
+        handler.request_handler = self  # type: ignore[attr-defined]  # backpointer for logging
+        handler.run(cast(WSGIServer, self.server).get_app())  # type: ignore[arg-type]
         self.wfile.flush()
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -131,7 +133,7 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
 
 
 def _make_server(app: Simulator, host: str, port: int) -> _ThreadingServer:
-    server_class = _ThreadingServer
+    server_class: type[_ThreadingServer] = _ThreadingServer
     if ":" in host:
         server_class = type(
             "_ThreadingServer6", (_ThreadingServer,), {"address_family": socket.AF_INET6}

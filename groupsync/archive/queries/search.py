@@ -75,7 +75,7 @@ def live_attachments(
     )
     if post_ids is None:
         return archive.conn.execute(sql)
-    rows = []
+    rows: list[tuple[str, str | None, str | None, str | None, int | None]] = []
     for start in range(0, len(post_ids), _CHUNK):
         values, params = in_list("post", post_ids[start : start + _CHUNK])
         rows.extend(archive.conn.execute(f"{sql} AND post_id IN {values}", params))

@@ -1,0 +1,28 @@
+"""The one progress renderer: a sync's status line, then the search index's bar."""
+
+from __future__ import annotations
+
+from groupsync.cli import Progress
+
+SYNC = {"threads_checked": 3, "threads_fetched": 2, "posts": 5, "requests": 7,
+        "throttle_waits": 0, "throttle_wait": 0.0}  # fmt: skip
+
+
+def test_off_a_terminal_it_says_nothing(capsys):
+    with Progress(enabled=False) as progress:
+        progress({"stage": "group", "index": 1, "total": 2, **SYNC})
+        progress({"stage": "index", "done": 1, "total": 2})
+    assert capsys.readouterr() == ("", "")
+
+
+def test_the_sync_line_gives_way_to_the_index_bar(capsys):
+    with Progress(enabled=True) as progress:
+        progress({"stage": "group", "index": 1, "total": 2, **SYNC})
+        line = capsys.readouterr().err
+        assert line.startswith("\r") and "group 1/2 · threads 3 checked, 2 fetched" in line
+        progress({"stage": "index", "done": 1, "total": 2})
+        progress({"stage": "done", "done": 2, "total": 2})
+    err = capsys.readouterr().err
+    assert err.startswith("\r" + " " * (len(line) - 1) + "\r")  # the line cleared first
+    assert "Indexing posts" in err
+    assert progress.bar is None and progress.width == 0
