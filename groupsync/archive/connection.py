@@ -18,6 +18,7 @@ from ..files import can_write, touch_private
 from ..migrations import applied_migrations, apply_migrations, unknown_migrations
 
 PAGE_SIZE = 8192  # bytes per database page, for archives created from now on
+CACHE_SIZE = -65536  # the page cache, in KiB (negative): 64 MiB
 
 # SQLite result codes (the primary code, the low byte) that are the file's fault, not a
 # query's: they become one ArchiveError line naming the file.
@@ -159,7 +160,7 @@ class Connection:
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA busy_timeout=30000")
         # 64 MiB of page cache: the sync's lookups by long Exchange ids stay in memory.
-        self.db.execute("PRAGMA cache_size=-65536")
+        self.db.execute(f"PRAGMA cache_size={CACHE_SIZE}")
 
     def migrate(self) -> None:
         """Set the file up for writing and bring its schema to this version: idempotent,
@@ -176,6 +177,9 @@ class Connection:
         self.db.execute("PRAGMA synchronous=NORMAL")
         apply_migrations(self.db)
         self._tune_fts()
+        # Again, now that a new file has its page size: set before it, the cache of a
+        # first sync held more memory than asked for (a larger peak RSS, measured).
+        self.db.execute(f"PRAGMA cache_size={CACHE_SIZE}")
 
     def close(self) -> None:
         self.db.close()
