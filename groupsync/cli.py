@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
@@ -530,10 +530,7 @@ def outbox_show(ctx, item_id):
 @click.pass_context
 def outbox_cancel(ctx, item_id):
     """Drop an item that has not been sent."""
-    settings = settings_from(ctx)
-    with Archive.open_for_writing(settings.db) as archive:
-        box = Outbox(archive, identity=auth.audit_identity(settings))
-        echo_json(_item_summary(box.cancel(item_id)))
+    _outbox_transition(ctx, lambda box: box.cancel(item_id))
 
 
 @outbox.command(name="retry")
@@ -541,10 +538,15 @@ def outbox_cancel(ctx, item_id):
 @click.pass_context
 def outbox_retry(ctx, item_id):
     """Queue a failed item again, or resend an uncertain forward."""
+    _outbox_transition(ctx, lambda box: box.retry(item_id))
+
+
+def _outbox_transition(ctx, change: Callable[[Outbox], dict[str, Any]]) -> None:
+    """One audited change of an outbox item, printed as its summary."""
     settings = settings_from(ctx)
     with Archive.open_for_writing(settings.db) as archive:
         box = Outbox(archive, identity=auth.audit_identity(settings))
-        echo_json(_item_summary(box.retry(item_id)))
+        echo_json(_item_summary(change(box)))
 
 
 send_options = _bundle(

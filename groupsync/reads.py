@@ -221,10 +221,18 @@ def _thread_row(
 ) -> tuple[Any, ...]:
     _require_group(archive, group_id, include_deleted)
     row = queries.thread_row(archive, group_id, thread_id)
+    return _found(row, 9, "thread", thread_id, f"group {group_id}", include_deleted)
+
+
+def _found(
+    row: Any, deleted_at: int, kind: str, item_id: str, where: str, include_deleted: bool
+) -> Any:
+    """``row`` if it is there and live (or deleted ones are asked for); else the error a
+    read gives: not found, or gone upstream (``row[deleted_at]``)."""
     if row is None:
-        raise NotFoundError(f"thread {thread_id} not found in group {group_id}'s archive")
-    if row[9] is not None and not include_deleted:
-        raise _gone("thread", thread_id, row[9])
+        raise NotFoundError(f"{kind} {item_id} not found in {where}'s archive")
+    if row[deleted_at] is not None and not include_deleted:
+        raise _gone(kind, item_id, row[deleted_at])
     return row
 
 
@@ -280,11 +288,10 @@ def _post_row(
 ) -> tuple[str, str | None, str | None, str | None]:
     _thread_row(archive, group_id, thread_id, include_deleted)
     row = queries.post_row(archive, thread_id, post_id)
-    if row is None:
-        raise NotFoundError(f"post {post_id} not found in thread {thread_id}'s archive")
-    if row[1] is not None and not include_deleted:
-        raise _gone("post", post_id, row[1])
-    return row
+    return cast(
+        tuple[str, str | None, str | None, str | None],
+        _found(row, 1, "post", post_id, f"thread {thread_id}", include_deleted),
+    )
 
 
 def get_post(
