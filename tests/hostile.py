@@ -255,3 +255,27 @@ TERMINAL_UNSAFE = frozenset(
     + [chr(c) for c in range(0x202A, 0x202F)]
     + [chr(c) for c in range(0x2066, 0x206A)]
 )
+
+# Ids from outside that the CLI and GraphClient refuse before any request (groupsync.ids):
+# one of each kind. Graph's own ids may hold '/' and '+', so those are not here.
+BAD_IDS = {
+    "empty": "",
+    "dot": ".",
+    "dotdot": "..",
+    "backslash": "a\\b",
+    "question": "a?b",
+    "hash": "a#b",
+    "encoded-slash": "a%2Fb",
+    "encoded-backslash": "a%5cb",
+    "encoded-question": "a%3Fb",
+    "encoded-hash": "a%23b",
+    "encoded-dots": "%2E%2E",
+    "nul": "a\x00b",
+    "escape": "a\x1b[2Jb",
+    "newline": "a\nb",
+    "del": "a\x7fb",
+    "c1": "a\x85b",
+    "bidi-override": "a\u202eb",
+    "bidi-isolate": "a\u2066b",
+    "too-long": "A" * 1025,  # groupsync.ids.MAX_ID_LENGTH + 1
+}
