@@ -484,3 +484,20 @@ def hostile_archive(sample_archive, tmp_path_factory) -> Path:
             post["changeKey"] = f"{post.get('changeKey') or ''}-hostile"
             archive.save_posts(group_id, thread_id, [post], now)
     return path
+
+
+def read_commands(group: str, conversation: str, thread: str, post: str) -> list[list[str]]:
+    """The nine read commands (with --versions), as a person runs them on an archive."""
+    g, c, t, p = group, conversation, thread, post
+    return [
+        ["groups"],
+        ["group", g],
+        ["conversations", g],
+        ["conversation", g, c],
+        ["threads", g],
+        ["thread", g, t],
+        ["posts", g, t],
+        ["post", g, t, p],
+        ["post", g, t, p, "--versions"],
+        ["attachments", g, t, p],
+    ]

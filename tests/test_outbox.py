@@ -98,6 +98,16 @@ def markers(app, group: str) -> Counter:
     return seen
 
 
+def newest_other_open_thread(db: Path, group: str, not_this: str) -> str:
+    """An unlocked thread of ``group`` other than ``not_this``: one to delete."""
+    return rows(
+        db,
+        "select id from threads where group_id = ? and isLocked = 0 "
+        "and id != ? order by lastDeliveredDateTime desc limit 1",
+        (group, not_this),
+    )[0][0]
+
+
 def item_markers(db: Path) -> dict[int, str]:
     return dict(rows(db, "select id, marker from _outbox"))
 
@@ -106,12 +116,7 @@ def test_each_action_queued_offline_then_sent_exactly_once(tmp_path):
     app = make_app(SAMPLE_DATA)
     db = synced(tmp_path, app)
     thread, post = open_thread(db, ENGINEERING)
-    victim = rows(
-        db,
-        "select id from threads where group_id = ? and isLocked = 0 "
-        "and id != ? order by lastDeliveredDateTime desc limit 1",
-        (ENGINEERING, thread),
-    )[0][0]
+    victim = newest_other_open_thread(db, ENGINEERING, thread)
     conversation = rows(db, "select conversation_id from threads where id = ?", (thread,))[0][0]
     attachment = tmp_path / "plan.txt"
     attachment.write_bytes("Le plan ✓\n".encode())
@@ -416,12 +421,7 @@ def test_own_writes_show_in_the_archive_without_a_full_sync(tmp_path):
     app = make_app(SAMPLE_DATA)
     db = synced(tmp_path, app)
     thread, _ = open_thread(db, ENGINEERING)
-    victim = rows(
-        db,
-        "select id from threads where group_id = ? and isLocked = 0 "
-        "and id != ? order by lastDeliveredDateTime desc limit 1",
-        (ENGINEERING, thread),
-    )[0][0]
+    victim = newest_other_open_thread(db, ENGINEERING, thread)
     victim_posts = rows(db, "select count(*) from posts where thread_id = ?", (victim,))[0][0]
     gs(db, "delete-thread", ENGINEERING, victim, "--yes")
     gs(db, "reply", ENGINEERING, thread, "--text", "own reply 7f3a")

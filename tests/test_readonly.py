@@ -22,6 +22,7 @@ from .conftest import (
     first_with_attachments,
     new_archive,
     one_error_line,
+    read_commands,
     run_cli,
 )
 
@@ -69,16 +70,7 @@ def test_every_reading_command_works_on_a_read_only_mount(tmp_path, evidence):
     work = tmp_path / "work"
     work.mkdir()
     commands = [
-        ["groups", "--offline"],
-        ["group", g, "--offline"],
-        ["conversations", g],
-        ["conversation", g, conversation],
-        ["threads", g],
-        ["thread", g, t],
-        ["posts", g, t],
-        ["post", g, t, p],
-        ["post", g, t, p, "--versions"],
-        ["attachments", g, t, p],
+        *read_commands(g, conversation, t, p),
         ["attachments", g, t, p, "--save", str(work / "saved")],
         ["search", "budget"],
         ["search", "budget", "--table"],

@@ -16,7 +16,7 @@ from groupsync.cli import _log_line, cli
 from groupsync.terminal import json_text, safe_text
 
 from . import hostile
-from .conftest import MARKETING, rows
+from .conftest import MARKETING, read_commands, rows
 
 ANY_TEXT = st.text(
     alphabet=st.one_of(
@@ -89,16 +89,7 @@ def test_every_table_and_search_shows_hostile_text_without_obeying_it(
 ):
     g, c, t, p = MARKETING, *hostile_ids.values()
     commands = [
-        ["groups", "--offline"],
-        ["group", g, "--offline"],
-        ["conversations", g],
-        ["conversation", g, c],
-        ["threads", g],
-        ["thread", g, t],
-        ["posts", g, t],
-        ["post", g, t, p],
-        ["post", g, t, p, "--versions"],
-        ["attachments", g, t, p],
+        *read_commands(g, c, t, p),
         ["events"],
         ["outbox"],
     ]
