@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import math
 import os
 import tomllib
@@ -260,3 +261,9 @@ def load_settings(
         if path.suffix.lower() not in {".pfx", ".p12"}:
             raise ConfigError("a PEM certificate needs certificate_thumbprint as well")
     return Settings(**values, sources=sources)
+
+
+def cli_actor() -> str:
+    """Who a command run from the CLI acts as, for the records it writes:
+    ``GROUPSYNC_ACTOR`` when set, else ``os:`` and the login name."""
+    return os.environ.get("GROUPSYNC_ACTOR") or "os:" + getpass.getuser()

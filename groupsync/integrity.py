@@ -33,9 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from .archive import GENESIS, Archive, chain_digest
+from .archive.queries import governance as governance_queries
 from .archive.queries import integrity as queries
 from .audit import Finding, audit
 from .errors import ArchiveError
+from .governance import governance_digest
 
 __all__ = ["Problem", "VerifyReport", "loose_permissions", "verify"]
 
@@ -55,7 +57,8 @@ _POST_FIELDS = {
 class Problem:
     """One mismatch: ``kind`` (changed-row, changed-blob, missing-blob, missing-run,
     orphan-rows, broken-chain, unsealed-run, anchor, damaged-database, damaged-fts,
-    damaged-index), ``where`` names the row, ``detail`` says what is wrong."""
+    damaged-index, missing-record, changed-tombstone), ``where`` names the row,
+    ``detail`` says what is wrong."""
 
     kind: str
     where: str
@@ -74,6 +77,8 @@ class VerifyReport:
     notes: list[str] = field(default_factory=list)
     checked: dict[str, int] = field(default_factory=dict)
     chain_head: dict[str, Any] | None = None
+    purges: list[dict[str, Any]] = field(default_factory=list)
+    governance_head: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -136,6 +141,9 @@ def verify(
     _emit(progress, "blobs", report)
     _check_chain(archive, report, anchor)
     _emit(progress, "sync_runs", report)
+    if governance_queries.has_governance(archive):
+        _check_governance(archive, report)
+        _emit(progress, "governance", report)
     _check_fts(archive, report)
     _emit(progress, "fts", report)
     if index_path is not None and Path(index_path).exists():
@@ -186,11 +194,21 @@ def _check_versions(archive: Archive, report: VerifyReport) -> set[tuple[str, st
 
 def _check_posts(archive: Archive, report: VerifyReport, bad: set[tuple[str, str]]) -> None:
     count = 0
-    for post_id, change_key, text, *values in queries.post_rows_with_version(
-        archive, _POST_FIELDS
-    ):
+    purged: dict[str, tuple[str | None, int | None]] = {}
+    tombstoned: set[tuple[str, str | None, int]] = set()
+    if governance_queries.has_governance(archive):
+        purged = {p: (k, n) for p, k, n in governance_queries.purged_posts(archive)}
+        tombstoned = {
+            (row[2], row[3], row[0])
+            for row in governance_queries.purged_item_rows(archive)
+            if row[1] == "post"
+        }
+    for post_id, change_key, text, *values in queries.post_rows_with_version(archive, _POST_FIELDS):
         count += 1
         where = f"posts (post {post_id})"
+        if post_id in purged:
+            _check_purged_post(post_id, purged[post_id], text, values, tombstoned, report)
+            continue
         if text is None:
             report.problems.append(
                 Problem("changed-row", where, f"no stored version has its changeKey {change_key}")
@@ -215,6 +233,40 @@ def _check_posts(archive: Archive, report: VerifyReport, bad: set[tuple[str, str
                 )
             )
     report.checked["posts"] = count
+
+
+# What a purge empties in a post's row (of the columns checked against its version).
+_PURGED_EMPTY = ("body_content", "body_contentType", "from_address", "sender_address")
+
+
+def _check_purged_post(
+    post_id: str,
+    mark: tuple[str | None, int | None],
+    text: str | None,
+    values: list[Any],
+    tombstoned: set[tuple[str, str | None, int]],
+    report: VerifyReport,
+) -> None:
+    """A purged post: no version left, no content left, and its tombstone in its purge."""
+    where = f"posts (post {post_id})"
+    change_key, purge_id = mark
+    if purge_id is None or (post_id, change_key, purge_id) not in tombstoned:
+        report.problems.append(
+            Problem(
+                "changed-tombstone",
+                where,
+                f"marked purged by purge {purge_id}, which has no tombstone of it",
+            )
+        )
+    if text is not None:
+        report.problems.append(
+            Problem("changed-row", where, "marked purged, yet its version is still stored")
+        )
+    full = [c for c, v in zip(_POST_FIELDS, values, strict=True) if c in _PURGED_EMPTY and v]
+    if full:
+        report.problems.append(
+            Problem("changed-row", where, f"marked purged, yet {', '.join(full)} hold(s) data")
+        )
 
 
 def _check_blobs(archive: Archive, report: VerifyReport) -> None:
@@ -325,6 +377,161 @@ def _check_chain(archive: Archive, report: VerifyReport, anchor: str | None) -> 
                 "or it is another archive's",
             )
         )
+
+
+def _check_governance(archive: Archive, report: VerifyReport) -> None:
+    """The governance log's chain, replayed against the policies, holds and purges it
+    records, and each purge's tombstones against the digest it was sealed with."""
+    from .purge import items_sha256
+
+    records = governance_queries.records(archive)
+    report.checked["governance_records"] = len(records)
+    prev_digest, expected = GENESIS, 1
+    policies: dict[int, dict[str, Any]] = {}
+    holds: dict[int, dict[str, Any]] = {}
+    purges: dict[int, dict[str, Any]] = {}
+    for record_id, at, actor, action, text, stored_prev, digest in records:
+        where = f"governance_log (record {record_id})"
+        if record_id > expected:
+            gap = f"{expected}" if record_id - expected == 1 else f"{expected} to {record_id - 1}"
+            report.problems.append(
+                Problem("missing-record", f"governance_log {gap}", "deleted: the ids jump there")
+            )
+        expected = record_id + 1
+        if stored_prev != prev_digest:
+            report.problems.append(
+                Problem("broken-chain", where, "its prev_digest is not the previous record's")
+            )
+        if governance_digest(stored_prev, record_id, at, actor, action, text) != digest:
+            report.problems.append(
+                Problem("broken-chain", where, "no longer hashes to its digest: it was edited")
+            )
+        prev_digest = digest
+        try:
+            data = json.loads(text)
+        except ValueError:
+            continue
+        if action == "retention-set":
+            policies[data.get("policy")] = {"group_id": data.get("group_id"),
+                                            "keep": data.get("keep"), "set_by": actor,
+                                            "set_at": at, "cleared_by": None,
+                                            "cleared_at": None}  # fmt: skip
+        elif action == "retention-clear" and data.get("policy") in policies:
+            policies[data["policy"]].update(cleared_by=actor, cleared_at=at)
+        elif action == "hold-create":
+            holds[data.get("hold")] = {**{k: data.get(k) for k in ("name", "note", "query",
+                                       "from_date", "to_date")},
+                                       "groups": data.get("groups") or [],
+                                       "custodians": data.get("custodians") or [],
+                                       "created_by": actor, "created_at": at,
+                                       "released_by": None, "released_at": None}  # fmt: skip
+        elif action == "hold-release" and data.get("hold") in holds:
+            holds[data["hold"]].update(released_by=actor, released_at=at)
+        elif action == "purge":
+            purges[data.get("purge")] = data
+    if records:
+        report.governance_head = {"record_id": records[-1][0], "digest": prev_digest}
+    for row in governance_queries.policy_rows(archive):
+        _compare(report, "retention_policies", row, policies.pop(row["id"], None))
+    for row in governance_queries.hold_rows(archive):
+        row = {**row, "groups": json.loads(row["groups"] or "[]"),
+               "custodians": json.loads(row["custodians"] or "[]")}  # fmt: skip
+        _compare(report, "legal_holds", row, holds.pop(row["id"], None))
+    for kind, left in (("retention_policies", policies), ("legal_holds", holds)):
+        for row_id in left:
+            report.problems.append(
+                Problem(
+                    "changed-row",
+                    f"{kind} (id {row_id})",
+                    "the governance log records it, but the row is gone",
+                )  # fmt: skip
+            )
+    _check_purges(archive, report, purges, items_sha256)
+
+
+def _compare(
+    report: VerifyReport, table: str, row: dict[str, Any], logged: dict[str, Any] | None
+) -> None:
+    where = f"{table} (id {row['id']})"
+    if logged is None:
+        report.problems.append(
+            Problem("missing-record", where, "the governance log has no record of it")
+        )
+        return
+    differ = [k for k, v in logged.items() if row.get(k) != v]
+    if differ:
+        report.problems.append(
+            Problem(
+                "changed-row", where, f"{', '.join(differ)} differ(s) from the governance log"
+            )  # fmt: skip
+        )
+
+
+def _check_purges(
+    archive: Archive,
+    report: VerifyReport,
+    logged: dict[int, dict[str, Any]],
+    items_sha256: Callable[[list[tuple[Any, ...]]], str],
+) -> None:
+    tombstones: dict[int, list[tuple[Any, ...]]] = {}
+    for item in governance_queries.purged_item_rows(archive):
+        tombstones.setdefault(item[0], []).append(item)
+    rows = governance_queries.purge_rows(archive)
+    report.checked["purges"] = len(rows)
+    report.checked["tombstones"] = sum(len(v) for v in tombstones.values())
+    for row in rows:
+        purge_id = row["id"]
+        where = f"purges (purge {purge_id})"
+        items = tombstones.pop(purge_id, [])
+        if row["status"] == "running":
+            report.notes.append(
+                f"purge {purge_id} was stopped before it was sealed; the next purge seals it "
+                "and finishes its work"
+            )
+            continue
+        record = logged.pop(purge_id, None)
+        if record is None:
+            report.problems.append(
+                Problem("missing-record", where, "the governance log has no record of it")
+            )
+        else:
+            fields = ("started_at", "finished_at", "status", "posts", "versions", "blobs",
+                      "bytes", "items_sha256")  # fmt: skip
+            differ = [f for f in fields if record.get(f) != row[f]]
+            if differ:
+                report.problems.append(
+                    Problem("changed-row", where,
+                            f"{', '.join(differ)} differ(s) from its governance record")
+                )  # fmt: skip
+        actual = items_sha256(items)
+        if actual != row["items_sha256"]:
+            report.problems.append(
+                Problem(
+                    "changed-tombstone",
+                    where,
+                    f"its {len(items)} tombstone(s) hash to {actual}, sealed as "
+                    f"{row['items_sha256']}: a tombstone was changed, added or removed",
+                )
+            )
+        report.purges.append(
+            {k: row[k] for k in ("id", "started_at", "finished_at", "status", "actor",
+                                 "posts", "versions", "blobs", "bytes", "items_sha256")}
+            | {"policies": json.loads(row["policies"] or "[]"),
+               "holds": [h.get("name") for h in json.loads(row["holds"] or "[]")]}
+        )  # fmt: skip
+    for purge_id in logged:
+        report.problems.append(
+            Problem(
+                "changed-row",
+                f"purges (purge {purge_id})",
+                "the governance log records it, but the row is gone",
+            )  # fmt: skip
+        )
+    for purge_id, items in tombstones.items():
+        report.problems.append(
+            Problem("orphan-rows", f"purged_items (purge {purge_id})",
+                    f"{len(items)} tombstone(s) of purge {purge_id}, which is not in purges")
+        )  # fmt: skip
 
 
 def _check_fts(archive: Archive, report: VerifyReport) -> None:

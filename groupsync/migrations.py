@@ -347,6 +347,100 @@ def m005_events_without_hook_output(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="006_retention_holds")
+def m006_retention_holds(db: Database) -> None:
+    """Retention policies and legal holds as rows, the purges they led to with a tombstone
+    per purged item, and the governance log: every policy set or cleared, hold created or
+    released and purge finished, each record chained to the one before by its digest."""
+    db.execute(
+        """
+        CREATE TABLE retention_policies (
+            id INTEGER PRIMARY KEY,
+            group_id TEXT REFERENCES groups(id),
+            keep TEXT NOT NULL,
+            set_by TEXT NOT NULL,
+            set_at TEXT NOT NULL,
+            cleared_by TEXT,
+            cleared_at TEXT
+        )
+        """
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX retention_policies_active "
+        "ON retention_policies (coalesce(group_id, '')) WHERE cleared_at IS NULL"
+    )
+    db.execute(
+        """
+        CREATE TABLE legal_holds (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            groups TEXT,
+            query TEXT,
+            from_date TEXT,
+            to_date TEXT,
+            custodians TEXT,
+            note TEXT,
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            released_by TEXT,
+            released_at TEXT
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE purges (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            policies TEXT,
+            holds TEXT,
+            posts INTEGER NOT NULL DEFAULT 0,
+            versions INTEGER NOT NULL DEFAULT 0,
+            blobs INTEGER NOT NULL DEFAULT 0,
+            bytes INTEGER NOT NULL DEFAULT 0,
+            items_sha256 TEXT
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE purged_items (
+            id INTEGER PRIMARY KEY,
+            purge_id INTEGER NOT NULL REFERENCES purges(id),
+            kind TEXT NOT NULL,
+            post_id TEXT,
+            changeKey TEXT,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            sync_run_id INTEGER,
+            policy_id INTEGER,
+            purged_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX purged_items_purge ON purged_items (purge_id)")
+    db.execute("CREATE INDEX purged_items_run ON purged_items (sync_run_id)")
+    db.execute("CREATE INDEX purged_items_post ON purged_items (post_id)")
+    db.execute("ALTER TABLE posts ADD COLUMN purged_at TEXT")
+    db.execute("ALTER TABLE posts ADD COLUMN purge_id INTEGER REFERENCES purges(id)")
+    db.execute(
+        """
+        CREATE TABLE governance_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            record TEXT NOT NULL,
+            prev_digest TEXT NOT NULL,
+            digest TEXT NOT NULL
+        )
+        """
+    )
+
+
 SCHEMA_VERSION = len(MIGRATIONS._migrations)
 
 

@@ -21,6 +21,7 @@ from typing import IO, Any, cast
 
 from .archive import Archive
 from .archive.queries import reads as queries
+from .archive.queries.governance import has_governance, purged_post
 from .errors import ArchiveError, GroupsyncError, NotFoundError
 from .files import create_private, private_dir
 from .html import BIDI_CONTROLS, to_text
@@ -263,9 +264,34 @@ def get_thread(
 # -- posts --------------------------------------------------------------------------------
 
 
-def _post(text: str | None, post_id: str, deleted_at: str | None) -> Post:
+def _purged(archive: Archive, post_id: str, deleted_at: str | None) -> Post | None:
+    """What is left of a post a retention purge removed: its ids and dates, an empty body
+    and ``"@groupsync.purged"`` (when, and which purge); None if it was not purged."""
+    row = purged_post(archive, post_id) if has_governance(archive) else None
+    if row is None:
+        return None
+    data = {
+        "id": row["id"],
+        "createdDateTime": row["createdDateTime"],
+        "lastModifiedDateTime": row["lastModifiedDateTime"],
+        "changeKey": row["changeKey"],
+        "receivedDateTime": row["receivedDateTime"],
+        "body": {"contentType": "text", "content": ""},
+        "conversationId": row["conversation_id"],
+        "conversationThreadId": row["thread_id"],
+        "@groupsync.purged": {"purgedDateTime": row["purged_at"], "purgeId": row["purge_id"]},
+    }
+    return cast(Post, _removed(data, deleted_at))
+
+
+def _post(
+    text: str | None, post_id: str, deleted_at: str | None, archive: Archive | None = None
+) -> Post:
     """The latest version as Graph sent it, minus what a plain list or get leaves out."""
     if text is None:
+        purged = _purged(archive, post_id, deleted_at) if archive is not None else None
+        if purged is not None:
+            return purged
         raise ArchiveError(f"post {post_id} has no stored version in the archive")
     data = _graph_order(json.loads(text), _POST_ORDER)
     data.pop("attachments", None)  # only there when the sync asked for $expand=attachments
@@ -279,7 +305,7 @@ def iter_posts(
     """A thread's posts, oldest first, each its latest version ("List posts")."""
     _thread_row(archive, group_id, thread_id, include_deleted)
     rows = queries.post_rows(archive, thread_id, include_deleted)
-    posts = [_post(text, post_id, deleted_at) for post_id, deleted_at, text in rows]
+    posts = [_post(text, post_id, deleted_at, archive) for post_id, deleted_at, text in rows]
     return iter(posts + pending_posts(archive, group_id, thread_id))
 
 
@@ -304,7 +330,7 @@ def get_post(
 ) -> Post:
     """One post, its latest version ("Get a post")."""
     post_id, deleted_at, text, _ = _post_row(archive, group_id, thread_id, post_id, include_deleted)
-    return _post(text, post_id, deleted_at)
+    return _post(text, post_id, deleted_at, archive)
 
 
 def iter_post_versions(

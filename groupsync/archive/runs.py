@@ -103,7 +103,8 @@ class Runs(Connection):
         return self._one("SELECT digest FROM sync_runs WHERE id = :id", {"id": run_id})
 
     def run_items(self, run_id: int) -> Iterator[str]:
-        """The lines a run's digest covers (see ``chain_digest``), unsorted."""
+        """The lines a run's digest covers (see ``chain_digest``), unsorted: its stored
+        versions and blobs, and the tombstones of those a purge removed."""
         for sha256, size in self.conn.execute(
             "SELECT sha256, size FROM blobs WHERE sync_run_id = :id", {"id": run_id}
         ):
@@ -113,6 +114,19 @@ class Runs(Connection):
             {"id": run_id},
         ):
             yield f"v {sha256} {post_id} {change_key}"
+        # What a retention purge removed is still part of the run that stored it: its
+        # tombstone keeps the same hash, so the run's digest holds after a purge.
+        if self._one("SELECT 1 FROM sqlite_master WHERE name = 'purged_items'"):
+            for kind, sha256, post_id, key_or_size in self.conn.execute(
+                "SELECT kind, sha256, coalesce(post_id, ''), CASE kind WHEN 'blob' THEN size "
+                "ELSE changeKey END FROM purged_items "
+                "WHERE sync_run_id = :id AND kind IN ('version', 'blob')",
+                {"id": run_id},
+            ):
+                if kind == "blob":
+                    yield f"b {sha256} {key_or_size}"
+                else:
+                    yield f"v {sha256} {post_id} {key_or_size}"
 
     def seal_runs(self, now: str) -> list[int]:
         """Give every finished run without a digest its digest, oldest first.

@@ -100,7 +100,7 @@ _POSTS_CONFLICT = """
         attachments_note = excluded.attachments_note,
         body_text = excluded.body_text, change_seq = excluded.change_seq,
         version_count = posts.version_count + 1,
-        updated_at = excluded.updated_at, deleted_at = NULL
+        updated_at = excluded.updated_at, deleted_at = NULL, purged_at = NULL, purge_id = NULL
 """
 _VERSIONS_INSERT = """
     INSERT OR IGNORE INTO post_versions (post_id, changeKey, lastModifiedDateTime, json,

@@ -135,6 +135,8 @@ TABLES: dict[str, dict[str, Any]] = {
             "version_count": "How many versions of this post the archive has seen",
             "attachments_note": "Why its attachments are not in the archive, if they are not",
             "change_seq": "Position in the archive's change sequence (the search index follows)",
+            "purged_at": "Set when a retention purge removed its content (UTC); ids and dates stay",
+            "purge_id": "The purge that removed it",
             **_SEEN,
         },
     },
@@ -326,6 +328,103 @@ TABLES: dict[str, dict[str, Any]] = {
             "state": "The state it moved to",
             "detail": "Details",
             "identity": "Who did it",
+        },
+    },
+    "retention_policies": {
+        "description": (
+            "Retention policies: how long posts are kept before `groupsync purge` removes "
+            "them. A group's policy overrides the default (no group); a cleared policy stays "
+            "as a record. Each change is also a record of governance_log."
+        ),
+        "sort_desc": "id",
+        "columns": {
+            "id": "Policy number",
+            "group_id": "The group it applies to; empty for the archive-wide default",
+            "keep": "How long posts are kept, from their receivedDateTime (90d, 12w, 18m, 7y)",
+            "set_by": "Who set it (os:<user> from the CLI, or GROUPSYNC_ACTOR)",
+            "set_at": "When it was set (UTC)",
+            "cleared_by": "Who cleared it (or replaced it with a new policy)",
+            "cleared_at": "When it was cleared (UTC); empty while it is in force",
+        },
+    },
+    "legal_holds": {
+        "description": (
+            "Legal holds: the posts a hold covers are never purged. Criteria combine with "
+            "AND; the posts are found when asked (`groupsync hold show`), so later mail is "
+            "covered too. Each change is also a record of governance_log."
+        ),
+        "sort_desc": "id",
+        "columns": {
+            "id": "Hold number",
+            "name": "Its name (unique, kept after release)",
+            "groups": "Group ids it covers (any of them); empty for every group",
+            "query": "A search in groupsync's syntax the posts must match",
+            "from_date": "Posts delivered on or after this day",
+            "to_date": "Posts delivered on or before this day",
+            "custodians": "Addresses (any of them) that sent or received the posts",
+            "note": "Why, as its creator wrote it",
+            "created_by": "Who created it",
+            "created_at": "When it was created (UTC)",
+            "released_by": "Who released it",
+            "released_at": "When it was released (UTC); empty while it holds",
+        },
+    },
+    "purges": {
+        "description": (
+            "Every retention purge: what it removed, under which policies, with which holds "
+            "in force, and the SHA-256 of its tombstones (purged_items)."
+        ),
+        "sort_desc": "id",
+        "columns": {
+            "id": "Purge number",
+            "started_at": "When it started (UTC)",
+            "finished_at": "When it was sealed (UTC)",
+            "status": "complete, stopped, interrupted (sealed by the next purge) or running",
+            "actor": "Who ran it",
+            "policies": "The policies in force (id, group, keep)",
+            "holds": "The legal holds in force (id, name)",
+            "posts": "Posts whose content it removed",
+            "versions": "Stored post versions it removed",
+            "blobs": "Attachment blobs it removed (used by no remaining post)",
+            "bytes": "Bytes of those blobs",
+            "items_sha256": "SHA-256 of its sorted tombstones, which verify recomputes",
+        },
+    },
+    "purged_items": {
+        "description": (
+            "A tombstone per item a purge removed: its ids, SHA-256 and size, so verify "
+            "still recomputes the digest of the sync run that stored it."
+        ),
+        "sort_desc": "id",
+        "facets": ["kind", "purge_id"],
+        "columns": {
+            "id": "Tombstone number",
+            "purge_id": "The purge that removed it",
+            "kind": "post (its content), version (a stored version) or blob (attachment bytes)",
+            "post_id": "The post (post and version)",
+            "changeKey": "The version's changeKey (post and version)",
+            "sha256": "SHA-256 of the version's JSON, or of the blob's bytes",
+            "size": "Bytes of the version's JSON or of the blob",
+            "sync_run_id": "The sync run that stored it (its digest covers this line)",
+            "policy_id": "The policy the post was past",
+            "purged_at": "When it was removed (UTC)",
+        },
+    },
+    "governance_log": {
+        "description": (
+            "Every policy set or cleared, hold created or released, and purge, chained: "
+            "each record's digest covers the one before, and verify replays them."
+        ),
+        "sort_desc": "id",
+        "facets": ["action"],
+        "columns": {
+            "id": "Record number",
+            "at": "When (UTC)",
+            "actor": "Who",
+            "action": "retention-set, retention-clear, hold-create, hold-release or purge",
+            "record": "What, as canonical JSON (the policy, hold or purge and its values)",
+            "prev_digest": "The previous record's digest (64 zeros for the first)",
+            "digest": "SHA-256 over this record and prev_digest",
         },
     },
     "_sqlite_migrations": {

@@ -262,6 +262,7 @@ def thread_context(datasette: Any, database: str, data: dict[str, Any]) -> dict[
          version_count, attachments_note, deleted_at) = row  # fmt: skip
         cids = post_cids.get(post_id, {})
         html, used = _body(body, body_type, cids, thread_cids)
+        purged = data.get("purged", {}).get(post_id)
         files = attachments.get(post_id, [])
         for item in files:
             item["shown_in_body"] = bool(item["content_id"] and item["content_id"].lower() in used)
@@ -309,6 +310,8 @@ def thread_context(datasette: Any, database: str, data: dict[str, Any]) -> dict[
                 "version_count": version_count,
                 "deleted_at": deleted_at,
                 "deleted": _when(deleted_at),
+                "purged": _when(purged[0]) if purged else None,
+                "purge_id": purged[1] if purged else None,
             }
         )
     live = [p for p in posts if not p["deleted_at"]]

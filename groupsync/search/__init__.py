@@ -52,10 +52,19 @@ from .api import (
     SORTS as SORTS,
 )
 from .api import (
+    IndexNotCurrentError as IndexNotCurrentError,
+)
+from .api import (
     SearchHit as SearchHit,
 )
 from .api import (
     SearchResults as SearchResults,
+)
+from .api import (
+    all_matching_posts as all_matching_posts,
+)
+from .api import (
+    check_query as check_query,
 )
 from .api import (
     search as search,
@@ -174,12 +183,15 @@ from .state import (
 
 __all__ = [
     "CheckReport",
+    "IndexNotCurrentError",
     "IndexReport",
     "IndexWriteError",
     "QueryError",
     "SearchHit",
     "SearchResults",
+    "all_matching_posts",
     "check_index",
+    "check_query",
     "close_indexes",
     "index_path_for",
     "rebuild_index",

@@ -75,6 +75,8 @@ class SearchResults:
 
 
 SORTS = ("relevance", "date")
+
+
 def search(
     archive: Archive,
     index_path: str | Path,
@@ -150,6 +152,51 @@ def search(
         behind=behind,
         notes=notes,
     )
+
+
+class IndexNotCurrentError(GroupsyncError):
+    """The index cannot say every post a query matches: missing, behind the archive, or
+    built without the posts deleted upstream (which the archive still holds)."""
+
+
+def check_query(archive: Archive, query: str) -> None:
+    """Parse ``query`` as ``search`` would: a ``QueryError`` if it is not valid."""
+    parse_query(query, _Resolver(archive))
+
+
+def all_matching_posts(archive: Archive, index_path: str | Path, query: str) -> list[str]:
+    """The id of every post ``query`` matches, deleted ones too, in no order: what a legal
+    hold by query covers.
+
+    Refuses (``IndexNotCurrentError``) an index that is missing, behind the archive, or
+    built without deleted posts, since what it does not hold it cannot match; the caller
+    catches it up first (``update_index(..., keep_deleted=True)``) when it may write.
+    """
+    index_path = Path(index_path)
+    parsed = parse_query(query, _Resolver(archive))
+    state = _read_state(index_path)
+    if state is None or state.format != INDEX_FORMAT:
+        raise IndexNotCurrentError(
+            f"no usable search index at {index_path}: run groupsync index --keep-deleted-in-index"
+        )
+    behind = archive.change_seq() - state.change_seq
+    if behind:
+        raise IndexNotCurrentError(
+            f"the search index at {index_path} is {behind} change(s) behind the archive: "
+            "run groupsync index"
+        )
+    if not state.keep_deleted:
+        raise IndexNotCurrentError(
+            f"the search index at {index_path} leaves out posts deleted upstream: run "
+            "groupsync index --keep-deleted-in-index"
+        )
+    engine = _engine(index_path, state)
+    seqs: list[int] = []
+    with engine.lock:
+        searcher = engine.current()
+        for _offset, found, data, _leaf, _words in _evaluate(searcher, parsed.query, parsed.filter):
+            seqs.extend(data.seq[d] for d in found)
+    return queries.post_ids_at(archive, seqs)
 
 
 def _scores(q: wquery.Query) -> bool:

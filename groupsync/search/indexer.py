@@ -432,7 +432,8 @@ def update_index(
         try:
             writer = _segment_writer(ix, timeout=60.0)
             try:
-                live = [r[0] for r in rows if r[14] is None or keep]
+                purged = queries.purged_among(archive, [r[0] for r in rows])
+                live = [r[0] for r in rows if (r[14] is None or keep) and r[0] not in purged]
                 attachments = _attachments_of(archive, live)
                 with writer.reader() as reader:
                     present = _docnums_by_key(reader, {_key(r[0]) for r in rows})
@@ -440,7 +441,7 @@ def update_index(
                     post_id, deleted = row[0], row[14] is not None
                     for docnum in present.get(_key(post_id), ()):
                         writer.delete_document(docnum)
-                    if deleted and not keep:
+                    if (deleted and not keep) or post_id in purged:
                         report.removed += 1
                     else:
                         doc = _document(row, attachments.get(post_id, []), extract)

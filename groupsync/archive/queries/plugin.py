@@ -25,6 +25,11 @@ select id, changeKey, createdDateTime, lastModifiedDateTime, receivedDateTime, c
   newParticipants, in_reply_to_id, version_count, attachments_note, deleted_at
 from posts where thread_id = :thread_id order by receivedDateTime, id
 """
+# Posts of the thread a retention purge emptied (archives from migration 006 on).
+THREAD_PURGED = """
+select id, purged_at, purge_id from posts
+where thread_id = :thread_id and purged_at is not null
+"""
 THREAD_ATTACHMENTS = """
 select a.post_id, a.id, a.type, a.name, a.contentType, a.size, a.isInline, a.contentId,
   a.sha256, a.json, a.deleted_at, b.size
@@ -74,11 +79,18 @@ def load_thread(conn: sqlite3.Connection, group_id: str, thread_id: str) -> dict
     thread = conn.execute(THREAD, params).fetchone()
     if thread is None:
         return None
+    purged: dict[str, tuple[str, int | None]] = {}
+    if any(r[1] == "purged_at" for r in conn.execute("PRAGMA table_info(posts)")):
+        purged = {
+            r[0]: (r[1], r[2])
+            for r in conn.execute(THREAD_PURGED, {"thread_id": thread_id})
+        }
     return {
         "thread": thread,
         "posts": conn.execute(THREAD_POSTS, params).fetchall(),
         "attachments": conn.execute(THREAD_ATTACHMENTS, params).fetchall(),
         "versions": conn.execute(THREAD_VERSIONS, params).fetchall(),
+        "purged": purged,
     }
 
 

@@ -45,9 +45,20 @@ def changed_document_rows(
     ).fetchall()
 
 
+def _has_purges(archive: Connection) -> bool:
+    """Whether posts can be purged in this archive (migration 006 added the column)."""
+    return any(r[1] == "purged_at" for r in archive.conn.execute("PRAGMA table_info(posts)"))
+
+
+def _rebuilt(archive: Connection, keep_deleted: bool) -> str:
+    """Which posts a rebuild up to change ``:upto`` indexes: never a purged one."""
+    where = "p.change_seq <= :upto" + ("" if keep_deleted else " AND p.deleted_at IS NULL")
+    return where + (" AND p.purged_at IS NULL" if _has_purges(archive) else "")
+
+
 def count_documents(archive: Connection, upto: int, keep_deleted: bool) -> int:
     """How many posts a rebuild up to change ``upto`` indexes."""
-    where = "p.change_seq <= :upto" + ("" if keep_deleted else " AND p.deleted_at IS NULL")
+    where = _rebuilt(archive, keep_deleted)
     return int(
         archive.conn.execute(
             f"SELECT count(*) FROM posts p WHERE {where}", {"upto": upto}
@@ -57,7 +68,7 @@ def count_documents(archive: Connection, upto: int, keep_deleted: bool) -> int:
 
 def document_rows(archive: Connection, upto: int, keep_deleted: bool) -> Iterator[tuple[Any, ...]]:
     """Document rows of a rebuild up to change ``upto``, by group and delivery time."""
-    where = "p.change_seq <= :upto" + ("" if keep_deleted else " AND p.deleted_at IS NULL")
+    where = _rebuilt(archive, keep_deleted)
     yield from archive.conn.execute(
         f"{_DOCUMENTS} WHERE {where} ORDER BY p.group_id, p.receivedDateTime, p.rowid",
         {"upto": upto},
@@ -83,8 +94,12 @@ def live_attachments(
 
 
 def post_change_states(archive: Connection) -> Iterator[tuple[str, int, int]]:
-    """Every post: ``(id, change_seq, deleted)``."""
-    yield from archive.conn.execute("SELECT id, change_seq, deleted_at IS NOT NULL FROM posts")
+    """Every post the index should know: ``(id, change_seq, deleted)``; purged posts are
+    left out (a document of one is extra)."""
+    where = " WHERE purged_at IS NULL" if _has_purges(archive) else ""
+    yield from archive.conn.execute(
+        f"SELECT id, change_seq, deleted_at IS NOT NULL FROM posts{where}"
+    )
 
 
 def hit_rows(archive: Connection, seqs: list[int]) -> Iterator[tuple[Any, ...]]:
@@ -97,3 +112,37 @@ def hit_rows(archive: Connection, seqs: list[int]) -> Iterator[tuple[Any, ...]]:
 def hit_rows_after(archive: Connection, after: int) -> Iterator[tuple[Any, ...]]:
     """Hit rows of every post changed after change ``after``."""
     yield from archive.conn.execute(f"{_HITS} WHERE p.change_seq > :after", {"after": after})
+
+
+def post_ids_at(archive: Connection, seqs: list[int]) -> list[str]:
+    """The posts at these changes (the index names a post by its change), purged ones left
+    out."""
+    out: list[str] = []
+    for start in range(0, len(seqs), _CHUNK):
+        values, params = in_list("seq", seqs[start : start + _CHUNK])
+        out.extend(
+            r[0]
+            for r in archive.conn.execute(
+                f"SELECT id FROM posts WHERE change_seq IN {values} AND purged_at IS NULL",
+                params,
+            )
+        )
+    return out
+
+
+def purged_among(archive: Connection, post_ids: list[str]) -> set[str]:
+    """Which of these posts a retention purge emptied: the index drops them whatever it
+    keeps of deleted posts."""
+    out: set[str] = set()
+    if not _has_purges(archive):
+        return out
+    for start in range(0, len(post_ids), _CHUNK):
+        values, params = in_list("post", post_ids[start : start + _CHUNK])
+        out.update(
+            r[0]
+            for r in archive.conn.execute(
+                f"SELECT id FROM posts WHERE id IN {values} AND purged_at IS NOT NULL",
+                params,
+            )
+        )
+    return out
