@@ -1931,10 +1931,12 @@ def hold_release(ctx, name):
 
 @cli.command(name="purge")
 @click.option("--dry-run", is_flag=True, help="List what would be removed; write nothing.")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000),
+              help="Posts removed per transaction.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @index_option
 @click.pass_context
-def purge_command(ctx, dry_run, as_json, index_path):
+def purge_command(ctx, dry_run, batch_size, as_json, index_path):
     """Remove posts past their retention policy and under no legal hold: bodies, versions,
     attachment bytes no other post uses, and their search entries.
 
@@ -1954,7 +1956,9 @@ def purge_command(ctx, dry_run, as_json, index_path):
     else:
         stack, archive = _governance_archive(settings)
         with stack, stopping() as stop:
-            report = purge(archive, actor=cli_actor(), index_path=path, stop=stop)
+            report = purge(
+                archive, actor=cli_actor(), index_path=path, batch=batch_size, stop=stop
+            )
     if as_json:
         echo_json(report.as_dict())
         return

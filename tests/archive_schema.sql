@@ -41,6 +41,18 @@ CREATE INDEX posts_sender ON posts (sender_address);
 -- index posts_thread
 CREATE INDEX posts_thread ON posts (thread_id, receivedDateTime);
 
+-- index purged_items_post
+CREATE INDEX purged_items_post ON purged_items (post_id);
+
+-- index purged_items_purge
+CREATE INDEX purged_items_purge ON purged_items (purge_id);
+
+-- index purged_items_run
+CREATE INDEX purged_items_run ON purged_items (sync_run_id);
+
+-- index retention_policies_active
+CREATE UNIQUE INDEX retention_policies_active ON retention_policies (coalesce(group_id, '')) WHERE cleared_at IS NULL;
+
 -- index threads_conversation
 CREATE INDEX threads_conversation ON threads (conversation_id);
 
@@ -178,6 +190,17 @@ CREATE TABLE exports (
             error TEXT
         );
 
+-- table governance_log
+CREATE TABLE governance_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            record TEXT NOT NULL,
+            prev_digest TEXT NOT NULL,
+            digest TEXT NOT NULL
+        );
+
 -- table groups
 CREATE TABLE groups (
         id TEXT PRIMARY KEY,
@@ -194,6 +217,22 @@ CREATE TABLE groups (
         deleted_at TEXT,
         access_note TEXT
     );
+
+-- table legal_holds
+CREATE TABLE legal_holds (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            groups TEXT,
+            query TEXT,
+            from_date TEXT,
+            to_date TEXT,
+            custodians TEXT,
+            note TEXT,
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            released_by TEXT,
+            released_at TEXT
+        );
 
 -- table people
 CREATE TABLE people (
@@ -240,7 +279,7 @@ CREATE TABLE posts (
         first_seen_at TEXT NOT NULL,
         updated_at TEXT NOT NULL,
         deleted_at TEXT
-    , body_text TEXT, change_seq INTEGER);
+    , body_text TEXT, change_seq INTEGER, purged_at TEXT, purge_id INTEGER REFERENCES purges(id));
 
 -- table posts_fts
 CREATE VIRTUAL TABLE "posts_fts" USING FTS5 (
@@ -248,6 +287,47 @@ CREATE VIRTUAL TABLE "posts_fts" USING FTS5 (
     tokenize='unicode61 remove_diacritics 2',
     content="posts"
 );
+
+-- table purged_items
+CREATE TABLE purged_items (
+            id INTEGER PRIMARY KEY,
+            purge_id INTEGER NOT NULL REFERENCES purges(id),
+            kind TEXT NOT NULL,
+            post_id TEXT,
+            changeKey TEXT,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            sync_run_id INTEGER,
+            policy_id INTEGER,
+            purged_at TEXT NOT NULL
+        );
+
+-- table purges
+CREATE TABLE purges (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            policies TEXT,
+            holds TEXT,
+            posts INTEGER NOT NULL DEFAULT 0,
+            versions INTEGER NOT NULL DEFAULT 0,
+            blobs INTEGER NOT NULL DEFAULT 0,
+            bytes INTEGER NOT NULL DEFAULT 0,
+            items_sha256 TEXT
+        );
+
+-- table retention_policies
+CREATE TABLE retention_policies (
+            id INTEGER PRIMARY KEY,
+            group_id TEXT REFERENCES groups(id),
+            keep TEXT NOT NULL,
+            set_by TEXT NOT NULL,
+            set_at TEXT NOT NULL,
+            cleared_by TEXT,
+            cleared_at TEXT
+        );
 
 -- table sync_runs
 CREATE TABLE sync_runs (

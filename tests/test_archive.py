@@ -102,6 +102,7 @@ def test_migrations_are_recorded_in_order():
         (3, "groupsync", "003_outbox"),
         (4, "groupsync", "004_integrity_events_exports"),
         (5, "groupsync", "005_events_without_hook_output"),
+        (6, "groupsync", "006_retention_holds"),
     ]
     assert all(m["applied_at"] for m in applied)  # when: the only column that varies
 
@@ -111,9 +112,11 @@ def test_tables_and_foreign_keys(saved):
         "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]  # fmt: skip
     assert tables == [
         "_outbox", "_outbox_log", "_sqlite_migrations", "_sync_state", "attachments", "blobs",
-        "conversations", "events", "exports", "groups", "people", "post_versions", "posts",
+        "conversations", "events", "exports", "governance_log", "groups", "legal_holds",
+        "people", "post_versions", "posts",
         "posts_fts", "posts_fts_config", "posts_fts_data", "posts_fts_docsize", "posts_fts_idx",
-        "sync_runs", "threads", "threads_fts", "threads_fts_config", "threads_fts_data",
+        "purged_items", "purges", "retention_policies", "sync_runs", "threads", "threads_fts",
+        "threads_fts_config", "threads_fts_data",
         "threads_fts_docsize", "threads_fts_idx",
     ]  # fmt: skip
     foreign_keys = {
@@ -133,9 +136,12 @@ def test_tables_and_foreign_keys(saved):
             ("conversation_id", "conversations", "id"),
             ("from_address", "people", "address"),
             ("group_id", "groups", "id"),
+            ("purge_id", "purges", "id"),
             ("sender_address", "people", "address"),
             ("thread_id", "threads", "id"),
         ],
+        "purged_items": [("purge_id", "purges", "id")],
+        "retention_policies": [("group_id", "groups", "id")],
         "threads": [("conversation_id", "conversations", "id"), ("group_id", "groups", "id")],
     }
     assert saved.conn.execute("PRAGMA foreign_key_check").fetchall() == []
@@ -226,6 +232,8 @@ def test_post_rows(saved, payloads):
         "first_seen_at": NOW,
         "updated_at": NOW,
         "deleted_at": None,
+        "purged_at": None,
+        "purge_id": None,
     }
     first_text = (
         "Inventaire de fin mars en pièce jointe (export de la caisse, séparateur "
