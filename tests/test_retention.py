@@ -328,3 +328,33 @@ def test_a_killed_purge_leaves_a_verifiable_archive_and_the_next_finishes(tmp_pa
     report = verify(db)
     assert [p["status"] for p in report["purges"]] == ["interrupted", "complete"]
     assert sum(p["posts"] for p in report["purges"]) == total
+
+
+@pytest.mark.asyncio
+async def test_datasette_shows_purged_posts_as_purged_and_the_new_tables(held):
+    from bs4 import BeautifulSoup
+    from datasette.utils import tilde_encode
+
+    from groupsync.datasette_plugin.archives import post_anchor
+    from groupsync.datasette_plugin.server import make_datasette
+
+    db, ids = held
+    post_text = {r[0]: r[1] for r in rows(db, "SELECT id, body_text FROM posts")}
+    ok(db, "purge")
+    group, thread, post = rows(
+        db, "SELECT group_id, thread_id, id FROM posts WHERE purged_at IS NOT NULL "
+            "AND body_text IS NULL ORDER BY id LIMIT 1")[0]  # fmt: skip
+    ds = make_datasette(db, immutable=True)
+    page = await ds.client.get(f"/-/groupsync/thread/{tilde_encode(group)}/{tilde_encode(thread)}")
+    assert page.status_code == 200
+    html = BeautifulSoup(page.text, "html.parser")
+    article = html.find(id=post_anchor(post))
+    assert article is not None and "Removed by retention purge 1" in article.get_text()
+    gone = (post_text[post] or "").strip()[:40]
+    assert not gone or gone not in article.get_text()
+    name = db.stem
+    for table in ("retention_policies", "legal_holds", "purges", "purged_items",
+                  "governance_log"):  # fmt: skip
+        listing = await ds.client.get(f"/{name}/{table}.json?_shape=array")
+        assert listing.status_code == 200 and listing.json(), table
+    search.close_indexes()
