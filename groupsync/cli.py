@@ -23,7 +23,7 @@ from . import auth, reads
 from .archive import Archive, writable
 from .config import load_settings, parse_rate
 from .connect import SENDS_PER_MINUTE, connect, sending_cap
-from .errors import GroupsyncError, TransportError, ValidationError
+from .errors import ArchiveError, GroupsyncError, TransportError, ValidationError
 from .events import (
     EVENT_STATES,
     HookOutputLog,
@@ -1731,7 +1731,9 @@ def simulate(data, host, port, sim_rate, **options):
 
 def _governance_archive(settings):
     """The archive, for a command that writes policies, holds or purges: the writer lock
-    held, the schema migrated."""
+    held, the schema migrated. A missing archive is an error, not a new empty one."""
+    if not Path(settings.db).exists():
+        raise ArchiveError(f"no archive at {settings.db}; run `groupsync sync` first")
     stack = contextlib.ExitStack()
     stack.enter_context(WriterLock(settings.db, "groupsync retention/hold/purge"))
     archive = stack.enter_context(Archive.open_for_writing(settings.db))
