@@ -116,6 +116,8 @@ def set_policy(
     """
     number, unit = parse_keep(keep)
     keep = f"{number}{unit}"
+    if group_id is not None and archive.group(group_id) is None:
+        raise ValidationError(f"group {group_id} is not in the archive: sync it first")
     at = now()
     with archive.atomic():
         old = queries.active_policy_id(archive, group_id)

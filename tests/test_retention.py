@@ -282,6 +282,15 @@ def test_hostile_text_prints_safely(db):
     verify(db)
 
 
+def test_a_policy_for_a_group_not_archived_is_one_line(db):
+    result = invoke(db, "retention", "set", "--group", "11111111-2222-3333-4444-555555555555",
+                    "--keep", "1y")  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "Error: group 11111111-2222-3333-4444-555555555555 is not in the archive: sync it first"
+    ]
+
+
 def test_a_wrong_keep_is_one_line(db):
     result = invoke(db, "retention", "set", "--keep", "7 years")
     assert result.exit_code == 2
