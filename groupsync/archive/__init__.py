@@ -13,7 +13,8 @@ one transaction per thread, so a killed sync leaves whole threads or nothing.
     hook_output.py  HookOutputLog: what hooks printed, in <db>.hooks (not the archive)
     queries/        the SQL of the modules above, one module each: reads, outbox,
                     events, integrity (verify), audit, exports (export, export-check),
-                    search, groups (groupref), plugin (Datasette runs these)
+                    search, groups (groupref), plugin (Datasette runs these),
+                    governance (retention, holds, purge and verify's governance checks)
 
 ``Archive`` is all of them together.
 """
