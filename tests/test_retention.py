@@ -367,3 +367,32 @@ async def test_datasette_shows_purged_posts_as_purged_and_the_new_tables(held):
         listing = await ds.client.get(f"/{name}/{table}.json?_shape=array")
         assert listing.status_code == 200 and listing.json(), table
     search.close_indexes()
+
+
+def _addresses(text: str | None) -> set[str]:
+    people = json.loads(text) if text else []
+    return {(p.get("emailAddress") or {}).get("address", "").lower() for p in people}
+
+
+def test_hold_criteria_combine_with_and_groups_and_custodians_with_or(db):
+    """The posts a hold covers, against the same criteria worked out here in Python: groups
+    any of, custodians any of (author, sender, new participant, the thread's To or Cc),
+    both dates inclusive."""
+    lea = "lea.fontaine@contosooutdoor.onmicrosoft.com"
+    omar = "Omar.Haddad@contosooutdoor.onmicrosoft.com"
+    ok(db, "hold", "create", "mix", "--group", "Marketing", "--group", ENGINEERING,
+       "--custodian", lea, "--custodian", omar, "--from", "2024-01-01", "--to", "2025-03-20")
+    shown = json.loads(ok(db, "hold", "show", "mix", "--json").stdout)
+    custodians = {lea, omar.lower()}
+    expected = set()
+    for post_id, group, received, author, sender, new, to, cc in rows(
+        db, "SELECT p.id, p.group_id, p.receivedDateTime, p.from_address, p.sender_address, "
+            "p.newParticipants, t.toRecipients, t.ccRecipients FROM posts p "
+            "JOIN threads t ON t.id = p.thread_id"):  # fmt: skip
+        people = {author, sender} | _addresses(new) | _addresses(to) | _addresses(cc)
+        if (group in (MARKETING, ENGINEERING) and "2024-01-01" <= received[:10] <= "2025-03-20"
+                and people & custodians):  # fmt: skip
+            expected.add(post_id)
+    assert expected and {p["post_id"] for p in shown["posts"]} == expected
+    assert shown["count"] == len(expected)
+    assert shown["groups"] == sorted([MARKETING, ENGINEERING])
