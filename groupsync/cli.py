@@ -1476,6 +1476,12 @@ def _echo_verify_report(report) -> None:
             ),
             err=True,
         )
+    if report.governance_head:
+        governance = report.governance_head
+        click.echo(
+            f"Governance log: {governance['record_id']} record(s), head {governance['digest']}",
+            err=True,
+        )
     checked = report.checked
     head = report.chain_head
     chain = f"chain head run {head['run_id']} {head['digest']}" if head else "no sealed run"
