@@ -396,3 +396,24 @@ def test_hold_criteria_combine_with_and_groups_and_custodians_with_or(db):
     assert expected and {p["post_id"] for p in shown["posts"]} == expected
     assert shown["count"] == len(expected)
     assert shown["groups"] == sorted([MARKETING, ENGINEERING])
+
+
+def test_a_purged_post_edited_upstream_is_stored_again_then_purged_again(db, sim):
+    """Only a new changeKey brings a purged post back: a new version, which the next purge
+    removes again (its receivedDateTime has not moved)."""
+    group, thread, post = rows(db, "SELECT group_id, thread_id, id FROM posts "
+                                   "WHERE group_id = ? LIMIT 1", (MARKETING,))[0]  # fmt: skip
+    ok(db, "retention", "set", "--keep", "1d")
+    ok(db, "purge")
+    sim.edit_post(group, thread, post, content="<p>Edited after the purge</p>")
+    sync_sample(sim, db, full=True)
+    assert rows(db, "SELECT purged_at, purge_id, body_text FROM posts WHERE id = ?", (post,)) == [
+        (None, None, "Edited after the purge")
+    ]
+    assert rows(db, "SELECT count(*) FROM post_versions") == [(1,)]
+    verify(db)
+    again = ok(db, "purge")
+    assert "Purge 2: removed 1 post(s), 1 version(s)" in again.stderr
+    assert rows(db, "SELECT purge_id, body_text FROM posts WHERE id = ?", (post,)) == [(2, None)]
+    report = verify(db)
+    assert [p["posts"] for p in report["purges"]] == [len(rows(db, "SELECT id FROM posts")), 1]
