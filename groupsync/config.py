@@ -71,6 +71,33 @@ class Settings:
         return out
 
 
+# What each setting means and which values it takes, for people: docs/configuration.md is
+# generated from this (cog), and a test keeps it in step with ``Settings``.
+SETTING_DOCS: dict[str, tuple[str, str]] = {
+    "graph_url": ("Graph's base URL; the simulator's for tests and the demo", ""),
+    "access_token": ("a static bearer token; when set, msal is not used", ""),
+    "db": ("the archive's path", ""),
+    "rate": (
+        "calls per window, shared by every groupsync process on the archive "
+        "(`<db>.throttle`); the default is the connector's limit",
+        "`CALLS/SECONDS`: CALLS a whole number from 1 to 100,000, SECONDS from 0.001 to "
+        "86,400; or `0` / `off`",
+    ),
+    "max_concurrency": ("requests in flight (Outlook's limit is 4)", "a whole number from 1 to 64"),
+    "timeout": ("seconds one request may take", "from 0.001 to 3,600"),
+    "tenant_id": ("your Entra tenant; device login uses `organizations` without it", ""),
+    "client_id": ("your Entra app registration", ""),
+    "auth_mode": ("who signs in: a person, or the app itself", "`device`, `app`"),
+    "client_secret": ("the app's secret, for `auth_mode = app`", ""),
+    "certificate_path": ("the app's certificate, for `auth_mode = app`", "a PEM or PFX file"),
+    "certificate_thumbprint": ("the PEM certificate's thumbprint", ""),
+    "certificate_password": ("the certificate's password", ""),
+    "authority_host": ("where msal signs in", ""),
+    "token_cache": ("msal's token cache file (0600)", ""),
+    "scopes": ("delegated permissions asked for at device login", ""),
+}
+
+
 _ENV = {f.name: "GROUPSYNC_" + f.name.upper() for f in dataclasses.fields(Settings)}
 _ENV.pop("sources")
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "sources"}

@@ -105,3 +105,29 @@ def canned_queries() -> None:
 
 def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
+
+
+def settings_table() -> None:
+    """One row per setting: its environment variable, default, meaning and valid values."""
+    import dataclasses
+
+    from groupsync.config import SETTING_DOCS, Settings, format_rate
+
+    cog.outl("| setting | environment | default | what it is | valid values |")
+    cog.outl("| --- | --- | --- | --- | --- |")
+    for f in dataclasses.fields(Settings):
+        if f.name == "sources":
+            continue
+        meaning, valid = SETTING_DOCS[f.name]
+        if f.name == "token_cache":
+            default = "`~/.config/groupsync/token_cache.json`"
+        elif f.name == "rate":
+            default = f"`{format_rate(f.default)}`"  # type: ignore[arg-type]
+        elif f.default is None:
+            default = "none"
+        elif isinstance(f.default, float):
+            default = f"`{f.default:g}` seconds"
+        else:
+            default = f"`{f.default}`"
+        env = "GROUPSYNC_" + f.name.upper()
+        cog.outl(f"| `{f.name}` | `{env}` | {default} | {_cell(meaning)} | {_cell(valid)} |")

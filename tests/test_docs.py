@@ -72,3 +72,13 @@ def test_every_command_has_help_and_a_readme_example():
                 if not (c.help or "").strip()
             ]
     assert missing == []
+
+
+def test_every_setting_is_documented():
+    """docs/configuration.md is generated from SETTING_DOCS: a new setting needs its words."""
+    import dataclasses
+
+    from groupsync.config import SETTING_DOCS, Settings
+
+    fields = [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
+    assert sorted(SETTING_DOCS) == sorted(fields)
