@@ -1,7 +1,8 @@
 """Benchmark ``purge``: 10,000 posts out of the 100,000-post benchmark archive.
 
     .venv/bin/python scripts/bench_purge.py [--posts 100000] [--purge 10000] [--groups 20]
-        [--threads 10000] [--seed 1] [--work /tmp/bench-purge] [--with-index] [--json OUT]
+        [--threads 10000] [--seed 1] [--work /tmp/bench-purge] [--with-index]
+        [--query-hold QUERY] [--json OUT]
 
 1. The archive of the generated benchmark tenant, synced once by ``groupsync sync --all``
    and cached in ``--work`` (the same tenant and sync as ``bench_search.py``).
@@ -13,7 +14,9 @@
 3. The purge runs in a process of its own (the library's ``purge``, as ``groupsync purge``
    calls it, with that clock): its wall time from start to exit, and its peak RSS
    (``ru_maxrss`` of the process). With ``--with-index`` the copy has a search index, which
-   the purge brings up to date afterwards (that time included).
+   the purge brings up to date afterwards (that time included). ``--query-hold QUERY``
+   makes the hold a search query instead (it implies ``--with-index``), evaluated through
+   the index over the purge's candidates.
 4. ``verify`` of the purged copy must pass; the figures say how many posts, versions and
    blobs went, and the load average before and after.
 """
@@ -54,7 +57,9 @@ def child(db: str, now: str, index: str | None) -> None:
     print(json.dumps({"report": out, "purge_seconds": seconds, "peak_rss_kib": peak_kib}))
 
 
-def prepare(source: Path, work: Path, count: int, with_index: bool) -> tuple[Path, str]:
+def prepare(
+    source: Path, work: Path, count: int, with_index: bool, query: str | None
+) -> tuple[Path, str]:
     """A fresh copy with its policy and hold; the clock the purge must run at."""
     sys.path.insert(0, str(ROOT))
     from groupsync import holds, retention, search
@@ -81,11 +86,16 @@ def prepare(source: Path, work: Path, count: int, with_index: bool) -> tuple[Pat
     now = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     with Archive.open_for_writing(run) as archive:
         retention.set_policy(archive, "1d", actor="os:bench", now=lambda: now)
-        holds.create_hold(archive, "bench-hold", actor="os:bench", groups=[group],
-                          from_date=first[:10], to_date=hundredth[:10],
-                          now=lambda: now)  # fmt: skip
-        if with_index:
-            search.rebuild_index(archive, search.index_path_for(run), procs=2)
+        if query:
+            holds.create_hold(archive, "bench-hold", actor="os:bench", query=query,
+                              now=lambda: now)  # fmt: skip
+        else:
+            holds.create_hold(archive, "bench-hold", actor="os:bench", groups=[group],
+                              from_date=first[:10], to_date=hundredth[:10],
+                              now=lambda: now)  # fmt: skip
+        if with_index or query:
+            search.rebuild_index(archive, search.index_path_for(run), procs=2,
+                                 keep_deleted=bool(query))  # fmt: skip
     with closing(sqlite3.connect(run)) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return run, now
@@ -100,6 +110,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-purge"))
     parser.add_argument("--with-index", action="store_true")
+    parser.add_argument("--query-hold", metavar="QUERY")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", nargs=3, metavar=("DB", "NOW", "INDEX"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -109,8 +120,9 @@ def main() -> None:
         return
     args.work.mkdir(parents=True, exist_ok=True)
     source = ensure_archive(args.work, args.posts, args.groups, args.threads, args.seed)
-    run, now = prepare(source, args.work, args.purge, args.with_index)
-    index = str(Path(f"{run}.whoosh")) if args.with_index else ""
+    with_index = args.with_index or bool(args.query_hold)
+    run, now = prepare(source, args.work, args.purge, with_index, args.query_hold)
+    index = str(Path(f"{run}.whoosh")) if with_index else ""
     load_before = os.getloadavg()
     started = time.perf_counter()
     proc = subprocess.run(
@@ -128,7 +140,8 @@ def main() -> None:
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "archive_posts": args.posts,
-        "with_index": args.with_index,
+        "with_index": with_index,
+        "query_hold": args.query_hold,
         "purged_posts": measured["report"]["posts"],
         "purged_versions": measured["report"]["versions"],
         "purged_blobs": measured["report"]["blobs"],
