@@ -883,11 +883,11 @@ def _entity(item: dict[str, Any]) -> dict[str, Any]:
 
 def _post_row(post: dict[str, Any]) -> dict[str, Any]:
     sender = (post.get("sender") or post.get("from") or {}).get("emailAddress") or {}
-    return {
-        **post,
-        "sender": sender.get("name") or sender.get("address"),
-        "text": reads.body_text(post.get("body"), 60),
-    }
+    purged = post.get("@groupsync.purged")
+    text = reads.body_text(post.get("body"), 60)
+    if purged:  # a retention purge removed it: say so rather than show an empty body
+        text = f"[purged {purged.get('purgedDateTime')} by purge {purged.get('purgeId')}]"
+    return {**post, "sender": sender.get("name") or sender.get("address"), "text": text}
 
 
 def _attachment_row(attachment: Mapping[str, Any]) -> dict[str, Any]:

@@ -195,6 +195,8 @@ def test_purged_posts_read_as_purged(db):
     shown = json.loads(ok(db, "post", group, thread, post).stdout)
     assert shown["body"] == {"contentType": "text", "content": ""}
     assert shown["@groupsync.purged"]["purgeId"] == 1
+    table = ok(db, "posts", group, thread, "--table").stdout
+    assert "[purged " in table and "by purge 1]" in table
 
 
 def test_a_sync_does_not_fetch_a_purged_post_again(db, tmp_path):
