@@ -54,6 +54,7 @@ from .export import (
 )
 from .files import private_dir, write_private
 from .html import to_text
+from .integrity import Problem
 from .version import __version__
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "FIELDS",
     "ProductionOptions",
     "check_prefix",
+    "check_production",
     "dat_row",
     "dat_value",
     "posts_matching",
@@ -637,3 +639,119 @@ def produce(
         raise
     audit.complete(export_id, report)
     return report
+
+
+def check_production(
+    root: Path, manifest: dict[str, Any], archive: Archive | None
+) -> list[Problem]:
+    """A production's load files against its manifest and, given it, the archive: the DAT's
+    header and rows, the CSV row by row, every native and text file a row names (listed,
+    same SHA-256 and size), no listed file that no row names, the counts; then each
+    attachment's hash and each post's version hash as the archive holds them."""
+    problems: list[Problem] = []
+    production = manifest.get("production") if isinstance(manifest, dict) else None
+    production = production if isinstance(production, dict) else {}
+    load = production.get("load_files") if isinstance(production.get("load_files"), dict) else {}
+    dat_name, csv_name = str(load.get("dat") or DAT_FILE), str(load.get("csv") or CSV_FILE)
+    listed = {
+        e["path"]: e for e in manifest.get("files") or [] if isinstance(e, dict) and "path" in e
+    }
+    try:
+        rows = read_dat((root / dat_name).read_bytes())
+    except (OSError, UnicodeDecodeError, csv.Error) as ex:
+        return [Problem("load-file", dat_name, f"cannot be read: {ex}")]
+    if not rows or rows[0] != list(FIELDS):
+        problems.append(Problem("load-file", dat_name, "its header is not the production's fields"))
+        return problems
+    header, rows = rows[0], rows[1:]
+    try:
+        text = (root / csv_name).read_bytes().decode("utf-8")
+        table = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    except (OSError, UnicodeDecodeError, csv.Error) as ex:
+        problems.append(Problem("load-file", csv_name, f"cannot be read: {ex}"))
+        table = []
+    if table and (table[0] != header or len(table) != len(rows) + 1):
+        problems.append(
+            Problem("load-file", csv_name, f"has {len(table) - 1} rows; the DAT {len(rows)}")
+        )
+    named: set[str] = set()
+    controls: set[str] = set()
+    for n, row in enumerate(rows, start=1):
+        where = f"{dat_name} row {n}"
+        if len(row) != len(FIELDS):
+            problems.append(
+                Problem("load-file", where, f"has {len(row)} fields, not {len(FIELDS)}")
+            )
+            continue
+        values = dict(zip(FIELDS, row, strict=True))
+        control = values["BEGBATES"]
+        where = f"{dat_name} {control}"
+        if control in controls:
+            problems.append(Problem("load-file", where, "control number used twice"))
+        controls.add(control)
+        if n < len(table) and [dat_value(v) for v in table[n]] != row:
+            problems.append(Problem("load-file", f"{csv_name} {control}", "differs from the DAT"))
+        native, text_path = values["NATIVEPATH"], values["TEXTPATH"]
+        for path in (native, text_path):
+            if path and path not in listed:
+                problems.append(Problem("load-file", where, f"names {path}, not in the manifest"))
+            named.add(path)
+        entry = listed.get(native)
+        if (
+            native
+            and entry is not None
+            and (
+                entry.get("sha256") != values["SHA256"]
+                or str(entry.get("size")) != values["FILESIZE"]
+            )
+        ):
+            problems.append(
+                Problem(
+                    "load-file",
+                    where,
+                    f"says {native} is {values['FILESIZE']} bytes hashing to "
+                    f"{values['SHA256']}; the manifest says {entry.get('size')} bytes, "
+                    f"{entry.get('sha256')}",
+                )
+            )
+        if archive is not None:
+            problems.extend(_against_archive(archive, where, values))
+    for path in listed:
+        if path.startswith(("NATIVES/", "TEXT/")) and path not in named:
+            problems.append(Problem("load-file", path, "is in the manifest, but no row names it"))
+    counts = manifest.get("counts") if isinstance(manifest.get("counts"), dict) else {}
+    if counts.get("documents") not in (None, len(rows)):
+        problems.append(
+            Problem("manifest", MANIFEST, f"counts {counts.get('documents')} documents; "
+                    f"{dat_name} has {len(rows)}")
+        )  # fmt: skip
+    return problems
+
+
+def _against_archive(archive: Archive, where: str, values: dict[str, str]) -> list[Problem]:
+    """A row's hash against the archive: an attachment's bytes, a post's version."""
+    post_id = values["POSTID"]
+    if values["DOCTYPE"] == "EMAIL":
+        if not queries.has_post_version(archive, post_id, values["VERSIONSHA256"]):
+            return [
+                Problem(
+                    "archive-mismatch",
+                    where,
+                    f"post {post_id} has no version hashing to {values['VERSIONSHA256']} "
+                    "in the archive",
+                )
+            ]
+        return []
+    if not values["NATIVEPATH"]:
+        return []
+    stored = queries.attachment_hashes(archive, post_id).get(values["ATTACHMENTID"])
+    if stored != values["SHA256"]:
+        return [
+            Problem(
+                "archive-mismatch",
+                where,
+                f"attachment {values['ATTACHMENTID']} of post {post_id} hashes to "
+                f"{values['SHA256']} here, {stored or 'nothing'} in the archive",
+            )
+        ]
+    return []
