@@ -33,6 +33,8 @@ import sqlite3
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC
+from email.generator import BytesGenerator
+from io import BytesIO
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -324,7 +326,7 @@ class _Producer:
         """The post and its attachments as documents, numbered; None when the post
         cannot be made into a message (then nothing of it is produced)."""
         try:
-            message = self.messages._message_bytes(post, EML_POLICY, mangle_from=False)
+            message = self._message(post)
         except Exception as ex:  # noqa: BLE001 - one post must not cost the production
             if isinstance(ex, OSError | sqlite3.Error):
                 raise
@@ -371,6 +373,16 @@ class _Producer:
                         values["DUPLICATEOF"] = seen[0]
                     seen.append(number)
         return documents
+
+    def _message(self, post: _Post) -> bytes:
+        """The eml export's message, with MIME boundaries made from the version's hash
+        (not at random), so that the same archive always gives the same native bytes."""
+        message = self.messages._message(post, EML_POLICY)
+        for n, part in enumerate(p for p in message.walk() if p.is_multipart()):
+            part.set_boundary(f"=_groupsync_{post.version_sha256[:32]}_{n}")
+        buffer = BytesIO()
+        BytesGenerator(buffer, mangle_from_=False, policy=EML_POLICY).flatten(message)
+        return buffer.getvalue()
 
     def _control(self, n: int) -> str:
         return f"{self.options.prefix}{n:07d}"
