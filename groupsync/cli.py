@@ -1370,8 +1370,10 @@ def events_command(ctx, since, state, group_id, jsonl, as_table):
 @click.option("--json", "as_json", is_flag=True, help="Print the export's summary as JSON.")
 @click.pass_context
 def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, query, prefix, as_json):
-    """Export posts as .eml files, one mbox per group, JSON lines, or a production for a
-    review platform (docs/productions.md), with a manifest.
+    """Export posts as .eml files, one mbox per group, JSON lines or a production, with a manifest.
+
+    A production is for review platforms: numbered documents, natives, extracted text and
+    a Concordance load file (docs/productions.md).
 
     A post or attachment that cannot be exported is left out and listed in the manifest's
     "failures"; the export goes on, and then exits 4.
