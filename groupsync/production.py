@@ -661,9 +661,8 @@ def check_production(
     same SHA-256 and size), no listed file that no row names, the counts; then each
     attachment's hash and each post's version hash as the archive holds them."""
     problems: list[Problem] = []
-    production = manifest.get("production") if isinstance(manifest, dict) else None
-    production = production if isinstance(production, dict) else {}
-    load = production.get("load_files") if isinstance(production.get("load_files"), dict) else {}
+    production = _mapping(manifest.get("production"))
+    load = _mapping(production.get("load_files"))
     dat_name, csv_name = str(load.get("dat") or DAT_FILE), str(load.get("csv") or CSV_FILE)
     listed = {
         e["path"]: e for e in manifest.get("files") or [] if isinstance(e, dict) and "path" in e
@@ -731,13 +730,17 @@ def check_production(
     for path in listed:
         if path.startswith(("NATIVES/", "TEXT/")) and path not in named:
             problems.append(Problem("load-file", path, "is in the manifest, but no row names it"))
-    counts = manifest.get("counts") if isinstance(manifest.get("counts"), dict) else {}
+    counts = _mapping(manifest.get("counts"))
     if counts.get("documents") not in (None, len(rows)):
         problems.append(
             Problem("manifest", MANIFEST, f"counts {counts.get('documents')} documents; "
                     f"{dat_name} has {len(rows)}")
         )  # fmt: skip
     return problems
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _against_archive(archive: Archive, where: str, values: dict[str, str]) -> list[Problem]:
