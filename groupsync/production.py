@@ -30,7 +30,7 @@ import json
 import mimetypes
 import re
 import sqlite3
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
 from email.generator import BytesGenerator
@@ -667,27 +667,23 @@ def check_production(
     listed = {
         e["path"]: e for e in manifest.get("files") or [] if isinstance(e, dict) and "path" in e
     }
-    try:
-        rows = read_dat((root / dat_name).read_bytes())
-    except (OSError, UnicodeDecodeError, csv.Error) as ex:
-        return [Problem("load-file", dat_name, f"cannot be read: {ex}")]
-    if not rows or rows[0] != list(FIELDS):
+    dat_rows = _read(root / dat_name, problems, delimiter=DAT_DELIMITER, quotechar=DAT_QUOTE)
+    csv_rows = _read(root / csv_name, problems)
+    header = next(dat_rows, None)
+    if header is None:
+        return problems or [Problem("load-file", dat_name, "is empty")]
+    if header != list(FIELDS):
         problems.append(Problem("load-file", dat_name, "its header is not the production's fields"))
         return problems
-    header, rows = rows[0], rows[1:]
-    try:
-        text = (root / csv_name).read_bytes().decode("utf-8")
-        table = list(csv.reader(io.StringIO(text, newline=""), strict=True))
-    except (OSError, UnicodeDecodeError, csv.Error) as ex:
-        problems.append(Problem("load-file", csv_name, f"cannot be read: {ex}"))
-        table = []
-    if table and (table[0] != header or len(table) != len(rows) + 1):
-        problems.append(
-            Problem("load-file", csv_name, f"has {len(table) - 1} rows; the DAT {len(rows)}")
-        )
+    csv_header = next(csv_rows, None)
+    if csv_header is not None and csv_header != header:
+        problems.append(Problem("load-file", csv_name, "its header is not the DAT's"))
     named: set[str] = set()
     controls: set[str] = set()
-    for n, row in enumerate(rows, start=1):
+    n = csv_count = 0
+    for n, row in enumerate(dat_rows, start=1):
+        exact = next(csv_rows, None)
+        csv_count += exact is not None
         where = f"{dat_name} row {n}"
         if len(row) != len(FIELDS):
             problems.append(
@@ -700,7 +696,7 @@ def check_production(
         if control in controls:
             problems.append(Problem("load-file", where, "control number used twice"))
         controls.add(control)
-        if n < len(table) and [dat_value(v) for v in table[n]] != row:
+        if exact is not None and [dat_value(v) for v in exact] != row:
             problems.append(Problem("load-file", f"{csv_name} {control}", "differs from the DAT"))
         native, text_path = values["NATIVEPATH"], values["TEXTPATH"]
         for path in (native, text_path):
@@ -727,16 +723,29 @@ def check_production(
             )
         if archive is not None:
             problems.extend(_against_archive(archive, where, values))
+    csv_count += sum(1 for _ in csv_rows)
+    if csv_header is not None and csv_count != n:
+        problems.append(Problem("load-file", csv_name, f"has {csv_count} rows; the DAT {n}"))
     for path in listed:
         if path.startswith(("NATIVES/", "TEXT/")) and path not in named:
             problems.append(Problem("load-file", path, "is in the manifest, but no row names it"))
     counts = _mapping(manifest.get("counts"))
-    if counts.get("documents") not in (None, len(rows)):
+    if counts.get("documents") not in (None, n):
         problems.append(
             Problem("manifest", MANIFEST, f"counts {counts.get('documents')} documents; "
-                    f"{dat_name} has {len(rows)}")
+                    f"{dat_name} has {n}")
         )  # fmt: skip
     return problems
+
+
+def _read(path: Path, problems: list[Problem], **dialect: Any) -> Iterator[list[str]]:
+    """A load file's rows, one at a time (a BOM skipped); one that cannot be read stops
+    with a problem."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as stream:
+            yield from csv.reader(stream, strict=True, **dialect)
+    except (OSError, UnicodeDecodeError, csv.Error) as ex:
+        problems.append(Problem("load-file", path.name, f"cannot be read: {ex}"))
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -153,7 +153,8 @@ def production_posts(
 ) -> Iterator[tuple[Any, ...]]:
     """The posts of a production, in control-number order: group, then conversation and
     thread (each by its first post's delivery, then id), then delivery and id. The same
-    columns as ``exported_posts``."""
+    columns as ``exported_posts``. The order is sorted on ids alone and the rows fetched
+    500 at a time, so the sort never holds the versions' JSON."""
     where: list[str] = []
     params: dict[str, Any] = {"since": since, "until": until}
     if group_ids:
@@ -169,23 +170,40 @@ def production_posts(
         where.append("p.deleted_at IS NULL")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     delivered = "coalesce(p.receivedDateTime, p.createdDateTime, '')"
-    yield from archive.conn.execute(
-        f"""
-        SELECT p.id, p.group_id, p.thread_id, p.conversation_id, p.changeKey,
-            p.deleted_at, p.in_reply_to_id, p.attachments_note, t.topic, v.json, v.sha256,
-            coalesce(p.receivedDateTime, p.createdDateTime)
-        FROM posts AS p
-        JOIN threads AS t ON t.id = p.thread_id
-        JOIN post_versions AS v ON v.post_id = p.id AND v.changeKey = p.changeKey
-        {clause}
-        ORDER BY p.group_id,
-            min({delivered}) OVER (PARTITION BY coalesce(p.conversation_id, p.thread_id)),
-            coalesce(p.conversation_id, p.thread_id),
-            min({delivered}) OVER (PARTITION BY p.thread_id), p.thread_id,
-            {delivered}, p.id
-        """,
-        params,
-    )
+    ordered = [
+        r[0]
+        for r in archive.conn.execute(
+            f"""
+            SELECT p.id FROM posts AS p
+            {clause}
+            ORDER BY p.group_id,
+                min({delivered}) OVER (PARTITION BY coalesce(p.conversation_id, p.thread_id)),
+                coalesce(p.conversation_id, p.thread_id),
+                min({delivered}) OVER (PARTITION BY p.thread_id), p.thread_id,
+                {delivered}, p.id
+            """,
+            params,
+        )
+    ]
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        values, more = in_list("post", chunk)
+        found = {
+            r[0]: r
+            for r in archive.conn.execute(
+                f"""
+                SELECT p.id, p.group_id, p.thread_id, p.conversation_id, p.changeKey,
+                    p.deleted_at, p.in_reply_to_id, p.attachments_note, t.topic, v.json,
+                    v.sha256, coalesce(p.receivedDateTime, p.createdDateTime)
+                FROM posts AS p
+                JOIN threads AS t ON t.id = p.thread_id
+                JOIN post_versions AS v ON v.post_id = p.id AND v.changeKey = p.changeKey
+                WHERE p.id IN {values}
+                """,
+                more,
+            )
+        }
+        yield from (found[post_id] for post_id in chunk if post_id in found)
 
 
 def attachment_hashes(archive: Connection, post_id: str) -> dict[str, str | None]:
