@@ -228,7 +228,7 @@ class ProductionOptions:
 class _Document:
     values: dict[str, str]
     native: bytes | None = None
-    native_name: str = ""
+    extension: str = ""
     text: str = ""
 
 
@@ -308,10 +308,9 @@ class _Producer:
                 parse_bound(options.since),
                 parse_bound(options.until, end=True),
                 options.include_deleted,
+                self.post_ids,
             )
             for row in rows:
-                if self.post_ids is not None and row[0] not in self.post_ids:
-                    continue
                 post = _Post(row)
                 family = self._family(post)
                 if family is None:
@@ -359,7 +358,7 @@ class _Producer:
             folder = f"{(base + index) // PER_FOLDER + 1:04d}"
             values["TEXTPATH"] = f"TEXT/{folder}/{number}.txt"
             if document.native is not None:
-                ext = document.native_name
+                ext = document.extension
                 values["NATIVEPATH"] = f"NATIVES/{folder}/{number}.{ext}"
                 if number == parent:
                     values["FILENAME"] = f"{number}.{ext}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from ..connection import Connection
@@ -150,11 +150,12 @@ def production_posts(
     since: str | None,
     until: str | None,
     include_deleted: bool,
+    only: Collection[str] | None = None,
 ) -> Iterator[tuple[Any, ...]]:
-    """The posts of a production, in control-number order: group, then conversation and
-    thread (each by its first post's delivery, then id), then delivery and id. The same
-    columns as ``exported_posts``. The order is sorted on ids alone and the rows fetched
-    500 at a time, so the sort never holds the versions' JSON."""
+    """The posts of a production (of these, when ``only`` is given), in control-number
+    order: group, then conversation and thread (each by its first post's delivery, then id),
+    then delivery and id. The same columns as ``exported_posts``. The order is sorted on ids
+    alone and the rows fetched 500 at a time, so the sort never holds the versions' JSON."""
     where: list[str] = []
     params: dict[str, Any] = {"since": since, "until": until}
     if group_ids:
@@ -184,6 +185,7 @@ def production_posts(
             """,
             params,
         )
+        if only is None or r[0] in only
     ]
     for start in range(0, len(ordered), 500):
         chunk = ordered[start : start + 500]
