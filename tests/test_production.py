@@ -414,3 +414,21 @@ def test_any_values_round_trip_through_the_dat_and_the_csv(values):
             assert got == value
     exact = list(csv.reader(io.StringIO(csv_row(values), newline="")))
     assert exact == [values]
+
+
+def test_text_is_what_the_search_index_extracts(produced):
+    db, out = produced
+    docs = {d["FILENAME"]: d for d in load_dat(out) if d["DOCTYPE"] == "ATTACHMENT"}
+    notes = docs["release-notes-2.4.txt"]
+    (content,) = rows(db, "SELECT content FROM blobs WHERE sha256 = ?", (notes["SHA256"],))[0]
+    assert (out / notes["TEXTPATH"]).read_text() == content.decode("utf-8").lstrip("\ufeff")
+    assert notes["FILEEXT"] == "txt" and notes["NOTE"] == ""
+    pdf = docs["Budget Q1 2025 – Marketing.pdf"]
+    assert pdf["FILEEXT"] == "pdf" and (out / pdf["TEXTPATH"]).read_text().strip()
+    html = docs["Invoice_88412.html"]
+    assert "<" not in (out / html["TEXTPATH"]).read_text()  # as text, not markup
+    logo = docs["contoso-outdoor-logo.png"]
+    assert (out / logo["TEXTPATH"]).read_bytes() == b"" and "no text extracted" in logo["NOTE"]
+    pptx = docs["Contoso Outdoor Brand Guidelines 2.0.pptx"]  # metadata only, no bytes
+    assert not pptx["NATIVEPATH"] and "no native" in pptx["NOTE"]
+    assert json.loads((out / pptx["TEXTPATH"]).read_text())["name"] == pptx["FILENAME"]
