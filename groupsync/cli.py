@@ -41,6 +41,7 @@ from .integrity import loose_permissions
 from .integrity import verify as verify_archive
 from .lock import WriterLock
 from .outbox import Draft, Outbox
+from .production import DEFAULT_PREFIX, ProductionOptions, check_prefix, posts_matching, produce
 from .simulator import SimulatorOptions, run_server
 from .stopping import stopping
 from .sync import POST_SELECT, Syncer, SyncOptions
@@ -1336,7 +1337,13 @@ def events_command(ctx, since, state, group_id, jsonl, as_table):
 
 
 @cli.command(name="export")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="File format.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice((*FORMATS, "production")),
+    required=True,
+    help="File format; production: numbered documents, natives, text and a load file.",
+)
 @click.option(
     "--out",
     required=True,
@@ -1355,15 +1362,37 @@ def events_command(ctx, since, state, group_id, jsonl, as_table):
 @click.option("--until", help="Posts received up to this date (the whole day) or time (UTC).")
 @click.option("--include-deleted", is_flag=True, help="Also posts deleted upstream (marked).")
 @click.option("--query", help="Only posts matching this full-text search.")
+@click.option(
+    "--prefix",
+    help="Production only: the control numbers' prefix, letters and digits "
+    f"[default: {DEFAULT_PREFIX}].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the export's summary as JSON.")
 @click.pass_context
-def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, query, as_json):
-    """Export posts as .eml files, one mbox per group, or JSON lines, with a manifest.
+def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, query, prefix, as_json):
+    """Export posts as .eml files, one mbox per group, JSON lines or a production, with a manifest.
+
+    A production is for review platforms: numbered documents, natives, extracted text and
+    a Concordance load file (docs/productions.md).
 
     A post or attachment that cannot be exported is left out and listed in the manifest's
     "failures"; the export goes on, and then exits 4.
     """
+    if prefix is not None and fmt != "production":
+        raise click.UsageError("--prefix goes with --format production")
     settings = settings_from(ctx)
+    if fmt == "production":
+        production_options = ProductionOptions(
+            out=Path(out),
+            prefix=check_prefix(DEFAULT_PREFIX if prefix is None else prefix),
+            group_ids=list(group_ids),
+            since=since,
+            until=until,
+            include_deleted=include_deleted,
+            selection={"query": query} if query is not None else {},
+        )
+        _export_production(settings, production_options, query, as_json)
+        return
     options = ExportOptions(
         format=fmt,
         out=Path(out),
@@ -1395,6 +1424,46 @@ def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, quer
                 f"{report.attachments} attachment(s) into {report.files} file(s) "
                 f"({report.bytes:,} bytes) in {time.monotonic() - started:.1f} s; "
                 f"manifest {report.manifest} (SHA-256 {report.manifest_sha256}){failed}"
+            ),
+            err=True,
+        )
+    if report.failed:
+        raise click.exceptions.Exit(PARTIAL_EXIT)
+
+
+def _export_production(settings, options: ProductionOptions, query, as_json) -> None:
+    """``export --format production``: select the posts (a search, or all), produce them."""
+    started = time.monotonic()
+    Archive(settings.db, readonly=True).close()  # a missing archive: say so, make none
+    if writable(settings.db):
+        opened = Archive.open_for_writing(settings.db)
+    else:
+        opened = Archive(settings.db, readonly=True)
+    with opened as archive:
+        post_ids = None
+        if query is not None:
+            post_ids = posts_matching(archive, query, include_deleted=options.include_deleted)
+        report = produce(
+            archive,
+            options,
+            post_ids,
+            identity=auth.audit_identity(settings),
+            os_user=auth.os_user(),
+        )
+    for note in report.notes:
+        click.echo(f"Note: {note}", err=True)
+    if as_json:
+        echo_json(report.as_dict())
+    else:
+        failed = f"; {report.failed} item(s) FAILED, listed in the manifest" * bool(report.failed)
+        documents = report.posts + report.attachments + report.attachments_without_bytes
+        click.echo(
+            safe_text(
+                f"Produced {documents} document(s) ({report.posts} post(s), "
+                f"{report.attachments + report.attachments_without_bytes} attachment(s)) of "
+                f"{report.groups} group(s) into {report.files} file(s) ({report.bytes:,} "
+                f"bytes) in {time.monotonic() - started:.1f} s; manifest {report.manifest} "
+                f"(SHA-256 {report.manifest_sha256}){failed}"
             ),
             err=True,
         )

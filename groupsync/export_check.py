@@ -5,7 +5,9 @@ Each file the manifest lists must be there with its SHA-256 and size, and nothin
 its list's. With the archive at hand, the chain head the manifest recorded must still be
 in the archive's digest chain, and when the archive recorded this export (same id, same
 start) the manifest must hash to what it recorded. Keys the manifest has beyond these are
-ignored: newer exports may list more (the items that could not be exported, say).
+ignored: newer exports may list more (the items that could not be exported, say). A
+production's load files are checked too (``production.check_production``): rows against the
+manifest, the CSV against the DAT, and each document's hash against the archive.
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ def check_export(out: str | Path, archive: Archive | None = None) -> ExportCheck
     for relative in _present(root):
         if relative not in listed and relative != MANIFEST:
             report.problems.append(Problem("extra-file", relative, "is not in the manifest"))
+    if manifest.get("format") == "production":
+        from .production import check_production
+
+        report.problems.extend(check_production(root, manifest, archive))
     head = (manifest.get("archive") or {}).get("chain_head")
     report.chain_head = head if isinstance(head, dict) else None
     if archive is None:

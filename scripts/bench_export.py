@@ -1,7 +1,8 @@
 """Benchmark ``groupsync export`` (and ``verify``) on the 50,000-post benchmark tenant.
 
     .venv/bin/python scripts/bench_export.py [--groups 20 --threads 5000 --posts 50000
-        --attachments 5000] [--work /tmp/gs-bench-export] [--formats mbox,eml,jsonl] [--json]
+        --attachments 5000] [--work /tmp/gs-bench-export]
+        [--formats mbox,eml,jsonl,production] [--json]
 
 1. generates the seeded tenant (``scripts/generate_tenant.py``, seed 1) into
    ``WORK/tenant-…`` unless it is there already;
@@ -10,7 +11,9 @@
    for later runs (delete it to sync again);
 3. for each format runs ``groupsync export --format F --out WORK/out-F --json`` in a fresh
    process: wall time, posts per second, peak RSS of the export process (GNU time, else
-   VmHWM polled from /proc), and the size of what it wrote against the archive's;
+   VmHWM polled from /proc), and the size of what it wrote against the archive's; for a
+   production also documents (posts and attachments) per second, and ``verify --export``
+   of it (every file hashed, the load files' rows checked against the archive);
 4. runs ``groupsync verify`` on the archive: wall time and peak RSS.
 """
 
@@ -143,7 +146,7 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=50000)
     parser.add_argument("--attachments", type=int, default=5000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/gs-bench-export"))
-    parser.add_argument("--formats", default="mbox,eml,jsonl")
+    parser.add_argument("--formats", default="mbox,eml,jsonl,production")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     work: Path = args.work
@@ -175,6 +178,17 @@ def main() -> None:
             "vs_archive": round(report["bytes"] / sizes["file"], 2),
             "peak_rss_mb": round(run["peak_rss_mb"], 1),
         }
+        if fmt == "production":
+            documents = report["posts"] + report["attachments"]
+            documents += report["attachments_without_bytes"]
+            checked = timed(["verify", "--export", str(out), "--json"], env, work, "verify-export")
+            results["exports"][fmt].update(
+                documents=documents,
+                documents_per_s=round(documents / run["seconds"]),
+                verify_export_seconds=round(checked["seconds"], 2),
+                verify_export_ok=json.loads(checked["stdout"])["ok"],
+                verify_export_peak_rss_mb=round(checked["peak_rss_mb"], 1),
+            )
         shutil.rmtree(out, ignore_errors=True)
     run = timed(["verify", "--json"], env, work, "verify")
     verified = json.loads(run["stdout"])
@@ -195,12 +209,18 @@ def main() -> None:
         + (f"; synced in {sync_seconds:.1f} s" if sync_seconds else "; kept from an earlier run")
     )
     head = ("format", "seconds", "posts/s", "files", "MB", "× db", "RSS MB")
-    print("{:<7}{:>9}{:>10}{:>8}{:>9}{:>7}{:>9}".format(*head))
+    print("{:<11}{:>9}{:>10}{:>8}{:>9}{:>7}{:>9}".format(*head))
     for fmt, r in results["exports"].items():
         print(
-            f"{fmt:<7}{r['seconds']:>9.1f}{r['posts_per_s']:>10,}{r['files']:>8,}"
+            f"{fmt:<11}{r['seconds']:>9.1f}{r['posts_per_s']:>10,}{r['files']:>8,}"
             f"{r['bytes'] / mb:>9.1f}{r['vs_archive']:>7.2f}{r['peak_rss_mb']:>9.1f}"
         )
+        if "documents" in r:
+            print(
+                f"  {r['documents']:,} documents, {r['documents_per_s']:,} documents/s; "
+                f"verify --export {r['verify_export_seconds']:.1f} s "
+                f"(ok={r['verify_export_ok']}, peak RSS {r['verify_export_peak_rss_mb']:.1f} MB)"
+            )
     v = results["verify"]
     print(f"verify: {v['seconds']:.1f} s, ok={v['ok']}, peak RSS {v['peak_rss_mb']:.1f} MB")
 

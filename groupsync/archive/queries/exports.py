@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from ..connection import Connection
@@ -142,3 +142,86 @@ def export_record(archive: Connection, export_id: Any, started_at: Any) -> dict[
         {"id": export_id, "started_at": started_at},
     ).fetchone()
     return None if row is None else {"manifest_sha256": row[0]}
+
+
+def production_posts(
+    archive: Connection,
+    group_ids: list[str],
+    since: str | None,
+    until: str | None,
+    include_deleted: bool,
+    only: Collection[str] | None = None,
+) -> Iterator[tuple[Any, ...]]:
+    """The posts of a production (of these, when ``only`` is given), in control-number
+    order: group, then conversation and thread (each by its first post's delivery, then id),
+    then delivery and id. The same columns as ``exported_posts``. The order is sorted on ids
+    alone and the rows fetched 500 at a time, so the sort never holds the versions' JSON."""
+    where: list[str] = []
+    params: dict[str, Any] = {"since": since, "until": until}
+    if group_ids:
+        values, more = in_list("group", group_ids)
+        where.append(f"p.group_id IN {values}")
+        params.update(more)
+    moment = "substr(coalesce(p.receivedDateTime, p.createdDateTime), 1, 19)"
+    if since:
+        where.append(f"{moment} >= :since")
+    if until:
+        where.append(f"{moment} <= :until")
+    if not include_deleted:
+        where.append("p.deleted_at IS NULL")
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    delivered = "coalesce(p.receivedDateTime, p.createdDateTime, '')"
+    ordered = [
+        r[0]
+        for r in archive.conn.execute(
+            f"""
+            SELECT p.id FROM posts AS p
+            {clause}
+            ORDER BY p.group_id,
+                min({delivered}) OVER (PARTITION BY coalesce(p.conversation_id, p.thread_id)),
+                coalesce(p.conversation_id, p.thread_id),
+                min({delivered}) OVER (PARTITION BY p.thread_id), p.thread_id,
+                {delivered}, p.id
+            """,
+            params,
+        )
+        if only is None or r[0] in only
+    ]
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        values, more = in_list("post", chunk)
+        found = {
+            r[0]: r
+            for r in archive.conn.execute(
+                f"""
+                SELECT p.id, p.group_id, p.thread_id, p.conversation_id, p.changeKey,
+                    p.deleted_at, p.in_reply_to_id, p.attachments_note, t.topic, v.json,
+                    v.sha256, coalesce(p.receivedDateTime, p.createdDateTime)
+                FROM posts AS p
+                JOIN threads AS t ON t.id = p.thread_id
+                JOIN post_versions AS v ON v.post_id = p.id AND v.changeKey = p.changeKey
+                WHERE p.id IN {values}
+                """,
+                more,
+            )
+        }
+        yield from (found[post_id] for post_id in chunk if post_id in found)
+
+
+def attachment_hashes(archive: Connection, post_id: str) -> dict[str, str | None]:
+    """A post's archived attachments and the SHA-256 of their bytes (None: no bytes)."""
+    return {
+        r[0]: r[1]
+        for r in archive.conn.execute(
+            "SELECT id, sha256 FROM attachments WHERE post_id = :post_id", {"post_id": post_id}
+        )
+    }
+
+
+def has_post_version(archive: Connection, post_id: str, sha256: str) -> bool:
+    """Whether the archive holds a version of this post that hashes to ``sha256``."""
+    found = archive.conn.execute(
+        "SELECT 1 FROM post_versions WHERE post_id = :post_id AND sha256 = :sha256",
+        {"post_id": post_id, "sha256": sha256},
+    ).fetchone()
+    return found is not None
