@@ -1363,13 +1363,21 @@ def events_command(ctx, since, state, group_id, jsonl, as_table):
 @click.option("--include-deleted", is_flag=True, help="Also posts deleted upstream (marked).")
 @click.option("--query", help="Only posts matching this full-text search.")
 @click.option(
+    "--hold",
+    "hold_name",
+    metavar="NAME",
+    help="Production only: the posts a legal hold covers (deleted upstream included).",
+)
+@click.option(
     "--prefix",
     help="Production only: the control numbers' prefix, letters and digits "
     f"[default: {DEFAULT_PREFIX}].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the export's summary as JSON.")
 @click.pass_context
-def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, query, prefix, as_json):
+def export_command(
+    ctx, fmt, out, group_ids, since, until, include_deleted, query, hold_name, prefix, as_json
+):
     """Export posts as .eml files, one mbox per group, JSON lines or a production, with a manifest.
 
     A production is for review platforms: numbered documents, natives, extracted text and
@@ -1380,6 +1388,10 @@ def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, quer
     """
     if prefix is not None and fmt != "production":
         raise click.UsageError("--prefix goes with --format production")
+    if hold_name is not None and fmt != "production":
+        raise click.UsageError("--hold goes with --format production")
+    if hold_name is not None and query is not None:
+        raise click.UsageError("--hold and --query select posts two ways: give one")
     settings = settings_from(ctx)
     if fmt == "production":
         production_options = ProductionOptions(
@@ -1388,10 +1400,14 @@ def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, quer
             group_ids=list(group_ids),
             since=since,
             until=until,
-            include_deleted=include_deleted,
-            selection={"query": query} if query is not None else {},
+            include_deleted=include_deleted or hold_name is not None,
+            selection=(
+                {"query": query} if query is not None
+                else {"hold": hold_name} if hold_name is not None
+                else {}
+            ),
         )
-        _export_production(settings, production_options, query, as_json)
+        _export_production(settings, production_options, query, hold_name, as_json)
         return
     options = ExportOptions(
         format=fmt,
@@ -1431,8 +1447,9 @@ def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, quer
         raise click.exceptions.Exit(PARTIAL_EXIT)
 
 
-def _export_production(settings, options: ProductionOptions, query, as_json) -> None:
-    """``export --format production``: select the posts (a search, or all), produce them."""
+def _export_production(settings, options: ProductionOptions, query, hold_name, as_json) -> None:
+    """``export --format production``: select the posts (a search, a hold, or all), produce
+    them. A hold's posts include those deleted upstream: the hold preserves them too."""
     started = time.monotonic()
     Archive(settings.db, readonly=True).close()  # a missing archive: say so, make none
     if writable(settings.db):
@@ -1443,6 +1460,10 @@ def _export_production(settings, options: ProductionOptions, query, as_json) -> 
         post_ids = None
         if query is not None:
             post_ids = posts_matching(archive, query, include_deleted=options.include_deleted)
+        elif hold_name is not None:
+            from .holds import held_post_ids
+
+            post_ids = held_post_ids(archive, hold_name)
         report = produce(
             archive,
             options,

@@ -419,3 +419,48 @@ def test_a_purged_post_edited_upstream_is_stored_again_then_purged_again(db, sim
     assert rows(db, "SELECT purge_id, body_text FROM posts WHERE id = ?", (post,)) == [(2, None)]
     report = verify(db)
     assert [p["posts"] for p in report["purges"]] == [len(rows(db, "SELECT id FROM posts")), 1]
+
+
+def test_a_production_of_a_hold_loads_back_with_its_posts_families_and_hashes(held, tmp_path):
+    """Issue 14's done-when: the hold's posts, each a family, every native's hash true; and
+    what a purge leaves of the hold is still produced whole after it."""
+    import hashlib
+
+    from .test_production import load_dat
+
+    db, ids = held
+    ok(db, "purge")
+    out = tmp_path / "production"
+    ok(db, "export", "--format", "production", "--hold", "matter-7", "--out", str(out),
+       "--prefix", "MAT")  # fmt: skip
+    docs = load_dat(out)
+    emails = [d for d in docs if d["DOCTYPE"] == "EMAIL"]
+    assert {d["POSTID"] for d in emails} == ids
+    attachments = rows(
+        db, f"SELECT count(*) FROM attachments WHERE post_id IN ({','.join('?' * len(ids))})",
+        sorted(ids),
+    )[0][0]  # fmt: skip
+    assert len(docs) == len(ids) + attachments
+    assert {d["FAMILYID"] for d in docs} == {d["BEGBATES"] for d in emails}
+    for doc in docs:
+        if doc["NATIVEPATH"]:
+            data = (out / doc["NATIVEPATH"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == doc["SHA256"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["filters"]["hold"] == "matter-7"
+    for entry in manifest["files"]:
+        assert hashlib.sha256((out / entry["path"]).read_bytes()).hexdigest() == entry["sha256"]
+    assert invoke(db, "verify", "--export", str(out)).exit_code == 0
+
+
+def test_hold_is_for_productions_and_not_with_a_query(held, tmp_path):
+    db, _ids = held
+    for args in (
+        ["--format", "jsonl", "--hold", "matter-7"],
+        ["--format", "production", "--hold", "matter-7", "--query", "x"],
+    ):
+        result = invoke(db, "export", "--out", str(tmp_path / "o"), *args)
+        assert result.exit_code == 2 and "--hold" in result.output
+    result = invoke(db, "export", "--format", "production", "--hold", "nope",
+                    "--out", str(tmp_path / "p"))  # fmt: skip
+    assert result.exit_code == 2 and "Traceback" not in result.output
