@@ -34,7 +34,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from benchlib import free_port
+from benchlib import ensure_tenant, free_port, generator_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("term", "and", "phrase", "filtered")
@@ -49,19 +49,16 @@ TOP = 20
 
 
 def ensure_archive(work: Path, posts: int, groups: int, threads: int, seed: int) -> Path:
-    """A synced archive of a generated tenant, made once and kept in ``work``."""
+    """A synced archive of a generated tenant, made once and kept in ``work``; its name
+    carries the generator's hash, so a changed generator makes a new one."""
     name = f"p{posts}-g{groups}-t{threads}-s{seed}"
-    db = work / f"archive-{name}.db"
+    db = work / f"archive-{name}-{generator_hash()[:12]}.db"
     if db.exists():
         return db
-    tenant = work / f"tenant-{name}"
-    if not tenant.exists():
-        subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "generate_tenant.py"),
-             "--groups", str(groups), "--threads", str(threads), "--posts", str(posts),
-             "--seed", str(seed), "--out", str(tenant)],
-            check=True,
-        )  # fmt: skip
+    tenant = ensure_tenant(
+        work / f"tenant-{name}", groups=groups, threads=threads, posts=posts,
+        attachments=posts // 10, seed=seed,
+    )  # fmt: skip
     port = free_port()
     sim = subprocess.Popen(
         [sys.executable, "-m", "groupsync", "simulate", "--data", str(tenant),
