@@ -285,7 +285,7 @@ def test_limit_offset_and_sort(sample):
         ("after:yesterday", "wants a date"),
         ("has:pdf", "has:attachment"),
         ("group:nowhere", "no archived group matches"),
-        ("from:", "needs a value"),
+        ("cc:daniel", "no field cc: in search; the fields are from:"),
         ("budget AND", "needs a term"),
         ("*", "wildcard"),
         ("   ", "empty query"),
