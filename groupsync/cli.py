@@ -1607,7 +1607,7 @@ def search_command(
         click.echo("No posts match.", err=True)
     if results.suggestion:
         click.echo(safe_text(f"Did you mean: {results.suggestion}"), err=True)
-    if as_table and not per_post:
+    if as_table and isinstance(results, fulltext.ThreadResults):
         _echo_thread_table(results, offset)
     elif as_table:
         if results.hits:
