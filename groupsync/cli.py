@@ -1587,7 +1587,7 @@ def search_command(
     from . import search as fulltext
 
     settings = settings_from(ctx)
-    run = fulltext.search if per_post else fulltext.search_threads
+    run: Any = fulltext.search if per_post else fulltext.search_threads
     with Progress(sys.stderr.isatty()) as progress, Archive(settings.db, readonly=True) as archive:
         results = run(
             archive,
