@@ -430,6 +430,7 @@ async def search(datasette: Any, request: Any) -> Response:
         "total": None,
         "posts": None,
         "suggestion": None,
+        "fields": search_engine.field_list(),
         "error": None,
         "page": page,
         "css_url": css_url(datasette),
