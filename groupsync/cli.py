@@ -1641,6 +1641,7 @@ def echo_index_report(report) -> None:
 
 
 SEARCH_COLUMNS = ["date", "group", "sender", "topic", "snippet"]
+THREAD_COLUMNS = ["newest", "group", "posts", "topic", "snippet"]
 
 
 def _bold_snippet(hit, width: int = 110) -> str:
@@ -1671,23 +1672,31 @@ def _bold_snippet(hit, width: int = 110) -> str:
 @click.option(
     "--include-deleted", is_flag=True, help="Also posts deleted upstream (if kept in the index)."
 )
+@click.option(
+    "--posts", "per_post", is_flag=True, help="One hit per post, not one entry per thread."
+)
 @table_option
 @index_option
 @click.pass_context
-def search_command(ctx, query, limit, offset, group, sort, include_deleted, as_table, index_path):
-    """Search the archived posts with a mail client's syntax.
+def search_command(
+    ctx, query, limit, offset, group, sort, include_deleted, per_post, as_table, index_path
+):
+    """Search the archived posts with a mail client's syntax; one entry per thread.
 
     Words search topics, bodies, senders, attachment names and attachment text, accents
     folded. from: to: subject: (topic:) group: has:attachment filename: category:
     after:2024-05-01 before:2024-06 (UTC, after: inclusive), "a phrase", AND OR NOT,
-    -word, budg* and budget~ (budget~2). Catches the index up first if the archive moved
-    on. JSON {"value": [...], "total": N} unless --table.
+    -word, budg* and budget~ (budget~2); any other word: is text. Catches the index up
+    first if the archive moved on. JSON {"value": [threads], "total": threads, "posts":
+    posts} ({"value": [posts], "total": posts} with --posts) unless --table; --limit and
+    --offset count threads (posts with --posts).
     """
     from . import search as fulltext
 
     settings = settings_from(ctx)
+    run: Any = fulltext.search if per_post else fulltext.search_threads
     with Progress(sys.stderr.isatty()) as progress, Archive(settings.db, readonly=True) as archive:
-        results = fulltext.search(
+        results = run(
             archive,
             search_index_path(settings, index_path),
             query,
@@ -1701,9 +1710,13 @@ def search_command(ctx, query, limit, offset, group, sort, include_deleted, as_t
         )
     for note in results.notes:
         click.echo(safe_text(f"Note: {note}"), err=True)
-    if not results.hits:
+    if not results.total:
         click.echo("No posts match.", err=True)
-    if as_table:
+    if results.suggestion:
+        click.echo(safe_text(f"Did you mean: {results.suggestion}"), err=True)
+    if as_table and isinstance(results, fulltext.ThreadResults):
+        _echo_thread_table(results, offset)
+    elif as_table:
         if results.hits:
             rows = [
                 [
@@ -1764,6 +1777,27 @@ def index_command(ctx, rebuild, check, keep_deleted, index_path):
                     archive, path, keep_deleted=keep_deleted, progress=progress, procs=2
                 )
     echo_index_report(report)
+
+
+def _echo_thread_table(results, offset: int) -> None:
+    """``search --table``: a thread a line, its newest match's date and matching posts."""
+    if results.threads:
+        rows = [
+            [
+                safe_text((t.newest_match or "")[:16].replace("T", " ")),
+                _cell(t.hit.group_name),
+                t.matching_posts,
+                _cell(t.hit.topic),
+                _bold_snippet(t.hit),
+            ]
+            for t in results.threads
+        ]
+        click.echo(tabulate(rows, headers=THREAD_COLUMNS, tablefmt="simple"))
+        shown = f"{offset + 1}-{offset + len(results.threads)}"
+        click.echo(
+            safe_text(f"{shown} of {results.total} threads ({results.posts} posts match)"),
+            err=True,
+        )
 
 
 def _echo_index_check(report, path: Path) -> None:

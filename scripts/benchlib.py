@@ -36,6 +36,12 @@ def wait_until_responds(url: str, timeout: float = 30.0) -> None:
     raise SystemExit(f"simulator did not start at {url}")
 
 
+def generator_hash() -> str:
+    """The SHA-256 of ``scripts/generate_tenant.py``: any change to it (its text,
+    ``GENERATOR_VERSION``) makes every cached benchmark tenant and archive stale."""
+    return hashlib.sha256((ROOT / "scripts" / "generate_tenant.py").read_bytes()).hexdigest()
+
+
 def ensure_tenant(
     out: Path, *, groups: int, threads: int, posts: int, attachments: int, seed: int
 ) -> Path:
@@ -43,7 +49,7 @@ def ensure_tenant(
     generator, is already there."""
     generator = ROOT / "scripts" / "generate_tenant.py"
     stamp = {
-        "generator": hashlib.sha256(generator.read_bytes()).hexdigest(),
+        "generator": generator_hash(),
         "groups": groups,
         "threads": threads,
         "posts": posts,

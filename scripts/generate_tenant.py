@@ -11,6 +11,8 @@ so a benchmark can be rerun on an identical tenant::
 Posts are spread over threads the way real group mailboxes look: most threads are short, a few
 are long (never more than ``MAX_POSTS_PER_THREAD``, the most Graph is reported to list).  Every
 group file is written conversation by conversation, so memory stays flat for large tenants.
+The text reads like mail to a search index (see ``Vocabulary``): tens of thousands of words
+with Zipf-like frequencies, names, numbers, ticket codes, quoted replies and signatures.
 Only the standard library is used.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import itertools
 import json
 import random
 import shutil
@@ -258,18 +261,137 @@ TOPICS = [
     "Survey results",
 ]
 
-_WORD_TEXT = (
-    "the a of to and in for on with we our team please review draft plan update budget "
-    "customer release schedule meeting agenda notes action items deadline next week Monday "
-    "Friday quarter numbers forecast risk owner status approved pending blocked shipping "
-    "warehouse supplier contract invoice report summary feedback launch design prototype "
-    "testing results follow-up thanks regards question proposal decision timeline scope "
-    "priority resources hiring training travel office remote workshop presentation slides "
-    "data dashboard metrics growth retention support ticket escalation policy compliance "
+# The text of the posts: a vocabulary shaped like mail's, not a handful of words.
+#
+# Real text follows Zipf's law: the word of rank r turns up about 1/r as often as the most
+# common one, so a few hundred words make half of any text and tens of thousands more make
+# the long tail a search index pays for (one dictionary entry, one posting list each). The
+# vocabulary is a core of common English in frequency order, then mail's business words and
+# a few accented ones spread among pseudo-words made from syllables (deterministic per seed),
+# VOCABULARY_SIZE words in all. Sentences add what mail has besides words: names, numbers,
+# amounts, dates, ticket keys (ABC-1234) and numbers (#1024670). Replies quote the post they
+# answer under an Outlook "From: … Sent: …" header or as "> " lines; most posts are signed.
+
+GENERATOR_VERSION = 2  # bump with any change to the text: benchmark tenants are stamped with it
+VOCABULARY_SIZE = 50_000
+ZIPF_EXPONENT = 1.0
+
+_COMMON_TEXT = (
+    "the of and to a in is it you that he was for on are with as I his they be at one have "
+    "this from or had by not word but what some we can out other were all there when up use "
+    "your how said an each she which do their time if will way about many then them write "
+    "would like so these her long make thing see him two has look more day could go come did "
+    "number no most people my over know water than call first who may down side been now find "
+    "any new work part take get place made live where after back little only round man year "
+    "came show every good me give our under name very through just form sentence great think "
+    "say help low line differ turn cause much mean before move right boy old too same tell "
+    "does set three want air well also play small end put home read hand port large spell add "
+    "even land here must big high such follow act why ask men change went light kind off need "
+    "house picture try us again animal point mother world near build self earth father head "
+    "stand own page should country found answer school grow study still learn plant cover "
+    "food sun four between state keep eye never last let thought city tree cross farm hard "
+    "start might story saw far sea draw left late run don't while press close night real life "
+    "few north open seem together next white children begin got walk example ease paper group "
+    "always music those both mark often letter until mile river car feet care second book "
+    "carry took science eat room friend began idea fish mountain stop once base hear horse cut "
+    "sure watch color face wood main enough plain girl usual young ready above ever red list "
+    "though feel talk bird soon body dog family direct pose leave song measure door product "
+    "black short numeral class wind question happen complete ship area half rock order fire "
+    "south problem piece told knew pass since top whole king space heard best hour better true "
+    "during hundred five remember step early hold west ground interest reach fast verb sing "
+    "listen six table travel less morning ten simple several vowel toward war lay against "
+    "pattern slow center love person money serve appear road map rain rule govern pull cold "
+    "notice voice unit power town fine certain fly fall lead cry dark machine note wait plan "
+    "figure star box noun field rest correct able pound done beauty drive stood contain front "
+    "teach week final gave green oh quick develop ocean warm free minute strong special mind "
+    "behind clear tail produce fact street inch multiply nothing course stay wheel full force "
+    "blue object decide surface deep moon island foot system busy test record boat common gold "
+    "possible plane stead dry wonder laugh thousand ago ran check game shape equate hot miss "
+    "brought heat snow tire bring yes distant fill east paint language among"
+)
+_MAIL_TEXT = (
+    "please thanks regards team review draft update budget customer release schedule meeting "
+    "agenda notes action items deadline Monday Tuesday Wednesday Thursday Friday quarter "
+    "numbers forecast risk owner status approved pending blocked shipping warehouse supplier "
+    "contract invoice report summary feedback launch design prototype testing results "
+    "follow-up proposal decision timeline scope priority resources hiring training office "
+    "remote workshop presentation slides data dashboard metrics growth retention support "
+    "ticket escalation policy compliance attached attachment sync call calendar invite "
+    "tomorrow today yesterday asap FYI EOD sprint backlog roadmap milestone deliverable "
+    "stakeholder vendor procurement purchase order approval sign-off revenue margin cost "
+    "estimate quote pricing discount renewal onboarding offboarding headcount payroll audit "
+    "security incident outage deployment server database migration backup firewall laptop "
+    "password account access permissions license SharePoint Teams Outlook Excel spreadsheet "
+    "template checklist minutes recap takeaways next steps blocker dependency handover "
+    "coverage rota holiday leave sick travel expenses receipt reimbursement hotel flight "
+    "conference webinar newsletter campaign brand logo website analytics conversion leads "
+    "pipeline opportunity account-manager partner reseller distributor logistics inventory "
+    "stock delivery tracking carrier customs pallet container freight warranty return refund "
+    "complaint satisfaction survey NPS churn upsell renewal SLA KPI OKR QBR RFP RFQ NDA MSA "
     "café résumé naïve façade déjà über Müller Straße Zürich São Paulo niño coöperation "
     "fiancée rôle élan jalapeño smörgåsbord Ångström Kraków Málaga Besançon"
 )
-WORDS = _WORD_TEXT.split()
+_ONSETS_TEXT = (
+    "b c d f g h j k l m n p r s t v w z bl br ch cl cr dr fl fr gl gr kr pl pr sc sh sk sl "
+    "sp st str sw th tr wh"
+)
+_VOWELS_TEXT = "a e i o u a e i o ai ea ou io ee oo"
+_CODAS = ("", "", "", "n", "r", "s", "t", "l", "m", "nd", "st", "rt", "ng", "x", "ck")
+_TICKET_KEYS_TEXT = "OPS FIN HR IT SEC INC CHG PRJ MKT SUP DEV QA LEG PO INV CRM ERP NET DOC REQ"
+_COMMON = _COMMON_TEXT.split()
+_MAIL = _MAIL_TEXT.split()
+_ONSETS = _ONSETS_TEXT.split()
+_VOWELS = _VOWELS_TEXT.split()
+_TICKET_KEYS = _TICKET_KEYS_TEXT.split()
+
+
+class Vocabulary:
+    """Words with Zipf-like frequencies, and sentences of them, deterministic per seed."""
+
+    def __init__(self, seed: int, size: int = VOCABULARY_SIZE) -> None:
+        rng = random.Random(f"vocabulary/{seed}")
+        words: list[str] = list(dict.fromkeys(_COMMON))
+        seen = {w.lower() for w in words}
+        mail = [w for w in dict.fromkeys(_MAIL) if w.lower() not in seen]
+        seen |= {w.lower() for w in mail}
+        rng.shuffle(mail)
+        while len(words) < size:
+            if mail and len(words) % 3 == 0:  # business words among the first pseudo-words
+                words.append(mail.pop())
+                continue
+            word = "".join(
+                rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(rng.choice((1, 2, 2, 3)))
+            ) + rng.choice(_CODAS)
+            if word not in seen:
+                seen.add(word)
+                words.append(word)
+        self.words = words
+        self.cum = list(
+            itertools.accumulate(1 / (rank**ZIPF_EXPONENT) for rank in range(1, len(words) + 1))
+        )
+
+    def words_of(self, rng: random.Random, count: int) -> list[str]:
+        return rng.choices(self.words, cum_weights=self.cum, k=count)
+
+    def sentence(self, rng: random.Random, length: int, people: Sequence[User] = ()) -> str:
+        words = self.words_of(rng, length)
+        roll = rng.random()
+        at = rng.randrange(len(words)) if words else 0
+        if roll < 0.08:
+            words.insert(at, f"{rng.choice(_TICKET_KEYS)}-{rng.randint(100, 9999)}")
+        elif roll < 0.12:
+            words.insert(at, f"#{rng.randint(1_000_000, 1_099_999)}")
+        elif roll < 0.22:
+            words.insert(at, str(rng.choice((rng.randint(2, 60), rng.randint(100, 99_999)))))
+        elif roll < 0.27:
+            words.insert(at, f"€{rng.randint(1, 250) * 50:,}")
+        elif roll < 0.31:
+            words.insert(at, f"{rng.randint(1, 28)}/{rng.randint(1, 12)}")
+        elif roll < 0.41 and people:
+            words.insert(at, rng.choice(people).name.split()[0])
+        text = " ".join(words)
+        return text[:1].upper() + text[1:] + "."
+
 
 DOMAINS_IN_LINKS = ["contoso.sharepoint.com", "learn.microsoft.com", "example.org"]
 
@@ -410,12 +532,9 @@ ATTACHMENT_STEMS = {
 }
 
 
-def sentence(rng: random.Random, length: int) -> str:
-    text = " ".join(rng.choices(WORDS, k=length))
-    return text[:1].upper() + text[1:] + "."
-
-
-def write_file_pool(rng: random.Random, out: Path, count: int) -> list[StoredFile]:
+def write_file_pool(
+    rng: random.Random, text: Vocabulary, out: Path, count: int
+) -> list[StoredFile]:
     """Write ``count`` small real files (text, PDF, PNG) that attachments share."""
     files_dir = out / "files"
     files_dir.mkdir(parents=True, exist_ok=True)
@@ -423,10 +542,12 @@ def write_file_pool(rng: random.Random, out: Path, count: int) -> list[StoredFil
     for n in range(count):
         kind = ("txt", "pdf", "png")[n % 3]
         if kind == "txt":
-            data = "\n".join(sentence(rng, rng.randint(6, 14)) for _ in range(rng.randint(3, 30)))
+            data = "\n".join(
+                text.sentence(rng, rng.randint(6, 14)) for _ in range(rng.randint(3, 30))
+            )
             content = (data + "\n").encode("utf-8")
         elif kind == "pdf":
-            lines = [sentence(rng, rng.randint(5, 10)) for _ in range(rng.randint(4, 20))]
+            lines = [text.sentence(rng, rng.randint(5, 10)) for _ in range(rng.randint(4, 20))]
             content = make_pdf(f"Benchmark document {n + 1}", lines)
         else:
             a = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
@@ -445,10 +566,59 @@ def write_file_pool(rng: random.Random, out: Path, count: int) -> list[StoredFil
 # --- Posts ------------------------------------------------------------------------------------
 
 
-def body_html(rng: random.Random, words: int, sender: User, quote: str | None) -> str:
-    """An Outlook-like HTML body of about ``words`` words, signed by ``sender``."""
+_TITLES = (
+    "Account Manager",
+    "Project Lead",
+    "Finance Analyst",
+    "Support Engineer",
+    "Head of Operations",
+    "Designer",
+    "Legal Counsel",
+    "Buyer",
+    "Data Engineer",
+)
+_DISCLAIMER = (
+    "This e-mail and any attachments are confidential and intended solely for the addressee. "
+    "If you have received it in error, please notify the sender and delete it."
+)
+
+
+@dataclass
+class Reply:
+    """The post a reply answers, as its quote shows it."""
+
+    sender: User
+    sent: str
+    topic: str
+    group: str
+    paragraphs: list[str]
+
+
+def signature(sender: User, group: str) -> str:
+    """A sender's signature: the same every time (seeded by the address), as in real mail."""
+    own = random.Random(sender.mail)
+    phone = f"+{own.choice((44, 33, 49, 34, 81))} {own.randint(20, 99)} {own.randint(1000, 9999)} "
+    phone += f"{own.randint(1000, 9999)}"
+    return (
+        f"<div>{sender.name}<br>{own.choice(_TITLES)}, {group}<br>Tel. {phone}<br>"
+        f"{sender.mail}</div>"
+    )
+
+
+def body_html(
+    rng: random.Random,
+    text: Vocabulary,
+    words: int,
+    sender: User,
+    group: str,
+    people: Sequence[User],
+    reply: Reply | None,
+) -> tuple[str, list[str]]:
+    """An Outlook-like HTML body of about ``words`` words of its own, signed by ``sender``,
+    quoting ``reply`` when it answers a post; and its own paragraphs, for the next quote."""
     parts = ['<html><body><div dir="ltr">']
     parts.append(f"<div>{rng.choice(('Hi all', 'Hello team', 'Bonjour', 'Hallo zusammen'))},</div>")
+    paragraphs: list[str] = []
     left = max(words, 1)
     while left > 0:
         size = min(left, rng.randint(25, 70))
@@ -457,7 +627,8 @@ def body_html(rng: random.Random, words: int, sender: User, quote: str | None) -
         while size > 0:
             n = min(size, rng.randint(6, 16))
             size -= n
-            sentences.append(sentence(rng, n))
+            sentences.append(text.sentence(rng, n, people))
+        paragraphs.append(" ".join(sentences))
         roll = rng.random()
         if roll < 0.1:
             items = "".join(f"<li>{s}</li>" for s in sentences)
@@ -468,14 +639,31 @@ def body_html(rng: random.Random, words: int, sender: User, quote: str | None) -
             parts.append(f"<div>{' '.join(sentences)} See {link}.</div>")
         else:
             parts.append(f"<div>{' '.join(sentences)}</div>")
-    parts.append(f"<div><br></div><div>{sender.name}</div></div>")
-    if quote is not None:
-        parts.append(
-            '<hr style="display:inline-block;width:98%" tabindex="-1">'
-            f'<div id="divRplyFwdMsg" dir="ltr"><b>From:</b> {quote}</div>'
-        )
+    roll = rng.random()
+    if roll < 0.6:
+        parts.append(f"<div><br></div>{signature(sender, group)}")
+    else:
+        parts.append(f"<div><br></div><div>{sender.name.split()[0]}</div>")
+    if rng.random() < 0.15:
+        parts.append(f'<div style="font-size:8pt">{_DISCLAIMER}</div>')
+    parts.append("</div>")
+    if reply is not None:
+        who = f"{reply.sender.name} &lt;{reply.sender.mail}&gt;"
+        if rng.random() < 0.75:
+            parts.append(
+                '<hr style="display:inline-block;width:98%" tabindex="-1">'
+                f'<div id="divRplyFwdMsg" dir="ltr"><b>From:</b> {who}<br><b>Sent:</b> '
+                f"{reply.sent}<br><b>To:</b> {reply.group}<br><b>Subject:</b> "
+                f"{reply.topic}</div><div>"
+                + "".join(f"<div>{p}</div>" for p in reply.paragraphs)
+                + "</div>"
+            )
+        else:
+            lines = [f"<div>On {reply.sent}, {who} wrote:</div>"]
+            lines += [f"<div>&gt; {p}</div>" for p in reply.paragraphs]
+            parts.append("<div>" + "".join(lines) + "</div>")
     parts.append("</body></html>")
-    return "".join(parts)
+    return "".join(parts), paragraphs
 
 
 @dataclass
@@ -497,6 +685,7 @@ def make_attachment(
     pool: list[StoredFile],
     when: str,
     sender: User,
+    text: Vocabulary,
 ) -> dict[str, Any]:
     """One attachment: mostly files from the pool, a few item and reference attachments."""
     att_id = attachment_id(mailbox, post_label, f"{post_label}/a{n}")
@@ -526,7 +715,7 @@ def make_attachment(
                 "subject": subject,
                 "body": {
                     "contentType": "html",
-                    "content": f"<html><body><div>{sentence(rng, 12)}</div></body></html>",
+                    "content": f"<html><body><div>{text.sentence(rng, 12)}</div></body></html>",
                 },
                 "from": sender.as_recipient(),
             },
@@ -550,9 +739,10 @@ def make_attachment(
 def pasted_inline(att: dict[str, Any]) -> bool:
     """Half the PNG files (chosen by id, so the rest of the tenant stays as it was) are pasted
     into the body instead: inline, shown by a cid: reference, not counted by hasAttachments."""
-    return att.get("contentType") == "image/png" and hashlib.sha256(
-        att["id"].encode()
-    ).digest()[0] % 2 == 0
+    return (
+        att.get("contentType") == "image/png"
+        and hashlib.sha256(att["id"].encode()).digest()[0] % 2 == 0
+    )
 
 
 def paste_inline(body: str, attachments: list[dict[str, Any]]) -> str:
@@ -572,6 +762,7 @@ def iter_conversations(
     attachments_per_post: Iterator[int],
     pool: list[StoredFile],
     counters: Counters,
+    text: Vocabulary,
 ) -> Iterator[dict[str, Any]]:
     """Yield the group's conversations one at a time (most have one thread, some two)."""
     mailbox = str(uuid.UUID(bytes=key16(f"mailbox/{group.id}"), version=4))
@@ -595,24 +786,21 @@ def iter_conversations(
         counters.threads += 1
         when = START + timedelta(seconds=rng.randrange(SPAN_SECONDS))
         posts: list[dict[str, Any]] = []
-        previous: User | None = None
+        previous: Reply | None = None
         for p in range(post_count):
             sender = rng.choice(group.members)
             post_label = f"{thread_label}/p{p}"
             when += timedelta(seconds=rng.randint(60, 3600) * rng.choice((1, 1, 2, 8, 24)))
             received = iso(when)
-            quote = None
-            if previous is not None and rng.random() < 0.4:
-                sent = posts[-1]["receivedDateTime"]
-                quote = f"{previous.name} &lt;{previous.mail}&gt;<br><b>Sent:</b> {sent}"
+            reply = previous if previous is not None and rng.random() < 0.4 else None
             counters.change += 1
             key = change_key(mailbox, counters.change)
             atts = [
-                make_attachment(rng, mailbox, post_label, n, pool, received, sender)
+                make_attachment(rng, mailbox, post_label, n, pool, received, sender, text)
                 for n in range(next(attachments_per_post))
             ]
             counters.attachments += len(atts)
-            body = body_html(rng, words, sender, quote)
+            body, paragraphs = body_html(rng, text, words, sender, group.name, group.members, reply)
             inline = [a for a in atts if pasted_inline(a)]
             if inline:
                 body = paste_inline(body, inline)
@@ -635,7 +823,7 @@ def iter_conversations(
             if posts and rng.random() < 0.3:
                 post["@sim.inReplyTo"] = rng.choice(posts)["id"]
             posts.append(post)
-            previous = sender
+            previous = Reply(sender, received, topic, group.name, paragraphs)
             counters.posts += 1
         conversation["threads"].append(
             {
@@ -736,7 +924,8 @@ def generate(
     per_post = [0] * posts
     for _ in range(attachments):
         per_post[rng.randrange(posts)] += 1
-    pool = write_file_pool(rng, out, min(attachments, 60)) if attachments else []
+    text = Vocabulary(seed)
+    pool = write_file_pool(rng, text, out, min(attachments, 60)) if attachments else []
 
     counters = Counters()
     attachments_per_post = iter(per_post)
@@ -744,7 +933,8 @@ def generate(
         path = out / "groups" / f"{group.id}.json"
         with path.open("w", encoding="utf-8") as fh:
             write_group_file(
-                fh, iter_conversations(rng, group, words, attachments_per_post, pool, counters)
+                fh,
+                iter_conversations(rng, group, words, attachments_per_post, pool, counters, text),
             )
     return counters
 

@@ -221,7 +221,7 @@ def test_search_page_finds_and_links_to_threads(server, archive, watched, tmp_pa
     page.click("input[type=submit]")
     page.wait_for_load_state("networkidle")
     count = page.locator(".groupsync-count-line").inner_text()
-    assert re.search(r"of \d+ posts", count) and page.locator(".groupsync-hit").count() > 3
+    assert re.search(r"of \d+ threads", count) and page.locator(".groupsync-hit").count() > 3
     assert page.locator(".groupsync-snippet mark").count() > 3
     screenshot(page, "search.png", tmp_path)
     page.fill("input[name=q]", "invoice")
@@ -267,4 +267,29 @@ def test_datasette_pages_work_under_the_policy(server, archive, watched):
     assert page.locator("details.nav-menu[open]").count() == 0
     violations = [c for c in watched.console if "Content Security Policy" in c]
     assert violations == [] and watched.errors == []
+    watched.assert_nothing_ran_or_left()
+
+
+def test_the_search_page_shows_one_entry_per_thread(server, archive, watched):
+    """A word in many posts of the same threads: each thread once, with its count of
+    matching posts, and the count line saying threads and posts (at 1280 x 800)."""
+    with Archive(archive["path"], readonly=True) as db:
+        posts = search.search(db, search.index_path_for(archive["path"]), "the", limit=1000)
+    search.close_indexes()
+    threads = {h.thread_id for h in posts.hits}
+    assert posts.total > len(threads) > 1  # the word is in several posts of some threads
+    page = watched.page
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{server}/-/groupsync/search?q=the")
+    page.wait_for_load_state("networkidle")
+    links = page.locator("a.groupsync-hit-topic")
+    hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+    shown = [href.split("#")[0] for href in hrefs]
+    assert len(shown) == len(set(shown)) == min(20, len(threads))
+    count = page.locator(".groupsync-count-line").inner_text()
+    assert f"of {len(threads)} threads ({posts.total} matching posts)" in count
+    metas = page.locator(".groupsync-hit-meta").all_inner_texts()
+    matching = [int(re.search(r"(\d+) matching post", m).group(1)) for m in metas]
+    assert max(matching) > 1 and all(n >= 1 for n in matching)
+    assert page.locator(".groupsync-hit").first.is_visible()
     watched.assert_nothing_ran_or_left()

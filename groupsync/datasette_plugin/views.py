@@ -375,7 +375,7 @@ def _snippet(text: str | None) -> Markup:
 
 def _run_search(path: str, index_path: Path, query: str, **options: Any) -> Any:
     with Archive(path, readonly=True) as archive:
-        return search_engine.search(archive, index_path, query, **options)
+        return search_engine.search_threads(archive, index_path, query, **options)
 
 
 def _index_path(datasette: Any, database: str, path: str) -> Path:
@@ -431,6 +431,9 @@ async def search(datasette: Any, request: Any) -> Response:
         "notes": [],
         "hits": [],
         "total": None,
+        "posts": None,
+        "suggestion": None,
+        "fields": search_engine.field_list(),
         "error": None,
         "page": page,
         "css_url": css_url(datasette),
@@ -486,9 +489,10 @@ def _sender(sender: Any) -> str:
 def _results(
     datasette: Any, request: Any, database: str, results: Any, page: int
 ) -> dict[str, Any]:
-    total = int(results.total)
+    total = int(results.total)  # threads; a page holds PAGE_SIZE threads
     hits = []
-    for hit in results.hits:
+    for thread in results.threads:
+        hit = thread.hit
         hits.append(
             {
                 "url": thread_url(
@@ -497,7 +501,8 @@ def _results(
                 "topic": hit.topic or "(no subject)",
                 "group": hit.group_name or hit.group_id,
                 "sender": _sender(hit.sender),
-                "when": _when(hit.receivedDateTime),
+                "when": _when(thread.newest_match or hit.receivedDateTime),
+                "matching": thread.matching_posts,
                 "snippet": _snippet(hit.snippet),
                 "attachments": hit.has_attachments,
                 "deleted": _when(hit.deleted_at),
@@ -512,10 +517,19 @@ def _results(
             str(datasette.urls.path("/-/groupsync/search")) + "?" + urlencode({**args, "page": n})
         )
 
+    suggestion = None
+    if results.suggestion:
+        fixed = {**args, "q": results.suggestion}
+        suggestion = {
+            "text": results.suggestion,
+            "url": str(datasette.urls.path("/-/groupsync/search")) + "?" + urlencode(fixed),
+        }
     first = (page - 1) * PAGE_SIZE + 1
     return {
         "hits": hits,
         "total": total,
+        "posts": int(results.posts),
+        "suggestion": suggestion,
         "notes": list(results.notes),
         "first": first if hits else 0,
         "last": first + len(hits) - 1 if hits else 0,

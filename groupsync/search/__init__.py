@@ -34,7 +34,7 @@ One module per part (this package re-exports the public names of all of them):
     evaluator   the block-at-a-time query evaluator
     searchers   open indexes kept for the process
     highlight   snippets
-    api         search: hits and results
+    api         search: hits and results, one per post or one per thread
 """
 
 from __future__ import annotations
@@ -61,6 +61,12 @@ from .api import (
     SearchResults as SearchResults,
 )
 from .api import (
+    ThreadHit as ThreadHit,
+)
+from .api import (
+    ThreadResults as ThreadResults,
+)
+from .api import (
     all_matching_posts as all_matching_posts,
 )
 from .api import (
@@ -68,6 +74,9 @@ from .api import (
 )
 from .api import (
     search as search,
+)
+from .api import (
+    search_threads as search_threads,
 )
 from .codec import (
     MAX_PHRASE as MAX_PHRASE,
@@ -157,6 +166,9 @@ from .schema import (
     FIELD_BOOSTS as FIELD_BOOSTS,
 )
 from .schema import (
+    FIELDS as FIELDS,
+)
+from .schema import (
     FLAG_ATTACHMENT as FLAG_ATTACHMENT,
 )
 from .schema import (
@@ -170,6 +182,9 @@ from .schema import (
 )
 from .schema import (
     MailText as MailText,
+)
+from .schema import (
+    field_list as field_list,
 )
 from .searchers import (
     close_indexes as close_indexes,
@@ -189,6 +204,8 @@ __all__ = [
     "QueryError",
     "SearchHit",
     "SearchResults",
+    "ThreadHit",
+    "ThreadResults",
     "all_matching_posts",
     "check_index",
     "check_query",
@@ -196,5 +213,6 @@ __all__ = [
     "index_path_for",
     "rebuild_index",
     "search",
+    "search_threads",
     "update_index",
 ]

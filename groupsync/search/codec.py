@@ -127,6 +127,16 @@ def _pack_block(ids: array, weights: array, values: list[bytes], fmt: Any) -> by
     fixedsize = fmt.fixed_value_size()
     if not values:
         vcode, vbytes = "0", b""
+    elif isinstance(fmt, CompactPositions) and _whole(weights, values):
+        # each posting's positions as gaps from the previous one (the first from 0), in
+        # bytes when they fit: mail repeats few words far apart, so most gaps are small
+        # (a third of the size of the keys below on mail-like text; docs/performance.md)
+        gaps: list[int] = []
+        for value in values:
+            positions = _unpacked("H", value)
+            gaps.extend(map(operator.sub, positions, itertools.chain((0,), positions)))
+        pcode = "B" if max(gaps, default=0) < 0x100 else "H"
+        vcode, vbytes = "D", pcode.encode() + _packed(pcode, gaps)
     elif isinstance(fmt, CompactPositions):
         # every occurrence as docnum << 16 | position, delta-coded across the block:
         # a phrase search decodes a block into its keys with one accumulate()
@@ -152,6 +162,28 @@ def _pack_block(ids: array, weights: array, values: list[bytes], fmt: Any) -> by
     if len(vbytes) >= 64:
         vbytes, flags = zlib.compress(vbytes, ZLIB_LEVEL), flags | 2
     return _PARTS.pack(flags, len(first)) + first + vbytes
+
+
+def _whole(weights: array, values: list[bytes]) -> bool:
+    """Whether each posting's weight is its number of positions (no field boost), so that
+    a block of position gaps can be cut back into postings by the weights alone."""
+    return all(w == len(v) // 2 for w, v in zip(weights, values, strict=True))
+
+
+def _gap_keys(ids: list[int], weights: Any, data: bytes | memoryview) -> list[int]:
+    """The occurrence keys (docnum << 16 | position) of a block of position gaps: the gaps
+    summed over the block, less the sum before each posting, plus its docnum << 16."""
+    gaps = _unpacked(bytes(data[:1]).decode(), data[1:])
+    tfs: Iterable[int] = weights if weights is not None else itertools.repeat(1, len(ids))
+    tfs = list(tfs)
+    summed = list(itertools.accumulate(gaps, initial=0))
+    starts = itertools.accumulate(tfs, initial=0)
+    bases = map(summed.__getitem__, starts)  # the sum before each posting's first gap
+    shifted = map(operator.lshift, ids, itertools.repeat(_SHIFT))
+    offsets = map(operator.sub, itertools.repeat(0), bases)
+    per_doc = map(operator.add, shifted, offsets)
+    repeated = itertools.chain.from_iterable(map(itertools.repeat, per_doc, tfs))
+    return list(map(operator.add, summed[1:], repeated))
 
 
 def _parts(data: bytes | memoryview) -> tuple[bytes, Callable[[], bytes]]:
@@ -202,6 +234,8 @@ def _unpack_raw(data: bytes | memoryview, with_values: bool) -> tuple[list[int],
     rest = values()
     if vcode == b"K":
         return ids, weights, _block_keys(rest)
+    if vcode == b"D":
+        return ids, weights, _gap_keys(ids, weights, rest)
     if vcode != b"=":
         rest = rest[array(vcode.decode()).itemsize * count :]
     return ids, weights, rest
@@ -215,9 +249,10 @@ def _unpack_block(data: bytes | memoryview, fixedsize: int | None) -> tuple[list
     if vcode == b"0":
         return ids, weights, (None,) * count
     rest = values()
-    if vcode == b"K":
+    if vcode in (b"K", b"D"):
         mask = (1 << _SHIFT) - 1
-        grouped = itertools.groupby(_block_keys(rest), key=lambda k: k >> _SHIFT)
+        keys = _block_keys(rest) if vcode == b"K" else _gap_keys(ids, _head(first)[2], rest)
+        grouped = itertools.groupby(keys, key=lambda k: k >> _SHIFT)
         out = tuple(_le(array("H", (k & mask for k in g))).tobytes() for _d, g in grouped)
         return ids, weights, out
     if vcode == b"=":

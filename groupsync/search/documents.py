@@ -18,13 +18,14 @@ from ..archive import Archive
 from ..archive.queries import search as queries
 from ..errors import GroupsyncError
 from ..html import to_text
-from .schema import FLAG_ATTACHMENT, FLAG_DELETED, _key
+from .schema import FLAG_ATTACHMENT, FLAG_DELETED, _key, _thread_key
 
 ATTACHMENT_TEXT_CAP = 100_000  # characters of text indexed per attachment
 ATTACHMENT_BYTES_CAP = 32 * 1024 * 1024  # larger attachments are not opened for text
 
 
 # -- documents from the archive -----------------------------------------------------------
+
 
 def _json_list(value: str | None) -> list[Any]:
     if not value:
@@ -65,8 +66,9 @@ class _AttachmentText:
         self.archive = archive
         self.cache: dict[str, str] = {}
 
-    def __call__(self, name: str | None, content_type: str | None, sha256: str | None,
-                 size: int | None) -> str:
+    def __call__(
+        self, name: str | None, content_type: str | None, sha256: str | None, size: int | None
+    ) -> str:
         if not sha256:
             return ""
         kind = _text_kind(name, content_type)
@@ -92,8 +94,10 @@ def _text_kind(name: str | None, content_type: str | None) -> str | None:
         not ctype and suffix in (".html", ".htm")
     ):
         return "html"
-    if ctype.startswith("text/") or ctype in ("application/json", "application/xml") or (
-        not ctype and suffix in (".txt", ".csv", ".md", ".json", ".xml", ".log", ".ics")
+    if (
+        ctype.startswith("text/")
+        or ctype in ("application/json", "application/xml")
+        or (not ctype and suffix in (".txt", ".csv", ".md", ".json", ".xml", ".log", ".ics"))
     ):
         return "text"
     return None
@@ -162,7 +166,7 @@ def _attachments_of(archive: Archive, post_ids: list[str] | None) -> dict[str, l
 
 
 def _document(row: tuple, attachments: list[tuple], extract: _AttachmentText) -> dict[str, Any]:
-    (post_id, group_id, _conversation, _thread, _change_key, received, has_attachments,
+    (post_id, group_id, _conversation, thread_id, _change_key, received, has_attachments,
      categories, body_text, from_name, from_address, sender_name, sender_address,
      new_participants, deleted_at, seq, topic, to_recipients, cc_recipients) = row  # fmt: skip
     flags = (FLAG_ATTACHMENT if has_attachments or attachments else 0) | (
@@ -172,6 +176,7 @@ def _document(row: tuple, attachments: list[tuple], extract: _AttachmentText) ->
     doc: dict[str, Any] = {
         "key": _key(post_id),
         "seq": int(seq),
+        "thread": _thread_key(thread_id or ""),
         "group": group_id,
         "received": _epoch(received),
         "flags": flags,

@@ -32,6 +32,7 @@ class _SegmentData:
         self.groups: dict[str, array] = {}
         self.deleted = frozenset(reader.deleted_docs_set) if reader.has_deletions() else None
         self._keys: bytes | None = None
+        self._threads: array | None = None
         self._by_date: tuple[array, array] | None = None
         self._flagged: dict[int, frozenset[int]] = {}
         self._selected: dict[tuple, tuple[array | None, frozenset[int]]] = {}
@@ -41,6 +42,12 @@ class _SegmentData:
         if self._keys is None:
             self._keys = _load_bytes_column(reader, "key", 8)
         return self._keys[docnum * 8 : docnum * 8 + 8]
+
+    def threads(self, reader: Any) -> array:
+        """The thread digest of every document (see ``schema._thread_key``)."""
+        if self._threads is None:
+            self._threads = _load_column(reader, "thread", "Q")
+        return self._threads
 
     def group_docs(self, reader: Any, group_id: str) -> array:
         docs = self.groups.get(group_id)
@@ -54,9 +61,7 @@ class _SegmentData:
     def flagged(self, flag: int) -> frozenset[int]:
         docs = self._flagged.get(flag)
         if docs is None:
-            docs = self._flagged[flag] = frozenset(
-                d for d, f in enumerate(self.flags) if f & flag
-            )
+            docs = self._flagged[flag] = frozenset(d for d, f in enumerate(self.flags) if f & flag)
         return docs
 
     def dated(self, lo: int | None, hi: int | None) -> array:

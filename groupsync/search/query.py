@@ -15,7 +15,15 @@ from ..archive import Archive
 from ..errors import GroupRefError, GroupsyncError
 from ..groupref import resolve_group
 from .filters import DocFilter
-from .schema import ALIASES, DEFAULT_FIELDS, FIELD_BOOSTS, FLAG_ATTACHMENT, SCHEMA
+from .schema import (
+    ALIASES,
+    DEFAULT_FIELDS,
+    FIELD_BOOSTS,
+    FIELD_NAMES,
+    FLAG_ATTACHMENT,
+    SCHEMA,
+    field_list,
+)
 
 
 class QueryError(GroupsyncError):
@@ -70,9 +78,7 @@ def _check_limits(text: str) -> None:
         )
     words = [w for w in text.replace("(", " ").replace(")", " ").split() if w not in _OPERATORS]
     if len(words) > MAX_QUERY_WORDS:
-        raise QueryError(
-            f"the query has {len(words)} words; at most {MAX_QUERY_WORDS} are allowed"
-        )
+        raise QueryError(f"the query has {len(words)} words; at most {MAX_QUERY_WORDS} are allowed")
 
 
 def _check_syntax(text: str) -> None:
@@ -99,10 +105,43 @@ def _check_syntax(text: str) -> None:
     if words[0] in ("AND", "OR", "ANDNOT", "ANDMAYBE") or words[-1] in (
         "AND", "OR", "NOT", "ANDNOT", "ANDMAYBE"
     ):  # fmt: skip
-        raise QueryError(f"'{words[0] if words[0] in ('AND', 'OR') else words[-1]}' "
-                         "needs a term on each side")
-    for match in re.finditer(r'(?:^|[\s(])-?(\w+):(?=\s|$|\))', text):
-        raise QueryError(f"'{match.group(1)}:' needs a value")
+        raise QueryError(
+            f"'{words[0] if words[0] in ('AND', 'OR') else words[-1]}' needs a term on each side"
+        )
+
+
+# A colon outside quotes: after a word at the start of a term (a field, if a value follows
+# without a space), or anywhere else (text: 10:30, https://).
+_COLON = re.compile(r"(?P<field>(?:^|(?<=[\s(]))[+-]?[^\W\d]\w*):|:")
+
+
+def _read_fields(text: str) -> str:
+    """Only known fields are fields. ``name:value`` with a known name (any case) stays a
+    field; ``word:`` followed by a space, a ``)`` or the end, a URL's ``https://`` and every
+    other colon become text (``Re: upload``, ``Closes: #123``, ``note: foo`` search their
+    words); an unknown ``name:value`` is an error listing the fields."""
+    chunks = text.split('"')
+    for n in range(0, len(chunks), 2):  # the even chunks are outside quotes
+        chunk = chunks[n]
+        quoted_next = n + 1 < len(chunks)
+
+        def read(match: re.Match[str], chunk: str = chunk, quoted_next: bool = quoted_next) -> str:
+            field = match.group("field")
+            if field is None:
+                return " "
+            rest = chunk[match.end() : match.end() + 2]
+            valued = quoted_next if not rest else not (rest[0].isspace() or rest[0] == ")")
+            if not valued or rest == "//":
+                return field + " "
+            sign = field[0] if field[0] in "+-" else ""
+            name = field[len(sign) :]
+            if name.lower() not in FIELD_NAMES:
+                shown = name if len(name) <= 40 else name[:39] + "…"
+                raise QueryError(f"no field {shown}: in search; the fields are {field_list()}")
+            return f"{sign}{name.lower()}:"
+
+        chunks[n] = _COLON.sub(read, chunk)
+    return '"'.join(chunks)
 
 
 def _day(value: str, what: str) -> int:
@@ -212,6 +251,7 @@ def parse_query(text: str, groups: _Resolver) -> _Parsed:
     _check_syntax(text)
     if _WILDCARD.search(text):
         raise QueryError("a wildcard needs at least one letter before it, like budg*")
+    text = _read_fields(text)
     # values of the pseudo fields are taken whole (dates have hyphens, names dots)
     text = _PSEUDO_VALUE.sub(r'\1:"\2"', text)
     try:
