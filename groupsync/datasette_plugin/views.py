@@ -27,7 +27,7 @@ from .. import search as search_engine
 from ..archive import Archive
 from ..archive.queries import plugin as queries
 from ..errors import GroupsyncError
-from ..html import neutralise_bidi, sanitise
+from ..html import neutralise_bidi, sanitise, sanitise_folded
 from .archives import attachment_url, find_archive, post_anchor, thread_url
 from .security import content_security_policy, page_headers
 
@@ -200,8 +200,15 @@ def _web_url(value: Any) -> str | None:
 
 
 def _body(
-    html: str | None, content_type: str | None, cids: dict[str, str], fallback: dict[str, str]
+    html: str | None,
+    content_type: str | None,
+    cids: dict[str, str],
+    fallback: dict[str, str],
+    *,
+    fold: bool = False,
 ) -> tuple[Markup, set[str]]:
+    """A body sanitised, with the inline images it used; ``fold``: quoted earlier text
+    folded away (the thread above already shows it)."""
     used: set[str] = set()
 
     def url(content_id: str) -> str | None:
@@ -211,7 +218,8 @@ def _body(
             used.add(key)
         return found
 
-    text = sanitise(html, attachment_url=url, content_type=content_type or "html")
+    clean = sanitise_folded if fold else sanitise
+    text = clean(html, attachment_url=url, content_type=content_type or "html")
     return Markup(text), used
 
 
@@ -261,7 +269,7 @@ def thread_context(datasette: Any, database: str, data: dict[str, Any]) -> dict[
          from_name, from_address, sender_name, sender_address, new_people, reply_to,
          version_count, attachments_note, deleted_at) = row  # fmt: skip
         cids = post_cids.get(post_id, {})
-        html, used = _body(body, body_type, cids, thread_cids)
+        html, used = _body(body, body_type, cids, thread_cids, fold=True)
         files = attachments.get(post_id, [])
         for item in files:
             item["shown_in_body"] = bool(item["content_id"] and item["content_id"].lower() in used)
