@@ -16,8 +16,8 @@ from __future__ import annotations
 import html as html_lib
 import re
 from collections.abc import Callable
-from typing import Any
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import unquote
 
 import nh3

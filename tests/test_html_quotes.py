@@ -15,7 +15,7 @@ from groupsync.html import quote_marker, sanitise, sanitise_folded, split_quotes
 from . import hostile
 
 OWA = (
-    "<html><body><div><div>Thanks, approved.</div></div><div id=\"appendonsend\"></div>"
+    '<html><body><div><div>Thanks, approved.</div></div><div id="appendonsend"></div>'
     '<hr style="display:inline-block;width:98%" tabindex="-1">'
     '<div id="divRplyFwdMsg" dir="ltr"><font face="Calibri, sans-serif" style="font-size:11pt">'
     "<b>From:</b> Megan Bowen &lt;megan@contoso.com&gt;<br><b>Sent:</b> Tuesday, March 4, "
@@ -27,7 +27,7 @@ OUTLOOK_DESKTOP = (
     '</p><p class="MsoNormal">&nbsp;</p><div style="border:none;border-top:solid #E1E1E1 1.0pt;'
     'padding:3.0pt 0cm 0cm 0cm"><p class="MsoNormal"><b>From:</b> Alex Wilber '
     "&lt;alexw@contoso.com&gt; <br><b>Sent:</b> Monday, 3 March 2025 16:40<br><b>To:</b> "
-    "Engineering<br><b>Subject:</b> RE: release plan</p></div><p class=\"MsoNormal\">"
+    'Engineering<br><b>Subject:</b> RE: release plan</p></div><p class="MsoNormal">'
     "Here is the release plan.</p></div></body></html>"
 )
 OUTLOOK_GERMAN = (
@@ -46,7 +46,7 @@ GMAIL = (
     'rgb(204,204,204);padding-left:1ex"><div dir="ltr">Lunch on Friday?</div></blockquote></div>'
 )
 APPLE = (
-    "<div>Yes, see you there.</div><div><br><blockquote type=\"cite\"><div>On 4 Mar 2025, at "
+    '<div>Yes, see you there.</div><div><br><blockquote type="cite"><div>On 4 Mar 2025, at '
     "10:02, Alex wrote:</div><div>Lunch on Friday?</div></blockquote></div>"
 )
 INTERLEAVED = (
@@ -63,8 +63,14 @@ TEXT_OUTLOOK = (
 # (body, content type, what the sender wrote, the quoted text, how many quotes)
 CASES = [
     pytest.param(OWA, "html", "Thanks, approved.", "Please approve the budget.", 1, id="owa"),
-    pytest.param(OUTLOOK_DESKTOP, "html", "Looks good to me.", "Here is the release plan.", 1,
-                 id="outlook-desktop"),  # fmt: skip
+    pytest.param(
+        OUTLOOK_DESKTOP,
+        "html",
+        "Looks good to me.",
+        "Here is the release plan.",
+        1,
+        id="outlook-desktop",
+    ),  # fmt: skip
     pytest.param(OUTLOOK_GERMAN, "html", "Passt.", "Alte Nachricht.", 1, id="outlook-de"),
     pytest.param(ORIGINAL_MESSAGE, "html", "See below.", "Old text.", 1, id="original-message"),
     pytest.param(GMAIL, "html", "Sounds good!", "Lunch on Friday?", 1, id="gmail"),

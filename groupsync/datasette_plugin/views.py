@@ -29,6 +29,7 @@ from ..archive.queries import plugin as queries
 from ..errors import GroupsyncError
 from ..html import neutralise_bidi, sanitise, sanitise_folded
 from .archives import attachment_url, find_archive, post_anchor, thread_url
+from .compat import canned_queries, ensure_can_read
 from .security import content_security_policy, page_headers
 
 __all__ = [
@@ -83,10 +84,7 @@ def _id(value: str) -> str:
 
 
 async def _allowed(datasette: Any, request: Any, database: str) -> None:
-    await datasette.ensure_permissions(
-        request.actor,
-        [("view-table", (database, "posts")), ("view-database", database), "view-instance"],
-    )
+    await ensure_can_read(datasette, request.actor, database)
 
 
 async def _readable(datasette: Any, request: Any, names: list[str]) -> list[str]:
@@ -640,8 +638,8 @@ async def index(datasette: Any, request: Any) -> Response:
                     for r in rows
                 ],
                 "queries": [
-                    {"title": q.get("title") or key, "url": datasette.urls.query(name, key)}
-                    for key, q in (datasette.metadata("queries", database=name) or {}).items()
+                    {"title": title, "url": datasette.urls.query(name, key)}
+                    for key, title in await canned_queries(datasette, name, request.actor)
                 ],
             }
         )
