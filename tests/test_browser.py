@@ -108,7 +108,8 @@ def server(archive, tmp_path_factory):
         url = process.stdout.readline().strip()
         if not url:
             pytest.fail(f"groupsync serve did not start: {process.stderr.read()}")  # type: ignore[union-attr]
-        yield url.rstrip("/")
+        assert url.endswith("/-/groupsync/"), url  # serve prints groupsync's home
+        yield url.removesuffix("/-/groupsync/")
     finally:
         process.terminate()
         process.communicate(timeout=15)

@@ -14,6 +14,8 @@ from groupsync.html import quote_marker, sanitise, sanitise_folded, split_quotes
 
 from . import hostile
 
+pytestmark = pytest.mark.datasette1
+
 OWA = (
     '<html><body><div><div>Thanks, approved.</div></div><div id="appendonsend"></div>'
     '<hr style="display:inline-block;width:98%" tabindex="-1">'

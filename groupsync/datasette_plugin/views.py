@@ -38,6 +38,7 @@ __all__ = [
     "index",
     "css_url",
     "search",
+    "table_url",
     "thread",
 ]
 
@@ -242,6 +243,17 @@ def _version(
     }
 
 
+def table_url(
+    datasette: Any, database: str, table: str, *, deleted: bool | None = False, **args: str
+) -> str:
+    """A Datasette table page showing what a groupsync page counts: by default without
+    the items deleted upstream (``deleted=True``: only those; ``None``: all)."""
+    query = dict(args)
+    if deleted is not None:
+        query["deleted_at__isnull" if not deleted else "deleted_at__notnull"] = "1"
+    return str(datasette.urls.table(database, table)) + "?" + urlencode(query)
+
+
 def thread_context(datasette: Any, database: str, data: dict[str, Any]) -> dict[str, Any]:
     """Everything the thread template shows, with every body sanitised."""
     t = data["thread"]
@@ -338,12 +350,18 @@ def thread_context(datasette: Any, database: str, data: dict[str, Any]) -> dict[
         "first": _when(min(received)) if received else "",
         "last": _when(max(received)) if received else "",
         "thread_row_url": datasette.urls.row(database, "threads", tilde_encode(thread_id)),
-        "posts_table_url": str(datasette.urls.table(database, "posts"))
-        + "?"
-        + urlencode({"thread_id": thread_id, "_sort": "receivedDateTime"}),
-        "group_threads_url": str(datasette.urls.table(database, "threads"))
-        + "?"
-        + urlencode({"group_id": group_id}),
+        "posts_table_url": table_url(
+            datasette, database, "posts", thread_id=thread_id, _sort="receivedDateTime"
+        ),
+        "deleted_posts_url": table_url(
+            datasette, database, "posts", deleted=True, thread_id=thread_id,
+            _sort="receivedDateTime",
+        ),  # fmt: skip
+        "all_posts_url": table_url(
+            datasette, database, "posts", deleted=None, thread_id=thread_id,
+            _sort="receivedDateTime",
+        ),  # fmt: skip
+        "group_threads_url": table_url(datasette, database, "threads", group_id=group_id),
         "search_url": datasette.urls.path("/-/groupsync/search"),
     }
 
@@ -617,7 +635,6 @@ async def index(datasette: Any, request: Any) -> Response:
     for name in names:
         db = datasette.get_database(name)
         rows = (await db.execute(queries.GROUP_SUMMARIES)).rows
-        threads_url = str(datasette.urls.table(name, "threads"))
         archives.append(
             {
                 "name": name,
@@ -630,7 +647,9 @@ async def index(datasette: Any, request: Any) -> Response:
                         "threads": r[4],
                         "posts": r[5],
                         "last": _when(r[6]),
-                        "url": threads_url + "?" + urlencode({"group_id": r[0]}),
+                        "url": table_url(datasette, name, "threads", group_id=r[0]),
+                        "threads_url": table_url(datasette, name, "threads", group_id=r[0]),
+                        "posts_url": table_url(datasette, name, "posts", group_id=r[0]),
                         "search_url": str(datasette.urls.path("/-/groupsync/search"))
                         + "?"
                         + urlencode({"group": r[0], "sort": "newest", "after": "1970-01-01"}),
