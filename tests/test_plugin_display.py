@@ -185,3 +185,12 @@ async def test_hostile_quotes_fold_and_stay_inert(quoted):
     # a text body's quoted markup is text too, inside the fold
     folds = added[-1].select("details.groupsync-quote")
     assert any("> <script>alert(1)</script>" in d.get_text() for d in folds)
+
+
+@pytest.mark.asyncio
+async def test_datasettes_index_links_to_groupsyncs_home(ds):
+    index = page((await ds.client.get("/")).text)
+    link = index.find("a", href="/-/groupsync/")
+    assert link is not None and "groupsync" in link.get_text()
+    home = page((await ds.client.get(link["href"])).text)
+    assert home.find("a", href="/groupsync") is not None  # and back to the tables
