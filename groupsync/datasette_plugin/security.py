@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -44,6 +45,11 @@ _RENDERED = {
 _IF_ELSE = re.compile(r"\{%\s*if\b[^%]*%\}(.*?)(?:\{%\s*else\s*%\}(.*?))?\{%\s*endif\s*%\}", re.S)
 _TOJSON = re.compile(r"\{\{(?:(?!\}\}).)*?\|\s*tojson(?:\(\s*\d*\s*\))?\s*\}\}", re.S)
 _SCRIPT_HASHES: list[str] = []
+# Inline event handlers of the templates (1.0's column chooser: onclick="openColumnChooser()"),
+# allowed by hash under 'unsafe-hashes': only these exact handlers, never mail's (which the
+# sanitiser removes anyway).
+_HANDLER = re.compile(r'\son[a-z]+="([^"{}%]*)"')
+_HANDLER_HASHES: list[str] = []
 # Templates' scripts with JSON slots: (literal parts, as a pattern with one group per slot)
 _DATA_SCRIPTS: list[re.Pattern[str]] = []
 
@@ -77,6 +83,7 @@ def trust_template_scripts(jinja_env: Any) -> list[str]:
     ``tojson`` slots is matched per page (``data_script_hashes``); one with any other
     template expression is left out: its text is not known in advance."""
     hashes: set[str] = set()
+    handlers: set[str] = set()
     patterns: dict[str, re.Pattern[str]] = {}
     try:
         names = jinja_env.loader.list_templates()
@@ -89,6 +96,7 @@ def trust_template_scripts(jinja_env: Any) -> list[str]:
             source = jinja_env.loader.get_source(jinja_env, name)[0]
         except Exception:  # noqa: BLE001 - jinja2.TemplateNotFound and friends: nothing to hash
             continue
+        handlers.update(_hash(html.unescape(h)) for h in _HANDLER.findall(source) if h.strip())
         for script in _SCRIPT.findall(source):
             variants = _branches(script)
             for expression, values in _RENDERED.items():
@@ -107,6 +115,7 @@ def trust_template_scripts(jinja_env: Any) -> list[str]:
                     patterns[pattern] = re.compile(pattern, re.S)
     _SCRIPT_HASHES[:] = sorted(hashes)
     _DATA_SCRIPTS[:] = list(patterns.values())
+    _HANDLER_HASHES[:] = sorted(handlers)
     return list(_SCRIPT_HASHES)
 
 
@@ -130,7 +139,8 @@ def data_script_hashes(html: str) -> list[str]:
 
 
 def content_security_policy(extra_scripts: list[str] | None = None) -> str:
-    scripts = " ".join(["'self'", *_SCRIPT_HASHES, *(extra_scripts or [])])
+    unsafe_hashes = ["'unsafe-hashes'", *_HANDLER_HASHES] if _HANDLER_HASHES else []
+    scripts = " ".join(["'self'", *_SCRIPT_HASHES, *(extra_scripts or []), *unsafe_hashes])
     return (
         f"default-src 'none'; script-src {scripts}; style-src 'self' 'unsafe-inline'; "
         "img-src 'self' data:; form-action 'self'; base-uri 'none'; "
