@@ -25,6 +25,7 @@ from selectolax.lexbor import LexborHTMLParser
 
 __all__ = [
     "BIDI_CONTROLS",
+    "MAX_FOLD_CHARS",
     "QUOTE_SUMMARY",
     "content_ids",
     "neutralise_bidi",
@@ -391,16 +392,24 @@ _ORIGINAL = re.compile(r"^\s*-{2,}\s*(?:Original Message|Forwarded message)\s*-{
 _ATTRIBUTION = re.compile(r"^\s*(?:On\s.{4,200}\swrote:|Am\s.{4,200}\sschrieb.{0,40}:)\s*$")
 _QUOTE_LINE = re.compile(r"^\s*>")
 QUOTE_SUMMARY = "Quoted text"
+# Folding is a convenience: past these a body is shown whole rather than searched for quotes
+# at a cost that grows with its nesting (docs/performance.md).
+MAX_FOLD_CHARS = 500_000
+_MAX_BLOCKS = 1_000
 
 
 def _tail_start(body: Any) -> Any:
     """The node where a body's quoted history starts, or None: Outlook's ``divRplyFwdMsg``
     (from the ``<hr>`` before it), Gmail's ``gmail_quote``, or the first block whose text
     is an Outlook reply header or an "Original Message" line."""
+    blocks = 0
     for node in body.traverse(include_text=False):
         tag = node.tag
         if tag not in {"div", "p", "hr", "blockquote"}:
             continue
+        blocks += 1
+        if blocks > _MAX_BLOCKS:
+            return None
         attrs = node.attributes
         if attrs.get("id") == "divRplyFwdMsg":
             before = node.prev
@@ -439,9 +448,10 @@ def split_quotes(html: str, content_type: str = "html") -> tuple[str, list[str]]
     "-----Original Message-----"), Gmail's ``gmail_quote``, each outermost ``<blockquote>``,
     and in text bodies each run of ``>`` lines (with the "On … wrote:" line before it).
     Nothing is dropped: own text and quotes together hold the whole body. A body that
-    would be all quote is left whole (a forward with no comment reads as it is).
+    would be all quote is left whole (a forward with no comment reads as it is), and so is
+    one longer than ``MAX_FOLD_CHARS``.
     """
-    if not html:
+    if not html or len(html) > MAX_FOLD_CHARS:
         return html or "", []
     html = _scalars(html)
     if content_type != "html":

@@ -10,7 +10,14 @@ import re
 import pytest
 from bs4 import BeautifulSoup
 
-from groupsync.html import quote_marker, sanitise, sanitise_folded, split_quotes, to_text
+from groupsync.html import (
+    MAX_FOLD_CHARS,
+    quote_marker,
+    sanitise,
+    sanitise_folded,
+    split_quotes,
+    to_text,
+)
 
 from . import hostile
 
@@ -180,3 +187,13 @@ def test_hostile_text_in_and_around_quotes_stays_inert(text, template):
     assert soup.find(["script", "img", "svg", "iframe"]) is None
     assert not any(a.startswith("on") for tag in soup.find_all(True) for a in tag.attrs)
     assert "\ue000" not in folded
+
+
+def test_a_body_past_the_folding_limit_is_shown_whole():
+    """Folding is a convenience: a huge body is not searched for quotes (its cost grows
+    with nesting), and is shown whole, sanitised."""
+    padding = "<p>" + "word " * (MAX_FOLD_CHARS // 5) + "</p>"
+    body = padding + "<blockquote>quoted</blockquote>"
+    assert len(body) > MAX_FOLD_CHARS and split_quotes(body)[1] == []
+    assert "groupsync-quote" not in sanitise_folded(body)
+    assert "groupsync-quote" in sanitise_folded(body[len(padding) - 50 :])
