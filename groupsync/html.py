@@ -429,13 +429,13 @@ def _cut_from(node: Any, stop: Any) -> list[Any]:
     """``node`` and everything after it in document order, as whole subtrees, up to
     (not including) ``stop``: its following siblings and its ancestors' following ones."""
     cut = []
-    while node is not None and node is not stop:
+    while node is not None and node.mem_id != stop.mem_id:
         sibling = node
         while sibling is not None:
             cut.append(sibling)
             sibling = sibling.next
         node = node.parent
-        node = node.next if node is not None and node is not stop else None
+        node = node.next if node is not None and node.mem_id != stop.mem_id else None
     return cut
 
 
@@ -468,9 +468,9 @@ def split_quotes(html: str, content_type: str = "html") -> tuple[str, list[str]]
         for n in nodes:
             n.decompose()
         body.insert_child(quote_marker(0))
-    for node in body.css("blockquote"):
-        if any(a.tag == "blockquote" for a in _ancestors(node, body)):
-            continue
+    seen: dict[int, bool] = {}
+    outermost = [n for n in body.css("blockquote") if not _in_blockquote(n, body, seen)]
+    for node in outermost:
         quotes.append(node.html or "")
         node.replace_with(quote_marker(len(quotes) - 1))
     if not quotes:
@@ -481,12 +481,24 @@ def split_quotes(html: str, content_type: str = "html") -> tuple[str, list[str]]
     return own, quotes
 
 
-def _ancestors(node: Any, stop: Any) -> list[Any]:
-    found = []
-    node = node.parent
-    while node is not None and node is not stop:
-        found.append(node)
-        node = node.parent
+def _in_blockquote(node: Any, stop: Any, seen: dict[int, bool]) -> bool:
+    """Whether ``node`` is inside a ``<blockquote>`` (below ``stop``); ``seen`` remembers
+    each ancestor's answer, so a whole body is answered in one pass however deep it nests."""
+    chain = []
+    parent = node.parent
+    found = False
+    while parent is not None and parent.mem_id != stop.mem_id:
+        key = parent.mem_id
+        if key in seen:
+            found = seen[key]
+            break
+        if parent.tag == "blockquote":
+            found = True
+            break
+        chain.append(key)
+        parent = parent.parent
+    for key in chain:
+        seen[key] = found
     return found
 
 
