@@ -46,7 +46,7 @@ __all__ = [
     "table_actions",
 ]
 
-_METADATA_CACHE: dict[tuple[str, ...], str] = {}
+_METADATA_CACHE: dict[tuple[str, ...], str] = {}  # (home URL, *database names) -> JSON
 
 
 def _metadata(datasette: Any, names: tuple[str, ...]) -> dict[str, Any]:
@@ -92,10 +92,11 @@ if not compat.DATASETTE_1:  # the 1.0 alphas removed this hook: see compat.apply
         names = tuple(archive_databases(datasette))
         if not names:
             return {}
-        if names not in _METADATA_CACHE:
-            _METADATA_CACHE[names] = json.dumps(_metadata(datasette, names))
+        key = (str(datasette.urls.path("/-/groupsync/")), *names)
+        if key not in _METADATA_CACHE:
+            _METADATA_CACHE[key] = json.dumps(_metadata(datasette, names))
         # A fresh copy each time: Datasette merges other metadata into what it is given.
-        return json.loads(_METADATA_CACHE[names])
+        return json.loads(_METADATA_CACHE[key])
 
     __all__ += ["get_metadata"]
 
