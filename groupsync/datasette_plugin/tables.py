@@ -72,10 +72,11 @@ def arrange(table: str, columns: list[Any], rows: list[Any], request: Any = None
         order = lead + picked + [i for i in order if i not in lead and i not in picked]
     new_columns = [columns[i] for i in order]
 
+    if any(len(list(row)) != len(order) for row in rows):
+        return columns, rows  # not the shape this was written for: leave Datasette's
+
     def cells(row: Any) -> list[dict[str, Any]]:
         found = list(row)
-        if len(found) != len(order):
-            return found
         arranged = [found[i] for i in order]
         if arranged and arranged[0].get("value_type") == "pk":
             arranged[0] = _shorten_pk(arranged[0])
