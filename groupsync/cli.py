@@ -1134,15 +1134,15 @@ def serve(ctx, host, port, immutable, no_index):
             click.echo(safe_text(f"Search index {report.mode} ({report.index_path})."), err=True)
 
     def ready(url: str) -> None:
-        click.echo(safe_text(f"Serving {settings.db} read-only at {url}"), err=True)
-        click.echo(safe_text(f"  threads, search and downloads: {url}-/groupsync/"), err=True)
+        click.echo(safe_text(f"Serving {settings.db} read-only at {url}-/groupsync/"), err=True)
+        click.echo(safe_text(f"  Datasette's tables and SQL: {url}"), err=True)
         if host not in {"127.0.0.1", "localhost", "::1"}:
             click.echo(
                 safe_text(f"Note: {host} lets anyone who can reach it read the archive."),
                 err=True,
             )
         click.echo("Ctrl-C stops it.", err=True)
-        click.echo(url)
+        click.echo(f"{url}-/groupsync/")  # groupsync's home: groups, threads, search
 
     serve_datasette(settings.db, host=host, port=port, immutable=immutable, on_ready=ready)
 

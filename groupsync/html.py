@@ -17,6 +17,7 @@ import html as html_lib
 import re
 from collections.abc import Callable
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import unquote
 
 import nh3
@@ -24,10 +25,15 @@ from selectolax.lexbor import LexborHTMLParser
 
 __all__ = [
     "BIDI_CONTROLS",
+    "MAX_FOLD_CHARS",
+    "QUOTE_SUMMARY",
     "content_ids",
     "neutralise_bidi",
+    "quote_marker",
     "same_content_id",
     "sanitise",
+    "sanitise_folded",
+    "split_quotes",
     "to_text",
 ]
 
@@ -371,3 +377,213 @@ def same_content_id(value: str | None) -> str:
     """A Content-ID as mail clients compare them: without ``<>`` and case, so a body's
     ``cid:Logo@X`` finds the part ``<logo@x>``."""
     return (value or "").strip().strip("<>").strip().lower()
+
+
+# -- folding quoted earlier text ----------------------------------------------------------
+
+# Reply headers as Outlook writes them ("From: … Sent: …"), in the languages it is most
+# often set to; the header opens the quoted history, which runs to the end of the body.
+_REPLY_HEADER = re.compile(
+    r"^\s*(?:From|Von|De|Da|Van|Från|Fra|Od):\s.{0,300}?"
+    r"\b(?:Sent|Date|Gesendet|Envoyé|Inviato|Enviado|Verzonden|Skickat|Sendt|Wysłano):",
+    re.S | re.I,
+)
+_ORIGINAL = re.compile(r"^\s*-{2,}\s*(?:Original Message|Forwarded message)\s*-{2,}", re.I)
+_ATTRIBUTION = re.compile(r"^\s*(?:On\s.{4,200}\swrote:|Am\s.{4,200}\sschrieb.{0,40}:)\s*$")
+_QUOTE_LINE = re.compile(r"^\s*>")
+QUOTE_SUMMARY = "Quoted text"
+# Folding is a convenience: past these a body is shown whole rather than searched for quotes
+# at a cost that grows with its nesting (docs/performance.md).
+MAX_FOLD_CHARS = 500_000
+_MAX_BLOCKS = 1_000
+
+
+def _tail_start(body: Any) -> Any:
+    """The node where a body's quoted history starts, or None: Outlook's ``divRplyFwdMsg``
+    (from the ``<hr>`` before it), Gmail's ``gmail_quote``, or the first block whose text
+    is an Outlook reply header or an "Original Message" line."""
+    blocks = 0
+    for node in body.traverse(include_text=False):
+        tag = node.tag
+        if tag not in {"div", "p", "hr", "blockquote"}:
+            continue
+        blocks += 1
+        if blocks > _MAX_BLOCKS:
+            return None
+        attrs = node.attributes
+        if attrs.get("id") == "divRplyFwdMsg":
+            before = node.prev
+            while before is not None and before.is_text_node and not (before.text() or "").strip():
+                before = before.prev
+            return before if before is not None and before.tag == "hr" else node
+        if "gmail_quote" in (attrs.get("class") or "").split():
+            return node
+        if tag in {"div", "p"}:
+            text = node.text(deep=True, strip=False)[:400]
+            if _REPLY_HEADER.match(text) or _ORIGINAL.match(text):
+                return node
+    return None
+
+
+def _cut_from(node: Any, stop: Any) -> list[Any]:
+    """``node`` and everything after it in document order, as whole subtrees, up to
+    (not including) ``stop``: its following siblings and its ancestors' following ones."""
+    cut = []
+    while node is not None and node.mem_id != stop.mem_id:
+        sibling = node
+        while sibling is not None:
+            cut.append(sibling)
+            sibling = sibling.next
+        node = node.parent
+        node = node.next if node is not None and node.mem_id != stop.mem_id else None
+    return cut
+
+
+def split_quotes(html: str, content_type: str = "html") -> tuple[str, list[str]]:
+    """A mail body split into what the sender wrote and the earlier text it quotes.
+
+    Returns ``(own, quotes)``: ``own`` holds a marker (``quote_marker(i)``) where quote ``i``
+    was, so the two can be sanitised apart and put back together. Quotes are Outlook's
+    reply header and everything after it (``divRplyFwdMsg``, "From: … Sent: …",
+    "-----Original Message-----"), Gmail's ``gmail_quote``, each outermost ``<blockquote>``,
+    and in text bodies each run of ``>`` lines (with the "On … wrote:" line before it).
+    Nothing is dropped: own text and quotes together hold the whole body. A body that
+    would be all quote is left whole (a forward with no comment reads as it is), and so is
+    one longer than ``MAX_FOLD_CHARS``.
+    """
+    if not html or len(html) > MAX_FOLD_CHARS:
+        return html or "", []
+    html = _scalars(html)
+    if content_type != "html":
+        return _split_text_quotes(html)
+    tree = LexborHTMLParser(html)
+    body = tree.body
+    if body is None:
+        return html, []
+    quotes: list[str] = []
+    start = _tail_start(body)
+    if start is not None:
+        nodes = _cut_from(start, body)
+        quotes.append("".join(n.html or "" for n in nodes))
+        for n in nodes:
+            n.decompose()
+        body.insert_child(quote_marker(0))
+    seen: dict[int, bool] = {}
+    outermost = [n for n in body.css("blockquote") if not _in_blockquote(n, body, seen)]
+    for node in outermost:
+        quotes.append(node.html or "")
+        node.replace_with(quote_marker(len(quotes) - 1))
+    if not quotes:
+        return html, []
+    own = body.inner_html or ""
+    if not _QUOTE_MARKERS.sub("", to_text(own)).strip():
+        return html, []
+    return own, quotes
+
+
+def _in_blockquote(node: Any, stop: Any, seen: dict[int, bool]) -> bool:
+    """Whether ``node`` is inside a ``<blockquote>`` (below ``stop``); ``seen`` remembers
+    each ancestor's answer, so a whole body is answered in one pass however deep it nests."""
+    chain = []
+    parent = node.parent
+    found = False
+    while parent is not None and parent.mem_id != stop.mem_id:
+        key = parent.mem_id
+        if key in seen:
+            found = seen[key]
+            break
+        if parent.tag == "blockquote":
+            found = True
+            break
+        chain.append(key)
+        parent = parent.parent
+    for key in chain:
+        seen[key] = found
+    return found
+
+
+def _split_text_quotes(text: str) -> tuple[str, list[str]]:
+    lines = text.split("\n")
+    own: list[str] = []
+    quotes: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if _ORIGINAL.match(line) or (
+            _REPLY_HEADER.match("\n".join(lines[i : i + 4])) and line.strip()
+        ):
+            quotes.append("\n".join(lines[i:]))
+            own.append(quote_marker(len(quotes) - 1))
+            break
+        if _QUOTE_LINE.match(line):
+            start = i
+            while i < len(lines) and (_QUOTE_LINE.match(lines[i]) or (
+                not lines[i].strip() and i + 1 < len(lines) and _QUOTE_LINE.match(lines[i + 1])
+            )):  # fmt: skip
+                i += 1
+            block = lines[start:i]
+            if own and _ATTRIBUTION.match(own[-1]):
+                block.insert(0, own.pop())
+            quotes.append("\n".join(block))
+            own.append(quote_marker(len(quotes) - 1))
+            continue
+        own.append(line)
+        i += 1
+    if not quotes or not _QUOTE_MARKERS.sub("", "\n".join(own)).strip():
+        return text, []
+    return "\n".join(own), quotes
+
+
+# A marker no mail contains: private-use characters, which fold_quotes removes from bodies.
+_MARK_CHAR = "\ue000"
+_QUOTE_MARKERS = re.compile(f"{_MARK_CHAR}groupsync-quote-\\d+{_MARK_CHAR}")
+
+
+def quote_marker(n: int) -> str:
+    return f"{_MARK_CHAR}groupsync-quote-{n}{_MARK_CHAR}"
+
+
+def _summary(quote: str, content_type: str) -> str:
+    first = next((line for line in to_text(quote, content_type).split("\n") if line), "")
+    first = first.lstrip("> ").strip()
+    if len(first) > 90:
+        first = first[:89] + "…"
+    label = f"{QUOTE_SUMMARY}: {first}" if first else QUOTE_SUMMARY
+    return html_lib.escape(label, quote=False)
+
+
+def sanitise_folded(
+    html: str | None,
+    *,
+    attachment_url: AttachmentUrl | None = None,
+    content_type: str = "html",
+) -> str:
+    """``sanitise``, with quoted earlier text folded into ``<details>`` (closed; a click on
+    its summary opens it, no script needed). The body and each quote are sanitised apart,
+    so a quote cannot reach outside its fold; a quote whose place the sanitiser removed is
+    shown at the end rather than lost."""
+    if not html:
+        return ""
+    html = html.replace(_MARK_CHAR, "\ufffd")
+    own, quotes = split_quotes(html, content_type)
+    if not quotes:
+        return sanitise(html, attachment_url=attachment_url, content_type=content_type)
+    out = sanitise(own, attachment_url=attachment_url, content_type=content_type)
+    placed = set()
+
+    def fold(n: int) -> str:
+        inner = sanitise(quotes[n], attachment_url=attachment_url, content_type=content_type)
+        return (
+            f'<details class="groupsync-quote"><summary>{_summary(quotes[n], content_type)}'
+            f"</summary>{inner}</details>"
+        )
+
+    def put(match: re.Match[str]) -> str:
+        n = int(match.group()[len(_MARK_CHAR) + len("groupsync-quote-") : -len(_MARK_CHAR)])
+        if n >= len(quotes) or n in placed:
+            return ""
+        placed.add(n)
+        return fold(n)
+
+    out = _QUOTE_MARKERS.sub(put, out)
+    return out + "".join(fold(n) for n in range(len(quotes)) if n not in placed)

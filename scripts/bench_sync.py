@@ -235,12 +235,44 @@ def archive_size(db: Path) -> dict[str, int]:
             ).fetchall()
         except sqlite3.OperationalError:
             return sizes
+        sizes.update(id_sizes(conn))
     for table, size in rows:
         kind = "fts" if "_fts" in table else table
         if kind not in ("blobs", "posts", "post_versions", "fts"):
             kind = "other"
         sizes[f"pages_{kind}"] = sizes.get(f"pages_{kind}", 0) + size
     return sizes
+
+
+# Columns holding an Exchange id (about 150 characters) or a group's GUID, by table: what
+# integer surrogate keys would replace (docs/design.md, "Reading the archive in Datasette").
+ID_COLUMNS = {
+    "posts": ["id", "group_id", "conversation_id", "thread_id", "in_reply_to_id"],
+    "post_versions": ["post_id"],
+    "attachments": ["post_id", "id"],
+    "threads": ["id", "group_id", "conversation_id"],
+    "conversations": ["id", "group_id"],
+}
+
+
+def id_sizes(conn: sqlite3.Connection) -> dict[str, int]:
+    """Bytes of id text in those columns, and the pages of the indexes keyed by them (an
+    upper bound on what surrogate keys could save; ids inside stored JSON stay)."""
+    in_rows = sum(
+        conn.execute(f"SELECT coalesce(sum(length({c})), 0) FROM {t}").fetchone()[0]
+        for t, columns in ID_COLUMNS.items()
+        for c in columns
+    )
+    in_indexes = 0
+    try:
+        pages = dict(conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name"))
+    except sqlite3.OperationalError:
+        return {"id_bytes_in_rows": in_rows}
+    for name, table in conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type='index'"):
+        keyed = [r[2] for r in conn.execute(f"PRAGMA index_info('{name}')")]
+        if table in ID_COLUMNS and set(keyed) & set(ID_COLUMNS[table]):
+            in_indexes += pages.get(name, 0)
+    return {"id_bytes_in_rows": in_rows, "id_index_pages": in_indexes}
 
 
 # -- one size -----------------------------------------------------------------------------
@@ -336,6 +368,9 @@ def table(results: list[dict[str, Any]]) -> str:
     row("  attachment bytes", lambda r: f"{r['archive']['blob_content'] / 1e6:.1f} MB "
         f"({r['archive']['blob_share_pct']}%)")
     row("  per 1,000 posts", lambda r: f"{r['archive']['bytes_per_1000_posts'] / 1e6:.2f} MB")
+    if "id_index_pages" in results[0]["archive"]:
+        row("  ids: in rows / indexes", lambda r: f"{r['archive']['id_bytes_in_rows'] / 1e6:.1f}"
+            f" / {r['archive']['id_index_pages'] / 1e6:.1f} MB")  # fmt: skip
     for key in ("posts", "post_versions", "fts", "blobs", "other"):
         if f"pages_{key}" in results[0]["archive"]:
             row(f"  pages: {key}", lambda r, k=key: f"{r['archive'][f'pages_{k}'] / 1e6:.1f} MB")

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from datasette.utils import tilde_encode
@@ -35,9 +35,11 @@ from .conftest import (
     sync_sample,
 )
 
-pytestmark = pytest.mark.browser
+# scripts/test runs these again on the Datasette 1.0 alpha (its SQL editor: .cm-editor).
+pytestmark = [pytest.mark.browser, pytest.mark.datasette1]
 
 CHROMIUM = Path("/usr/bin/chromium")
+KICKOFF_TOPIC = "Spring 2024 campaign kickoff"  # its replies quote Outlook's way (divRplyFwdMsg)
 # Every way a mail body could try to run script or reach out, each setting a marker.
 PWN = """<p>Follow-up from the billing department.</p>
 <script>window.__pwned = 'script'</script>
@@ -83,12 +85,19 @@ def archive(tmp_path_factory) -> dict[str, Any]:
     hostile = next(t for t in app.state.threads(MARKETING) if t["topic"] == HOSTILE_TOPIC)
     newsletter = next(t for t in app.state.threads(MARKETING) if t["topic"] == NEWSLETTER_TOPIC)
     app.add_post(MARKETING, hostile["id"], {"body": {"contentType": "html", "content": PWN}})
+    # the hostile mail again, quoted in a reply: it stays inert when the fold is opened
+    quoted = PWN.replace("Follow-up from the billing department.", "Quoted billing text.")
+    quoted = quoted.replace("Open the invoice", "Open the quoted invoice")
+    app.add_post(MARKETING, hostile["id"], {"body": {"contentType": "html", "content": (
+        '<p>Forwarding this for review.</p><hr><div id="divRplyFwdMsg"><b>From:</b> Billing'
+        f"<br><b>Sent:</b> Monday</div>{quoted}")}})  # fmt: skip
     sync_sample(app, path)
     with Archive.open_for_writing(path) as db:
         search.update_index(db, search.index_path_for(path))
     search.close_indexes()
+    kickoff = next(t for t in app.state.threads(MARKETING) if t["topic"] == KICKOFF_TOPIC)
     return {"path": path, "hostile": hostile["id"], "newsletter": newsletter["id"],
-            "post": hostile["posts"][0]["id"]}  # fmt: skip
+            "post": hostile["posts"][0]["id"], "kickoff": kickoff["id"]}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +117,8 @@ def server(archive, tmp_path_factory):
         url = process.stdout.readline().strip()
         if not url:
             pytest.fail(f"groupsync serve did not start: {process.stderr.read()}")  # type: ignore[union-attr]
-        yield url.rstrip("/")
+        assert url.endswith("/-/groupsync/"), url  # serve prints groupsync's home
+        yield url.removesuffix("/-/groupsync/")
     finally:
         process.terminate()
         process.communicate(timeout=15)
@@ -247,9 +257,9 @@ def test_datasette_pages_work_under_the_policy(server, archive, watched):
     post_id = archive["post"]
     pages = {
         f"{server}/{db}/posts": "() => window.DATASETTE_ALLOW_FACET === true",
-        f"{server}/{db}": "() => document.querySelector('.CodeMirror') !== null",
+        f"{server}/{db}": "() => document.querySelector('.CodeMirror, .cm-editor') !== null",
         f"{server}/{db}?sql=select+id,+body_content+from+posts+limit+5":
-            "() => document.querySelector('.CodeMirror') !== null",
+            "() => document.querySelector('.CodeMirror, .cm-editor') !== null",
         f"{server}/{db}/posts/{tilde_encode(post_id)}": "() => true",
         f"{server}/": "() => true",
     }
@@ -292,4 +302,88 @@ def test_the_search_page_shows_one_entry_per_thread(server, archive, watched):
     matching = [int(re.search(r"(\d+) matching post", m).group(1)) for m in metas]
     assert max(matching) > 1 and all(n >= 1 for n in matching)
     assert page.locator(".groupsync-hit").first.is_visible()
+    watched.assert_nothing_ran_or_left()
+
+
+def in_viewport(page: Any, locator: Any) -> bool:
+    box = locator.bounding_box()
+    size = page.viewport_size
+    return (
+        bool(box)
+        and box["x"] >= 0
+        and box["y"] >= 0
+        and (
+            box["x"] + box["width"] <= size["width"] and box["y"] + box["height"] <= size["height"]
+        )
+    )
+
+
+def test_posts_table_reads_at_1280_pixels(server, archive, browser, tmp_path):
+    """Date, sender and topic are in view without scrolling sideways: the page's own
+    vertical scroll brings the table up, and nothing needs to move left or right."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    try:
+        db = archive["path"].stem
+        response = page.goto(f"{server}/{db}/posts")
+        assert response is not None and response.status == 200
+        page.wait_for_load_state("networkidle")
+        page.locator("table.rows-and-columns").evaluate("t => t.scrollIntoView()")
+        wanted = ["receivedDateTime", "sender_name", "thread_id"]
+        for column in wanted:
+            header = page.locator(f"table.rows-and-columns th.col-{column}")
+            cell = page.locator("table.rows-and-columns tbody tr >> nth=0").locator(
+                f"td.col-{column}"
+            )
+            assert in_viewport(page, header), column
+            assert in_viewport(page, cell), column
+        assert page.evaluate("() => window.scrollX") == 0
+        wrapper = page.locator(".table-wrapper").evaluate("w => w.scrollLeft")
+        assert wrapper == 0
+        first = page.locator("table.rows-and-columns tbody tr >> nth=0")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:]+Z", first.locator(
+            "td.col-receivedDateTime").inner_text().strip())  # fmt: skip
+        assert first.locator("td.col-thread_id a").inner_text().strip()
+        screenshot(page, "posts-table.png", tmp_path)
+    finally:
+        context.close()
+
+
+def test_quoted_reply_is_folded_and_opens_with_a_click(server, archive, watched, tmp_path):
+    page = watched.page
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(thread_url(server, archive["kickoff"]))
+    page.wait_for_load_state("networkidle")
+    fold = page.locator("article.groupsync-post details.groupsync-quote").first
+    assert fold.count() == 1 and fold.get_attribute("open") is None
+    quoted = fold.locator(":scope > summary ~ *").first
+    assert not quoted.is_visible()
+    assert "Quoted text" in fold.locator(":scope > summary").inner_text()
+    fold.locator(":scope > summary").click()
+    assert fold.get_attribute("open") is not None
+    assert quoted.is_visible()
+    screenshot(page, "thread-quote-open.png", tmp_path)
+    watched.assert_nothing_ran_or_left()
+
+
+def test_hostile_mail_in_a_folded_quote_runs_nothing_when_opened(server, archive, watched):
+    page = watched.page
+    page.goto(thread_url(server, archive["hostile"]))
+    page.wait_for_load_state("networkidle")
+    post = page.locator("article.groupsync-post", has_text="Forwarding this for review.")
+    fold = post.locator("details.groupsync-quote")
+    assert fold.count() == 1 and not post.get_by_text("Quoted billing text.").is_visible()
+    fold.locator(":scope > summary").click()
+    assert post.get_by_text("Quoted billing text.").is_visible()
+    post.get_by_text("Open the quoted invoice").click()
+    page.wait_for_timeout(300)
+    assert page.url.startswith(server)
+    watched.assert_nothing_ran_or_left()
+    # The same mail in Datasette's posts table: sanitised in a bounded cell, nothing runs.
+    db = archive["path"].stem
+    page.goto(f"{server}/{db}/posts?thread_id={quote(archive['hostile'])}")
+    page.wait_for_load_state("networkidle")
+    cells = page.locator("td.col-body_content .groupsync-cell-body")
+    assert cells.count() >= 2
+    assert page.locator("table.rows-and-columns script, table.rows-and-columns iframe").count() == 0
     watched.assert_nothing_ran_or_left()

@@ -110,8 +110,8 @@ def test_serve_works_on_a_read_only_mount(tmp_path, evidence):
     try:
         assert process.stdout is not None
         url = process.stdout.readline().strip()
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url), url
-        with httpx.Client(base_url=url, timeout=20) as client:
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/-/groupsync/", url), url
+        with httpx.Client(base_url=url.removesuffix("-/groupsync/"), timeout=20) as client:
             page = client.get("/-/groupsync/")
             assert page.status_code == 200 and "Marketing" in page.text
             found = client.get("/-/groupsync/search", params={"q": "budget"})

@@ -11,9 +11,12 @@ Registered through the ``datasette`` entry point, so ``datasette groupsync.db`` 
   ``static/`` as it does every plugin's.
 
 It imports ``archive``, ``search``, ``reads`` and ``html`` only: nothing here can reach
-Graph or the outbox. Settings (Datasette 0.65 reads them from metadata)::
+Graph or the outbox. Settings (Datasette 0.65 reads them from metadata, the 1.0 alphas from
+``datasette.yaml``)::
 
     {"plugins": {"groupsync": {"search_index": "/path/to/groupsync.db.whoosh"}}}
+
+It runs on Datasette 0.65 and on the 1.0 alphas: ``compat`` holds what differs.
 """
 
 from __future__ import annotations
@@ -22,17 +25,20 @@ import json
 from typing import Any
 
 from datasette import hookimpl
+from jinja2 import ChoiceLoader
+from markupsafe import escape
 
-from . import cells, security, views
+from . import cells, compat, security, views
 from .archives import archive_databases, detect_archives
 from .facets import MonthFacet
-from .metadata import instance_metadata
+from .metadata import DESCRIPTION, instance_metadata
+from .tables import TableTemplates, arrange
 
 __all__ = [
     "asgi_wrapper",
     "extra_css_urls",
-    "get_metadata",
     "menu_links",
+    "prepare_jinja2_environment",
     "register_facet_classes",
     "register_routes",
     "render_cell",
@@ -40,16 +46,37 @@ __all__ = [
     "table_actions",
 ]
 
-_METADATA_CACHE: dict[tuple[str, ...], str] = {}
+_METADATA_CACHE: dict[tuple[str, ...], str] = {}  # (home URL, *database names) -> JSON
+
+
+def _metadata(datasette: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The archives' metadata; the instance description (on Datasette's index page) links
+    to groupsync's home."""
+    meta = instance_metadata(names)
+    home = escape(datasette.urls.path("/-/groupsync/"))
+    meta["description_html"] = (
+        f"<p>{escape(DESCRIPTION)}</p>"
+        f'<p><a href="{home}">Read the archive in groupsync: groups, threads, search</a></p>'
+    )
+    return meta
 
 
 @hookimpl
 def startup(datasette: Any) -> Any:
     async def inner() -> None:
-        await detect_archives(datasette)
-        security.trust_template_scripts(datasette.jinja_env)
+        names = await detect_archives(datasette)
+        await compat.apply_metadata(datasette, _metadata(datasette, tuple(names)) if names else {})
 
     return inner
+
+
+@hookimpl
+def prepare_jinja2_environment(env: Any, datasette: Any) -> None:
+    """The archive tables' arranged template, and the hashes of every template's inline
+    scripts for the Content-Security-Policy (both versions hand the environment here)."""
+    env.loader = ChoiceLoader([TableTemplates(datasette), env.loader])
+    env.globals["groupsync_arrange"] = arrange
+    security.trust_template_scripts(env)
 
 
 @hookimpl
@@ -58,15 +85,20 @@ def asgi_wrapper(datasette: Any) -> Any:
     return security.with_headers
 
 
-@hookimpl
-def get_metadata(datasette: Any, key: Any, database: Any, table: Any) -> dict[str, Any]:
-    names = tuple(archive_databases(datasette))
-    if not names:
-        return {}
-    if names not in _METADATA_CACHE:
-        _METADATA_CACHE[names] = json.dumps(instance_metadata(names))
-    # A fresh copy each time: Datasette merges other metadata into what it is given.
-    return json.loads(_METADATA_CACHE[names])
+if not compat.DATASETTE_1:  # the 1.0 alphas removed this hook: see compat.apply_metadata
+
+    @hookimpl
+    def get_metadata(datasette: Any, key: Any, database: Any, table: Any) -> dict[str, Any]:
+        names = tuple(archive_databases(datasette))
+        if not names:
+            return {}
+        key = (str(datasette.urls.path("/-/groupsync/")), *names)
+        if key not in _METADATA_CACHE:
+            _METADATA_CACHE[key] = json.dumps(_metadata(datasette, names))
+        # A fresh copy each time: Datasette merges other metadata into what it is given.
+        return json.loads(_METADATA_CACHE[key])
+
+    __all__ += ["get_metadata"]
 
 
 @hookimpl

@@ -1,7 +1,9 @@
 """How the archive's cells look in Datasette's table, row and query pages.
 
-Bodies show sanitised, JSON shows readable, and every thread or post links to the thread
-view. ``render_cell`` in Datasette 0.65 has no request, so links are built from the row.
+Bodies show sanitised in a bounded box, JSON shows readable, every thread or post links to
+the thread view, foreign keys show their label, and Exchange ids (about 150 characters)
+show shortened, whole in the link and the ``title`` (and in JSON, which this never
+touches). ``render_cell`` in Datasette 0.65 has no request, so links are built from the row.
 """
 
 from __future__ import annotations
@@ -9,15 +11,44 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from datasette.utils import tilde_encode
 from markupsafe import Markup, escape
 
 from ..archive.queries import plugin as queries
 from ..html import neutralise_bidi, sanitise
 from .archives import attachment_url, thread_url
 
-__all__ = ["render"]
+__all__ = ["FOREIGN_KEYS", "render", "short_id"]
 
 _SHA256_COLUMNS = {("attachments", "sha256"), ("blobs", "sha256")}
+# The archive's foreign keys by column name: the table each points to.
+FOREIGN_KEYS = {
+    "group_id": "groups",
+    "conversation_id": "conversations",
+    "thread_id": "threads",
+    "post_id": "posts",
+    "in_reply_to_id": "posts",
+    "from_address": "people",
+    "sender_address": "people",
+}
+_ID_COLUMNS = frozenset({"id", "changeKey", *FOREIGN_KEYS} - {"from_address", "sender_address"})
+SHORT_ID = 24
+
+
+def short_id(value: str) -> str:
+    """An Exchange id as a person can scan it: its start and its end, which differ
+    between items (the middle is the mailbox's, the same for every item in it)."""
+    return value if len(value) <= SHORT_ID else f"{value[:4]}…{value[-12:]}"
+
+
+def _id_text(value: Any) -> Markup:
+    """An id for display: shortened, whole in its ``title``."""
+    text = str(value)
+    if len(text) <= SHORT_ID:
+        return Markup(escape(text))
+    return Markup(
+        f'<span class="groupsync-id" title="{escape(text)}">{escape(short_id(text))}</span>'
+    )
 
 
 def _raw(value: Any) -> Any:
@@ -67,9 +98,15 @@ def readable_json(value: str) -> Markup | None:
     return Markup(f'<pre class="groupsync-json">{escape(text)}</pre>')
 
 
-def _link(href: str, text: Any, css: str = "") -> Markup:
+def _link(href: str, text: Any, css: str = "", title: str | None = None) -> Markup:
     cls = f' class="{css}"' if css else ""
-    return Markup(f'<a href="{escape(href)}"{cls}>{escape(text)}</a>')
+    tip = f' title="{escape(title)}"' if title else ""
+    return Markup(f'<a href="{escape(href)}"{cls}{tip}>{escape(text)}</a>')
+
+
+def _id_link(href: str, value: str) -> Markup:
+    shown = short_id(value)
+    return _link(href, shown, title=value if shown != value else None)
 
 
 async def _post_location(datasette: Any, database: str, post_id: str) -> tuple[str, str] | None:
@@ -109,18 +146,18 @@ async def render(
         if group_id and thread_id:
             label = raw if column == "topic" else "read thread"
             link = _link(thread_url(datasette, group_id, thread_id, database=database), label)
-            return link if column == "topic" else Markup(f"{escape(raw)} · {link}")
+            return link if column == "topic" else Markup(f"{_id_text(raw)} · {link}")
     if column == "thread_id" and raw and "group_id" in keys:
         post_id = _get(row, "id") if table == "posts" else _get(row, "post_id")
         href = thread_url(datasette, _get(row, "group_id"), raw, post_id=post_id, database=database)
         label = value.get("label") if isinstance(value, dict) else None
-        return _link(href, label or raw)
+        return _link(href, label, title=raw) if label and label != raw else _id_link(href, raw)
     if column == "id" and table == "posts" and raw and {"group_id", "thread_id"} <= keys:
         href = thread_url(
             datasette, _get(row, "group_id"), _get(row, "thread_id"), post_id=raw,
             database=database,
         )  # fmt: skip
-        return Markup(f"{escape(raw)} · {_link(href, 'read in thread')}")
+        return Markup(f"{_id_text(raw)} · {_link(href, 'read in thread')}")
     if column == "post_id" and raw and table in {"attachments", "post_versions", "events", None}:
         where = None
         if {"group_id", "thread_id"} <= keys:
@@ -129,7 +166,7 @@ async def render(
             where = await _post_location(datasette, database, raw)
         if where and where[0] and where[1]:
             href = thread_url(datasette, where[0], where[1], post_id=raw, database=database)
-            return _link(href, raw)
+            return _id_link(href, raw)
     if (table, column) in _SHA256_COLUMNS and isinstance(raw, str) and len(raw) == 64:
         post_id = _get(row, "post_id") if table == "attachments" else None
         return _link(attachment_url(datasette, raw, post_id=post_id), raw)
@@ -140,6 +177,16 @@ async def render(
     if table == "attachments" and column == "name" and isinstance(raw, str):
         shown = neutralise_bidi(raw)
         return Markup(escape(shown)) if shown != raw else None
+    if column == "body_text" and isinstance(raw, str):
+        return Markup(f'<div class="groupsync-cell-text">{escape(raw)}</div>')
     if isinstance(raw, str) and raw[:1] in "[{" and raw[-1:] in "]}":
         return readable_json(raw)
+    if column in FOREIGN_KEYS and raw is not None:
+        href = datasette.urls.row(database, FOREIGN_KEYS[column], tilde_encode(str(raw)))
+        label = value.get("label") if isinstance(value, dict) else None
+        if label and label != raw:
+            return _link(href, label, title=str(raw))
+        return _id_link(href, str(raw)) if len(str(raw)) > SHORT_ID else None
+    if column in _ID_COLUMNS and isinstance(raw, str) and len(raw) > SHORT_ID:
+        return _id_text(raw)
     return None

@@ -7,22 +7,51 @@ scripts of the installed templates, allowed by hash; nonces would need Datasette
 to carry them. Styles may be inline: Datasette's templates use ``style`` attributes and
 ``<style>`` blocks, which CSP cannot allow by hash without ``'unsafe-hashes'`` for every
 colour a database gets; the sanitiser removes what mail could do with CSS.
+
+Datasette 1.0's templates also carry per-page data in inline scripts
+(``window._datasetteTableData = {{ table_page_data|tojson }};``), which no hash computed
+in advance can match: for those, an HTML response is read whole and each inline script is
+allowed by its hash when, and only when, it is one of the templates' scripts with JSON in
+each ``tojson`` slot (``tojson`` escapes ``<``, so mail inside the data cannot end the
+script, and the code around the data is the template's, byte for byte).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import html
+import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-__all__ = ["content_security_policy", "page_headers", "trust_template_scripts", "with_headers"]
+from datasette.version import __version__ as _DATASETTE_VERSION
+
+__all__ = [
+    "content_security_policy",
+    "data_script_hashes",
+    "page_headers",
+    "trust_template_scripts",
+    "with_headers",
+]
 
 _SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
 # Inline scripts of Datasette's templates that carry a value, with every value it renders.
-_RENDERED = {"{{ datasette_allow_facet }}": ("true", "false")}
+_RENDERED = {
+    "{{ datasette_allow_facet }}": ("true", "false"),
+    "{{ datasette_version }}": (_DATASETTE_VERSION, ""),  # error pages render it empty
+}
+_IF_ELSE = re.compile(r"\{%\s*if\b[^%]*%\}(.*?)(?:\{%\s*else\s*%\}(.*?))?\{%\s*endif\s*%\}", re.S)
+_TOJSON = re.compile(r"\{\{(?:(?!\}\}).)*?\|\s*tojson(?:\(\s*\d*\s*\))?\s*\}\}", re.S)
 _SCRIPT_HASHES: list[str] = []
+# Inline event handlers of the templates (1.0's column chooser: onclick="openColumnChooser()"),
+# allowed by hash under 'unsafe-hashes': only these exact handlers, never mail's (which the
+# sanitiser removes anyway).
+_HANDLER = re.compile(r'\son[a-z]+="([^"{}%]*)"')
+_HANDLER_HASHES: list[str] = []
+# Templates' scripts with JSON slots: (literal parts, as a pattern with one group per slot)
+_DATA_SCRIPTS: list[re.Pattern[str]] = []
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -35,11 +64,27 @@ def _hash(script: str) -> str:
     return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
 
 
+def _branches(script: str) -> list[str]:
+    """The script as each (unnested) ``{% if %}``/``{% else %}`` choice renders it."""
+    match = _IF_ELSE.search(script)
+    if match is None:
+        return [script]
+    head, tail = script[: match.start()], script[match.end() :]
+    return [
+        variant
+        for branch in (match.group(1), match.group(2) or "")
+        for variant in _branches(head + branch + tail)
+    ]
+
+
 def trust_template_scripts(jinja_env: Any) -> list[str]:
     """Allow by hash the inline scripts of the templates Datasette can render (its own,
-    its plugins' and the operator's: code, not data). A script with any other template
-    expression is left out: its text is not known in advance."""
+    its plugins' and the operator's: code, not data). A script whose only expressions are
+    ``tojson`` slots is matched per page (``data_script_hashes``); one with any other
+    template expression is left out: its text is not known in advance."""
     hashes: set[str] = set()
+    handlers: set[str] = set()
+    patterns: dict[str, re.Pattern[str]] = {}
     try:
         names = jinja_env.loader.list_templates()
     except (TypeError, AttributeError):  # a loader that cannot list its templates
@@ -51,18 +96,51 @@ def trust_template_scripts(jinja_env: Any) -> list[str]:
             source = jinja_env.loader.get_source(jinja_env, name)[0]
         except Exception:  # noqa: BLE001 - jinja2.TemplateNotFound and friends: nothing to hash
             continue
+        handlers.update(_hash(html.unescape(h)) for h in _HANDLER.findall(source) if h.strip())
         for script in _SCRIPT.findall(source):
-            variants = [script]
+            variants = _branches(script)
             for expression, values in _RENDERED.items():
-                if expression in script:
-                    variants = [script.replace(expression, value) for value in values]
-            hashes.update(_hash(v) for v in variants if "{{" not in v and "{%" not in v)
+                variants = [
+                    v.replace(expression, value) if expression in v else v
+                    for v in variants
+                    for value in (values if expression in v else values[:1])
+                ]
+            for v in variants:
+                if "{{" not in v and "{%" not in v:
+                    hashes.add(_hash(v))
+                    continue
+                parts = _TOJSON.split(v)
+                if len(parts) > 1 and not any("{{" in p or "{%" in p for p in parts):
+                    pattern = "(.*?)".join(re.escape(p) for p in parts)
+                    patterns[pattern] = re.compile(pattern, re.S)
     _SCRIPT_HASHES[:] = sorted(hashes)
+    _DATA_SCRIPTS[:] = list(patterns.values())
+    _HANDLER_HASHES[:] = sorted(handlers)
     return list(_SCRIPT_HASHES)
 
 
-def content_security_policy() -> str:
-    scripts = " ".join(["'self'", *_SCRIPT_HASHES])
+def data_script_hashes(html: str) -> list[str]:
+    """Hashes of the page's inline scripts that are a template's script with JSON in
+    every ``tojson`` slot (see above)."""
+    found = []
+    for script in _SCRIPT.findall(html) if _DATA_SCRIPTS else []:
+        for pattern in _DATA_SCRIPTS:
+            match = pattern.fullmatch(script)
+            if match is None:
+                continue
+            try:
+                for value in match.groups():
+                    json.loads(value)
+            except ValueError:
+                continue
+            found.append(_hash(script))
+            break
+    return found
+
+
+def content_security_policy(extra_scripts: list[str] | None = None) -> str:
+    unsafe_hashes = ["'unsafe-hashes'", *_HANDLER_HASHES] if _HANDLER_HASHES else []
+    scripts = " ".join(["'self'", *_SCRIPT_HASHES, *(extra_scripts or []), *unsafe_hashes])
     return (
         f"default-src 'none'; script-src {scripts}; style-src 'self' 'unsafe-inline'; "
         "img-src 'self' data:; form-action 'self'; base-uri 'none'; "
@@ -70,9 +148,9 @@ def content_security_policy() -> str:
     )
 
 
-def page_headers() -> dict[str, str]:
+def page_headers(extra_scripts: list[str] | None = None) -> dict[str, str]:
     return {
-        "Content-Security-Policy": content_security_policy(),
+        "Content-Security-Policy": content_security_policy(extra_scripts),
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
         "X-Frame-Options": "DENY",
@@ -87,17 +165,37 @@ def with_headers(app: ASGIApp) -> ASGIApp:
         if scope.get("type") != "http":
             await app(scope, receive, send)
             return
+        held: list[Message] = []
+
+        async def start(message: Message, body: bytes) -> None:
+            headers = list(message.get("headers") or [])
+            present = {bytes(name).lower() for name, _ in headers}
+            extra = data_script_hashes(body.decode("utf-8", "replace")) if body else []
+            for name, value in page_headers(extra).items():
+                key = name.lower().encode("latin-1")
+                if key not in present:
+                    headers.append((key, value.encode("latin-1")))
+            message["headers"] = headers
+            await send(message)
 
         async def send_with_headers(message: Message) -> None:
             if message.get("type") == "http.response.start":
-                headers = list(message.get("headers") or [])
-                present = {bytes(name).lower() for name, _ in headers}
-                for name, value in page_headers().items():
-                    key = name.lower().encode("latin-1")
-                    if key not in present:
-                        headers.append((key, value.encode("latin-1")))
-                message["headers"] = headers
-            await send(message)
+                headers = {bytes(k).lower(): bytes(v) for k, v in message.get("headers") or []}
+                html = headers.get(b"content-type", b"").startswith(b"text/html")
+                if html and b"content-security-policy" not in headers:
+                    held.append(message)  # until the body is known
+                    return
+                await start(message, b"")
+            elif held and message.get("type") == "http.response.body":
+                held.append(message)
+                if message.get("more_body"):
+                    return
+                body = b"".join(bytes(m.get("body") or b"") for m in held[1:])
+                await start(held[0], body)
+                await send({"type": "http.response.body", "body": body})
+                held.clear()
+            else:
+                await send(message)
 
         await app(scope, receive, send_with_headers)
 

@@ -27,8 +27,9 @@ from .. import search as search_engine
 from ..archive import Archive
 from ..archive.queries import plugin as queries
 from ..errors import GroupsyncError
-from ..html import neutralise_bidi, sanitise
+from ..html import neutralise_bidi, sanitise, sanitise_folded
 from .archives import attachment_url, find_archive, post_anchor, thread_url
+from .compat import canned_queries, ensure_can_read
 from .security import content_security_policy, page_headers
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "index",
     "css_url",
     "search",
+    "table_url",
     "thread",
 ]
 
@@ -83,10 +85,7 @@ def _id(value: str) -> str:
 
 
 async def _allowed(datasette: Any, request: Any, database: str) -> None:
-    await datasette.ensure_permissions(
-        request.actor,
-        [("view-table", (database, "posts")), ("view-database", database), "view-instance"],
-    )
+    await ensure_can_read(datasette, request.actor, database)
 
 
 async def _readable(datasette: Any, request: Any, names: list[str]) -> list[str]:
@@ -200,8 +199,15 @@ def _web_url(value: Any) -> str | None:
 
 
 def _body(
-    html: str | None, content_type: str | None, cids: dict[str, str], fallback: dict[str, str]
+    html: str | None,
+    content_type: str | None,
+    cids: dict[str, str],
+    fallback: dict[str, str],
+    *,
+    fold: bool = False,
 ) -> tuple[Markup, set[str]]:
+    """A body sanitised, with the inline images it used; ``fold``: quoted earlier text
+    folded away (the thread above already shows it)."""
     used: set[str] = set()
 
     def url(content_id: str) -> str | None:
@@ -211,7 +217,8 @@ def _body(
             used.add(key)
         return found
 
-    text = sanitise(html, attachment_url=url, content_type=content_type or "html")
+    clean = sanitise_folded if fold else sanitise
+    text = clean(html, attachment_url=url, content_type=content_type or "html")
     return Markup(text), used
 
 
@@ -234,6 +241,17 @@ def _version(
         "categories": data.get("categories") or [],
         "body": html,
     }
+
+
+def table_url(
+    datasette: Any, database: str, table: str, *, deleted: bool | None = False, **args: str
+) -> str:
+    """A Datasette table page showing what a groupsync page counts: by default without
+    the items deleted upstream (``deleted=True``: only those; ``None``: all)."""
+    query = dict(args)
+    if deleted is not None:
+        query["deleted_at__isnull" if not deleted else "deleted_at__notnull"] = "1"
+    return str(datasette.urls.table(database, table)) + "?" + urlencode(query)
 
 
 def thread_context(datasette: Any, database: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -261,7 +279,7 @@ def thread_context(datasette: Any, database: str, data: dict[str, Any]) -> dict[
          from_name, from_address, sender_name, sender_address, new_people, reply_to,
          version_count, attachments_note, deleted_at) = row  # fmt: skip
         cids = post_cids.get(post_id, {})
-        html, used = _body(body, body_type, cids, thread_cids)
+        html, used = _body(body, body_type, cids, thread_cids, fold=True)
         purged = data.get("purged", {}).get(post_id)
         files = attachments.get(post_id, [])
         for item in files:
@@ -335,12 +353,18 @@ def thread_context(datasette: Any, database: str, data: dict[str, Any]) -> dict[
         "first": _when(min(received)) if received else "",
         "last": _when(max(received)) if received else "",
         "thread_row_url": datasette.urls.row(database, "threads", tilde_encode(thread_id)),
-        "posts_table_url": str(datasette.urls.table(database, "posts"))
-        + "?"
-        + urlencode({"thread_id": thread_id, "_sort": "receivedDateTime"}),
-        "group_threads_url": str(datasette.urls.table(database, "threads"))
-        + "?"
-        + urlencode({"group_id": group_id}),
+        "posts_table_url": table_url(
+            datasette, database, "posts", thread_id=thread_id, _sort="receivedDateTime"
+        ),
+        "deleted_posts_url": table_url(
+            datasette, database, "posts", deleted=True, thread_id=thread_id,
+            _sort="receivedDateTime",
+        ),  # fmt: skip
+        "all_posts_url": table_url(
+            datasette, database, "posts", deleted=None, thread_id=thread_id,
+            _sort="receivedDateTime",
+        ),  # fmt: skip
+        "group_threads_url": table_url(datasette, database, "threads", group_id=group_id),
         "search_url": datasette.urls.path("/-/groupsync/search"),
     }
 
@@ -628,7 +652,6 @@ async def index(datasette: Any, request: Any) -> Response:
     for name in names:
         db = datasette.get_database(name)
         rows = (await db.execute(queries.GROUP_SUMMARIES)).rows
-        threads_url = str(datasette.urls.table(name, "threads"))
         archives.append(
             {
                 "name": name,
@@ -641,7 +664,9 @@ async def index(datasette: Any, request: Any) -> Response:
                         "threads": r[4],
                         "posts": r[5],
                         "last": _when(r[6]),
-                        "url": threads_url + "?" + urlencode({"group_id": r[0]}),
+                        "url": table_url(datasette, name, "threads", group_id=r[0]),
+                        "threads_url": table_url(datasette, name, "threads", group_id=r[0]),
+                        "posts_url": table_url(datasette, name, "posts", group_id=r[0]),
                         "search_url": str(datasette.urls.path("/-/groupsync/search"))
                         + "?"
                         + urlencode({"group": r[0], "sort": "newest", "after": "1970-01-01"}),
@@ -649,8 +674,8 @@ async def index(datasette: Any, request: Any) -> Response:
                     for r in rows
                 ],
                 "queries": [
-                    {"title": q.get("title") or key, "url": datasette.urls.query(name, key)}
-                    for key, q in (datasette.metadata("queries", database=name) or {}).items()
+                    {"title": title, "url": datasette.urls.query(name, key)}
+                    for key, title in await canned_queries(datasette, name, request.actor)
                 ],
             }
         )
