@@ -41,6 +41,7 @@ from .integrity import loose_permissions
 from .integrity import verify as verify_archive
 from .lock import WriterLock
 from .outbox import Draft, Outbox
+from .shards import parse_shard
 from .simulator import SimulatorOptions, run_server
 from .stopping import stopping
 from .sync import POST_SELECT, Syncer, SyncOptions
@@ -192,6 +193,11 @@ def _bundle(*options):
         return f
 
     return decorate
+
+
+def _shard_param(ctx, param, value):
+    """``--shard K/N`` checked before anything is opened (one line, exit 2)."""
+    return None if value is None else parse_shard(value)
 
 
 group_argument = click.argument("group_id", metavar="GROUP", callback=_resolve_group_param)
@@ -705,10 +711,17 @@ class Progress:
     type=click.Path(file_okay=False),
     help="Search index folder [default: the database path + .whoosh].",
 )
+@click.option(
+    "--shard",
+    metavar="K/N",
+    callback=_shard_param,
+    help="With --all: only the groups whose hash falls in shard K of N (K from 0, as "
+    "Kubernetes' JOB_COMPLETION_INDEX); give each shard its own --db.",
+)
 @click.pass_context
 def sync(
     ctx, selection, full, full_after, send_first, as_json, quiet,
-    fire_on_backfill, no_index, keep_deleted, index_path,
+    fire_on_backfill, no_index, keep_deleted, index_path, shard,
 ):
     """Mirror groups into the archive, incrementally (changeKeys, tombstones, versions).
 
@@ -743,7 +756,10 @@ def sync(
             archive, graph, options=options, progress=progress, identity=auth.identity_label(token)
         )
         report = syncer.run(
-            selection.group_ids, joined=selection.joined, all_groups=selection.all_groups
+            selection.group_ids,
+            joined=selection.joined,
+            all_groups=selection.all_groups,
+            shard=shard,
         )
         indexed = None
         if not no_index:

@@ -347,6 +347,21 @@ def m005_events_without_hook_output(db: Database) -> None:
     )
 
 
+
+@MIGRATIONS(name="006_group_delta")
+def m006_group_delta(db: Database) -> None:
+    """Where ``sync --all`` left off in Graph's ``/groups/delta``: the deltaLink to follow
+    next time, so that only new, changed and removed groups are read (issue 16)."""
+    db.execute(
+        """
+        CREATE TABLE _group_delta (
+            scope TEXT PRIMARY KEY,
+            delta_link TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+
 SCHEMA_VERSION = len(MIGRATIONS._migrations)
 
 
