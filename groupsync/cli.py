@@ -730,6 +730,8 @@ def sync(
     """
     from . import search as fulltext
 
+    if shard is not None and not selection.all_groups:
+        raise click.UsageError("--shard goes with --all (a shard is a share of the tenant)")
     settings = settings_from(ctx)
     token = auth.token_provider(settings)
     options = SyncOptions(
