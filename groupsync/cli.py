@@ -1584,8 +1584,18 @@ def _bold_snippet(hit, width: int = 110) -> str:
 )
 @table_option
 @index_option
+@click.option(
+    "--archive",
+    "archives",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Search these archives together, ranked as one (shards; each with its index "
+    "beside it, ARCHIVE.whoosh); repeat for each. Instead of --db.",
+)
 @click.pass_context
-def search_command(ctx, query, limit, offset, group, sort, include_deleted, as_table, index_path):
+def search_command(
+    ctx, query, limit, offset, group, sort, include_deleted, as_table, index_path, archives
+):
     """Search the archived posts with a mail client's syntax.
 
     Words search topics, bodies, senders, attachment names and attachment text, accents
@@ -1594,11 +1604,41 @@ def search_command(ctx, query, limit, offset, group, sort, include_deleted, as_t
     -word, budg* and budget~ (budget~2). Catches the index up first if the archive moved
     on. JSON {"value": [...], "total": N} unless --table.
     """
-    from . import search as fulltext
 
     settings = settings_from(ctx)
+    if archives:
+        if index_path:
+            raise click.UsageError("--index does not go with --archive (each index is beside it)")
+        results = search_shards(
+            archives, query, limit=limit, offset=offset, group=group, sort=sort,
+            include_deleted=include_deleted,
+        )
+    else:
+        results = _search_one(
+            settings, index_path, query, limit=limit, offset=offset, group=group, sort=sort,
+            include_deleted=include_deleted,
+        )
+    _echo_search(results, offset, as_table)
+
+
+def search_shards(paths, query, **options):
+    """Several archives (shards) searched as one, each opened read-only."""
+    from . import search as fulltext
+    from .search.federated import search_archives
+
+    with contextlib.ExitStack() as stack, Progress(sys.stderr.isatty()) as progress:
+        opened = []
+        for path in dict.fromkeys(paths):
+            archive = stack.enter_context(Archive(path, readonly=True))
+            opened.append((path, archive, fulltext.index_path_for(path)))
+        return search_archives(opened, query, catch_up=True, progress=progress, **options)
+
+
+def _search_one(settings, index_path, query, *, limit, offset, group, sort, include_deleted):
+    from . import search as fulltext
+
     with Progress(sys.stderr.isatty()) as progress, Archive(settings.db, readonly=True) as archive:
-        results = fulltext.search(
+        return fulltext.search(
             archive,
             search_index_path(settings, index_path),
             query,
@@ -1610,6 +1650,9 @@ def search_command(ctx, query, limit, offset, group, sort, include_deleted, as_t
             catch_up=True,
             progress=progress,
         )
+
+
+def _echo_search(results, offset, as_table) -> None:
     for note in results.notes:
         click.echo(safe_text(f"Note: {note}"), err=True)
     if not results.hits:

@@ -4,6 +4,7 @@ whole tenant holds, and a search across the four ranks as that one archive does.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,23 @@ def test_shard_of_is_stable_and_spread():
     for n in range(400):
         counts[shard_of(f"{n:08d}-0000-4000-8000-000000000000", 4)] += 1
     assert min(counts) > 70
+
+
+def test_cli_searches_several_archives_as_one(tenant):
+    whole, shards = tenant
+    args = [a for path in shards for a in ("--archive", str(path))]
+    result = run_cli("search", "budget", "--limit", "5", *args)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    opened = [Archive(path, readonly=True) for path in shards]
+    try:
+        merged = search_archives([(str(p), a, f"{p}.whoosh") for p, a in zip(shards, opened,
+                                  strict=True)], "budget", limit=5)  # fmt: skip
+    finally:
+        for archive in opened:
+            archive.close()
+    assert [h["post_id"] for h in answer["value"]] == [h.post_id for h in merged.hits]
+    assert {h["archive"] for h in answer["value"]} <= {str(p) for p in shards}
+    assert answer["total"] == merged.total
+    missing = run_cli("search", "budget", "--archive", str(shards[0]), "--archive", "nope.db")
+    assert missing.returncode != 0 and len(missing.stderr.decode().strip().splitlines()) == 1

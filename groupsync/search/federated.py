@@ -125,22 +125,28 @@ def search_archives(
     *,
     limit: int = 20,
     offset: int = 0,
+    group: str | None = None,
     sort: str = "relevance",
     include_deleted: bool = False,
     catch_up: bool | None = None,
     progress: Progress | None = None,
 ) -> SearchResults:
     """Search ``(label, archive, index path)`` triples as one collection; hits are
-    :class:`ArchiveHit`, scored with the statistics of all the indexes together."""
+    :class:`ArchiveHit`, scored with the statistics of all the indexes together.
+    ``group`` (a name or id, in any of the archives) narrows like ``group:``."""
     if not archives:
         raise QueryError("no archive to search")
     if sort not in SORTS:
         raise QueryError(f"sort is one of {', '.join(SORTS)}, not {sort!r}")
     if limit < 1 or offset < 0:
         raise QueryError("limit must be at least 1 and offset not negative")
-    parsed = parse_query(query, _Resolvers([a for _l, a, _p in archives]))  # type: ignore[arg-type]
+    resolvers = _Resolvers([a for _l, a, _p in archives])
+    parsed = parse_query(query, resolvers)  # type: ignore[arg-type]
     sources = [_source(label, a, Path(p), catch_up, progress) for label, a, p in archives]
     filt = parsed.filter
+    if group is not None:
+        narrow = DocFilter(groups=resolvers(group))
+        filt = narrow if filt is None else filt.intersect(narrow)
     if not include_deleted:
         hide = DocFilter(not_flags=FLAG_DELETED)
         filt = hide if filt is None else filt.intersect(hide)
