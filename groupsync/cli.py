@@ -1128,30 +1128,40 @@ def attachments(group_id, thread_id, post_id, save_dir, read):
 @click.option(
     "--no-index", is_flag=True, help="Do not bring the search index up to date first."
 )
+@click.argument("archives", nargs=-1, type=click.Path(dir_okay=False))
 @click.pass_context
-def serve(ctx, host, port, immutable, no_index):
-    """Explore the archive in Datasette, read-only: thread view, search, downloads."""
+def serve(ctx, host, port, immutable, no_index, archives):
+    """Explore the archive in Datasette, read-only: thread view, search, downloads.
+
+    ARCHIVES (several: the shards of a tenant) instead of --db: one database each; the
+    group list and search cover them all.
+    """
     from .datasette_plugin.server import check_archive, update_search_index
     from .datasette_plugin.server import serve as serve_datasette
     from .search import IndexWriteError
 
     settings = settings_from(ctx)
-    check_archive(settings.db)  # before anything is said or done
-    if not writable(settings.db):
-        # Datasette's read-only mode needs to create -shm beside a WAL archive.
-        click.echo(f"Note: {settings.db} is read-only here: serving it immutable.", err=True)
-        immutable = True
-    if not no_index:
+    paths = list(dict.fromkeys(archives)) or [settings.db]
+    for path in paths:
+        check_archive(path)  # before anything is said or done
+    for path in paths:
+        if not writable(path):
+            # Datasette's read-only mode needs to create -shm beside a WAL archive.
+            click.echo(safe_text(f"Note: {path} is read-only here: serving it immutable."),
+                       err=True)  # fmt: skip
+            immutable = True
+    for path in paths if not no_index else []:
         click.echo("Bringing the search index up to date...", err=True)
         try:
-            report = update_search_index(settings.db)
+            report = update_search_index(path)
         except IndexWriteError as ex:
             click.echo(safe_text(f"Note: {ex}; search may lag."), err=True)
         else:
             click.echo(safe_text(f"Search index {report.mode} ({report.index_path})."), err=True)
+    shown = ", ".join(str(p) for p in paths)
 
     def ready(url: str) -> None:
-        click.echo(safe_text(f"Serving {settings.db} read-only at {url}"), err=True)
+        click.echo(safe_text(f"Serving {shown} read-only at {url}"), err=True)
         click.echo(safe_text(f"  threads, search and downloads: {url}-/groupsync/"), err=True)
         if host not in {"127.0.0.1", "localhost", "::1"}:
             click.echo(
@@ -1161,7 +1171,7 @@ def serve(ctx, host, port, immutable, no_index):
         click.echo("Ctrl-C stops it.", err=True)
         click.echo(url)
 
-    serve_datasette(settings.db, host=host, port=port, immutable=immutable, on_ready=ready)
+    serve_datasette(paths, host=host, port=port, immutable=immutable, on_ready=ready)
 
 
 # -- scheduled sync, the trigger, export and verification ----------------------------------

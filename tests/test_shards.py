@@ -184,3 +184,40 @@ def test_cli_searches_several_archives_as_one(tenant):
     assert answer["total"] == merged.total
     missing = run_cli("search", "budget", "--archive", str(shards[0]), "--archive", "nope.db")
     assert missing.returncode != 0 and len(missing.stderr.decode().strip().splitlines()) == 1
+
+
+@pytest.mark.asyncio
+async def test_serve_opens_every_shard_and_searches_them_as_one(tenant):
+    from bs4 import BeautifulSoup
+
+    from groupsync.datasette_plugin.server import make_datasette
+
+    whole, shards = tenant
+    ds = make_datasette(shards, immutable=True)
+    try:
+        databases = await ds.client.get("/.json")
+        assert {p.stem for p in shards} <= set(databases.json())
+        index = await ds.client.get("/-/groupsync/")
+        assert index.status_code == 200
+        with Archive(whole, readonly=True) as archive:
+            names = [r[0] for r in archive.conn.execute("SELECT displayName FROM groups")]
+            single = search(archive, f"{whole}.whoosh", "budget", limit=200)
+        page = BeautifulSoup(index.text, "html.parser").get_text()
+        assert all(name in page for name in names)  # the group list covers every shard
+        found = await ds.client.get("/-/groupsync/search?q=budget")
+        assert found.status_code == 200
+        links = [a["href"] for a in BeautifulSoup(found.text, "html.parser").select("a[href]")
+                 if "/-/groupsync/thread/" in a["href"]]  # fmt: skip
+        dbs = {href.split("db=")[1].split("#")[0] for href in links if "db=" in href}
+        assert len(dbs) > 1 and dbs <= {p.stem for p in shards}
+        assert str(single.total) in BeautifulSoup(found.text, "html.parser").get_text()
+        first = await ds.client.get(links[0])
+        assert first.status_code == 200  # the thread opens from its own shard
+    finally:
+        search_close()
+
+
+def search_close() -> None:
+    from groupsync.search import close_indexes
+
+    close_indexes()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,7 @@ class _Resolvers:
 
 
 def search_archives(
-    archives: list[tuple[str, Archive, str | Path]],
+    archives: Sequence[tuple[str, Archive, str | Path]],
     query: str,
     *,
     limit: int = 20,
