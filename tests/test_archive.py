@@ -111,7 +111,8 @@ def test_tables_and_foreign_keys(saved):
     tables = [r[0] for r in saved.conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]  # fmt: skip
     assert tables == [
-        "_group_delta", "_outbox", "_outbox_log", "_sqlite_migrations", "_sync_state", "attachments", "blobs",
+        "_group_delta",
+        "_outbox", "_outbox_log", "_sqlite_migrations", "_sync_state", "attachments", "blobs",
         "conversations", "events", "exports", "groups", "people", "post_versions", "posts",
         "posts_fts", "posts_fts_config", "posts_fts_data", "posts_fts_docsize", "posts_fts_idx",
         "sync_runs", "threads", "threads_fts", "threads_fts_config", "threads_fts_data",
