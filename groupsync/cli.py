@@ -1384,29 +1384,53 @@ def events_command(ctx, since, state, group_id, jsonl, as_table):
 @click.option("--include-deleted", is_flag=True, help="Also posts deleted upstream (marked).")
 @click.option("--query", help="Only posts matching this full-text search.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export's summary as JSON.")
+@click.option(
+    "--archive",
+    "archives",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Export these archives (shards) instead of --db, each into OUT/<its name>/ "
+    "with its own manifest; repeat for each.",
+)
 @click.pass_context
-def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, query, as_json):
+def export_command(
+    ctx, fmt, out, group_ids, since, until, include_deleted, query, as_json, archives
+):
     """Export posts as .eml files, one mbox per group, or JSON lines, with a manifest.
 
     A post or attachment that cannot be exported is left out and listed in the manifest's
     "failures"; the export goes on, and then exits 4.
     """
     settings = settings_from(ctx)
-    options = ExportOptions(
-        format=fmt,
-        out=Path(out),
-        group_ids=list(group_ids),
-        since=since,
-        until=until,
-        include_deleted=include_deleted,
-        query=query,
-    )
+    if archives and group_ids:
+        raise click.UsageError("--group does not go with --archive: export a shard with --db")
+    paths = list(dict.fromkeys(archives))
+    for path in paths:
+        Archive(path, readonly=True).close()  # every archive there before any export
+    names = [Path(p).stem for p in paths]
+    if len(set(names)) < len(names):
+        raise click.UsageError("--archive: two archives share a file name; rename one")
+    failed = 0
+    for path, name in zip(paths, names, strict=True) if paths else [(settings.db, None)]:
+        options = ExportOptions(
+            format=fmt,
+            out=Path(out) / name if name else Path(out),
+            group_ids=list(group_ids),
+            since=since,
+            until=until,
+            include_deleted=include_deleted,
+            query=query,
+        )
+        failed += _export_one(settings, path, options, as_json)
+    if failed:
+        raise click.exceptions.Exit(PARTIAL_EXIT)
+
+
+def _export_one(settings, db, options, as_json) -> int:
+    """Export one archive; the number of items that failed."""
     started = time.monotonic()
-    Archive(settings.db, readonly=True).close()  # a missing archive: say so, make none
-    if writable(settings.db):
-        opened = Archive.open_for_writing(settings.db)
-    else:
-        opened = Archive(settings.db, readonly=True)
+    Archive(db, readonly=True).close()  # a missing archive: say so, make none
+    opened = Archive.open_for_writing(db) if writable(db) else Archive(db, readonly=True)
     with opened as archive:
         report = export_archive(
             archive, options, identity=auth.audit_identity(settings), os_user=auth.os_user()
@@ -1426,8 +1450,7 @@ def export_command(ctx, fmt, out, group_ids, since, until, include_deleted, quer
             ),
             err=True,
         )
-    if report.failed:
-        raise click.exceptions.Exit(PARTIAL_EXIT)
+    return report.failed
 
 
 AUDIT_EXIT = 4  # verify: nothing damaged, but the audit found what a sync missed
@@ -1448,8 +1471,16 @@ AUDIT_EXIT = 4  # verify: nothing damaged, but the audit found what a sync misse
     help="Check this export's files against its manifest.json instead.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--archive",
+    "archives",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Verify these archives (shards) instead of --db, each with its index beside "
+    "it; repeat for each. Exit with the worst of their codes.",
+)
 @click.pass_context
-def verify_command(ctx, anchor, index_path, export_dir, as_json):
+def verify_command(ctx, anchor, index_path, export_dir, as_json, archives):
     """Recompute every hash and the runs' digest chain; check SQLite, FTS5 and the search
     index for damage; audit what a sync may have missed.
 
@@ -1458,11 +1489,37 @@ def verify_command(ctx, anchor, index_path, export_dir, as_json):
     """
     if export_dir is not None and anchor is not None:
         raise click.UsageError("--anchor and --export do not go together")
+    if archives and (anchor or index_path or export_dir):
+        raise click.UsageError("--archive does not go with --anchor, --index or --export")
     settings = settings_from(ctx)
+    if archives:
+        paths = list(dict.fromkeys(archives))
+        for path in paths:
+            Archive(path, readonly=True).close()  # every archive there before any check
+        codes = []
+        for path in paths:
+            if not as_json:
+                click.echo(safe_text(f"== {path}"))
+            codes.append(_verify_one(settings, Path(path), None, None, as_json))
+        worst = 1 if 1 in codes else max(codes)
+        if worst:
+            raise click.exceptions.Exit(worst)
+        return
     db = Path(settings.db)
     if export_dir is not None:
         _verify_export(db, export_dir, as_json)
         return
+    code = _verify_one(settings, db, anchor, index_path, as_json)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def _verify_one(settings, db: Path, anchor, index_path, as_json) -> int:
+    """Verify one archive and print its report; the exit code it calls for."""
+    if index_path is None and db != Path(settings.db):
+        from . import search as fulltext
+
+        index_path = fulltext.index_path_for(db)
     with Archive(db, readonly=True) as archive:
         exposed = loose_permissions(db)  # said once the file is known to be an archive
         if exposed:
@@ -1482,9 +1539,10 @@ def verify_command(ctx, anchor, index_path, export_dir, as_json):
     else:
         _echo_verify_report(report)
     if not report.ok:
-        raise click.exceptions.Exit(1)
+        return 1
     if not report.complete:
-        raise click.exceptions.Exit(AUDIT_EXIT)
+        return AUDIT_EXIT
+    return 0
 
 
 def _echo_verify_report(report) -> None:

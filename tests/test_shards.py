@@ -221,3 +221,34 @@ def search_close() -> None:
     from groupsync.search import close_indexes
 
     close_indexes()
+
+
+def test_verify_and_export_take_several_archives(tenant, tmp_path):
+    import shutil
+
+    _whole, shards = tenant
+    copies = []
+    for path in shards:
+        copy = tmp_path / path.name
+        shutil.copy(path, copy)
+        shutil.copytree(f"{path}.whoosh", f"{copy}.whoosh")
+        copies.append(copy)
+    args = [a for path in copies for a in ("--archive", str(path))]
+    verified = run_cli("verify", "--json", *args)
+    assert verified.returncode == 0, verified.stderr
+    exported = run_cli("export", "--format", "jsonl", "--out", str(tmp_path / "out"), *args)
+    assert exported.returncode == 0, exported.stderr
+    posts = 0
+    for path in copies:
+        manifest = json.loads((tmp_path / "out" / path.stem / "manifest.json").read_text())
+        assert manifest
+        posts += rows(path, "SELECT count(*) FROM posts")[0][0]
+    lines = sum(len(p.read_text().splitlines()) for p in (tmp_path / "out").rglob("*.jsonl"))
+    assert lines == posts == 600
+    damaged = copies[1]
+    rows(damaged, "UPDATE posts SET body_content = 'x' WHERE rowid = 1")
+    again = run_cli("verify", *args)
+    assert again.returncode == 1
+    assert f"== {damaged}" in again.stdout.decode()
+    both = run_cli("verify", "--archive", str(copies[0]), "--anchor", "abc")
+    assert both.returncode == 2 and len(both.stderr.decode().strip().splitlines()) == 1
