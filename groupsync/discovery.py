@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from .archive import Archive
 from .archive.queries import discovery as queries
@@ -74,6 +75,14 @@ def discover_groups(
     """
     result = Discovered()
     link = queries.delta_link(archive)
+    if link is not None and _origin(link) != _origin(graph.base_url):
+        # The bearer token only goes to the configured Graph; another endpoint (a moved
+        # simulator, a national cloud) starts its own round.
+        result.notes.append(
+            f"the stored group delta link is for {_origin(link)}, not {_origin(graph.base_url)}: "
+            "listing every group again"
+        )
+        link = None
     try:
         pages = _round(graph, link)
     except GraphError as ex:
@@ -118,6 +127,11 @@ def discover_groups(
                 result.removed.append(group_id)
         queries.save_delta_link(archive, next_link, now)
     return result
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def _round(graph: GraphClient, link: str | None) -> list[dict[str, Any]]:

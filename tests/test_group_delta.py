@@ -163,3 +163,17 @@ def test_expired_link_falls_back_to_a_full_listing(sim, tmp_path):
     sim.log.reset()
     sync_all(sim, db)
     assert delta_requests(sim) == 1  # the new link works
+
+
+def test_a_link_for_another_graph_endpoint_is_not_followed(sim, tmp_path):
+    """A simulator on a new port, or another cloud: the token goes only to the configured
+    Graph, so the stored link is dropped and every group listed again."""
+    db = tmp_path / "a.db"
+    sync_all(sim, db)
+    rows(db, "UPDATE _group_delta SET delta_link = replace(delta_link, 'http://', 'http://x')")
+    sim.log.reset()
+    report = sync_all(sim, db)
+    assert [e[3] for e in sim.log.entries if e[2] == "/groups/delta"] == [200]
+    assert any("not http" in n and "listing every group again" in n for n in report.notes)
+    [(link,)] = rows(db, "SELECT delta_link FROM _group_delta")
+    assert "http://x" not in link
