@@ -252,3 +252,42 @@ def test_verify_and_export_take_several_archives(tenant, tmp_path):
     assert f"== {damaged}" in again.stdout.decode()
     both = run_cli("verify", "--archive", str(copies[0]), "--anchor", "abc")
     assert both.returncode == 2 and len(both.stderr.decode().strip().splitlines()) == 1
+
+
+@pytest.mark.asyncio
+async def test_hostile_mail_across_archives_stays_text(hostile_archive, sample_archive, tmp_path):
+    """Search across archives renders hostile mail as the one-archive pages do: on a page,
+    no active markup; on a terminal, no control characters."""
+    import shutil
+
+    from bs4 import BeautifulSoup
+
+    from groupsync.datasette_plugin.server import make_datasette
+    from groupsync.search import close_indexes
+
+    from . import hostile
+
+    paths = [tmp_path / "hostile.db", tmp_path / "plain.db"]
+    shutil.copy(hostile_archive, paths[0])
+    shutil.copy(sample_archive, paths[1])
+    args = [a for path in paths for a in ("--archive", str(path))]
+    table = run_cli("search", "alert OR script", "--table", *args)
+    assert table.returncode == 0, table.stderr
+    shown = table.stdout.decode("utf-8")
+    assert "alert" in shown
+    assert not set(shown) & (hostile.TERMINAL_UNSAFE - {"\n"})
+    ds = make_datasette(paths, immutable=True)
+    try:
+        page = await ds.client.get("/-/groupsync/search?q=alert")
+        assert page.status_code == 200
+        soup = BeautifulSoup(page.text, "html.parser")
+        assert "alert" in soup.get_text()
+        hits = soup.select('a[href*="/-/groupsync/thread/"]')
+        assert {h["href"].split("db=")[1].split("#")[0] for h in hits} == {"hostile", "plain"}
+        assert not [t for t in soup.find_all(True) if any(k.startswith("on") for k in t.attrs)]
+        assert not [t for t in soup.find_all("script") if "alert" in t.text or t.get("src")
+                    and not t["src"].startswith("/")]  # fmt: skip
+        assert not soup.find_all("iframe")
+        assert "<script>alert(1)" not in page.text
+    finally:
+        close_indexes()
