@@ -437,6 +437,8 @@ async def search(datasette: Any, request: Any) -> Response:
     context: dict[str, Any] = {
         "database": database,
         "databases": names,
+        # ?db= keeps the search to one archive; without it, every archive served (shards)
+        "pinned": _db_arg(request) if len(names) == 1 else None,
         "q": q,
         "group": group,
         "after": after,
