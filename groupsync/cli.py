@@ -42,6 +42,7 @@ from .integrity import verify as verify_archive
 from .lock import WriterLock
 from .outbox import Draft, Outbox
 from .production import DEFAULT_PREFIX, ProductionOptions, check_prefix, posts_matching, produce
+from .shards import parse_shard
 from .simulator import SimulatorOptions, run_server
 from .stopping import stopping
 from .sync import POST_SELECT, Syncer, SyncOptions
@@ -193,6 +194,11 @@ def _bundle(*options):
         return f
 
     return decorate
+
+
+def _shard_param(ctx, param, value):
+    """``--shard K/N`` checked before anything is opened (one line, exit 2)."""
+    return None if value is None else parse_shard(value)
 
 
 group_argument = click.argument("group_id", metavar="GROUP", callback=_resolve_group_param)
@@ -706,10 +712,17 @@ class Progress:
     type=click.Path(file_okay=False),
     help="Search index folder [default: the database path + .whoosh].",
 )
+@click.option(
+    "--shard",
+    metavar="K/N",
+    callback=_shard_param,
+    help="With --all: only the groups whose hash falls in shard K of N (K from 0, as "
+    "Kubernetes' JOB_COMPLETION_INDEX); give each shard its own --db.",
+)
 @click.pass_context
 def sync(
     ctx, selection, full, full_after, send_first, as_json, quiet,
-    fire_on_backfill, no_index, keep_deleted, index_path,
+    fire_on_backfill, no_index, keep_deleted, index_path, shard,
 ):
     """Mirror groups into the archive, incrementally (changeKeys, tombstones, versions).
 
@@ -718,6 +731,8 @@ def sync(
     """
     from . import search as fulltext
 
+    if shard is not None and not selection.all_groups:
+        raise click.UsageError("--shard goes with --all (a shard is a share of the tenant)")
     settings = settings_from(ctx)
     token = auth.token_provider(settings)
     options = SyncOptions(
@@ -744,7 +759,10 @@ def sync(
             archive, graph, options=options, progress=progress, identity=auth.identity_label(token)
         )
         report = syncer.run(
-            selection.group_ids, joined=selection.joined, all_groups=selection.all_groups
+            selection.group_ids,
+            joined=selection.joined,
+            all_groups=selection.all_groups,
+            shard=shard,
         )
         indexed = None
         if not no_index:
@@ -1111,30 +1129,40 @@ def attachments(group_id, thread_id, post_id, save_dir, read):
 @click.option(
     "--no-index", is_flag=True, help="Do not bring the search index up to date first."
 )
+@click.argument("archives", nargs=-1, type=click.Path(dir_okay=False))
 @click.pass_context
-def serve(ctx, host, port, immutable, no_index):
-    """Explore the archive in Datasette, read-only: thread view, search, downloads."""
+def serve(ctx, host, port, immutable, no_index, archives):
+    """Explore the archive in Datasette, read-only: thread view, search, downloads.
+
+    ARCHIVES (several: the shards of a tenant) instead of --db: one database each; the
+    group list and search cover them all.
+    """
     from .datasette_plugin.server import check_archive, update_search_index
     from .datasette_plugin.server import serve as serve_datasette
     from .search import IndexWriteError
 
     settings = settings_from(ctx)
-    check_archive(settings.db)  # before anything is said or done
-    if not writable(settings.db):
-        # Datasette's read-only mode needs to create -shm beside a WAL archive.
-        click.echo(f"Note: {settings.db} is read-only here: serving it immutable.", err=True)
-        immutable = True
-    if not no_index:
+    paths = list(dict.fromkeys(archives)) or [settings.db]
+    for path in paths:
+        check_archive(path)  # before anything is said or done
+    for path in paths:
+        if not writable(path):
+            # Datasette's read-only mode needs to create -shm beside a WAL archive.
+            click.echo(safe_text(f"Note: {path} is read-only here: serving it immutable."),
+                       err=True)  # fmt: skip
+            immutable = True
+    for path in paths if not no_index else []:
         click.echo("Bringing the search index up to date...", err=True)
         try:
-            report = update_search_index(settings.db)
+            report = update_search_index(path)
         except IndexWriteError as ex:
             click.echo(safe_text(f"Note: {ex}; search may lag."), err=True)
         else:
             click.echo(safe_text(f"Search index {report.mode} ({report.index_path})."), err=True)
+    shown = ", ".join(str(p) for p in paths)
 
     def ready(url: str) -> None:
-        click.echo(safe_text(f"Serving {settings.db} read-only at {url}-/groupsync/"), err=True)
+        click.echo(safe_text(f"Serving {shown} read-only at {url}-/groupsync/"), err=True)
         click.echo(safe_text(f"  Datasette's tables and SQL: {url}"), err=True)
         if host not in {"127.0.0.1", "localhost", "::1"}:
             click.echo(
@@ -1144,7 +1172,7 @@ def serve(ctx, host, port, immutable, no_index):
         click.echo("Ctrl-C stops it.", err=True)
         click.echo(f"{url}-/groupsync/")  # groupsync's home: groups, threads, search
 
-    serve_datasette(settings.db, host=host, port=port, immutable=immutable, on_ready=ready)
+    serve_datasette(paths, host=host, port=port, immutable=immutable, on_ready=ready)
 
 
 # -- scheduled sync, the trigger, export and verification ----------------------------------
@@ -1374,9 +1402,18 @@ def events_command(ctx, since, state, group_id, jsonl, as_table):
     f"[default: {DEFAULT_PREFIX}].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the export's summary as JSON.")
+@click.option(
+    "--archive",
+    "archives",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Export these archives (shards) instead of --db, each into OUT/<its name>/ "
+    "with its own manifest; repeat for each.",
+)
 @click.pass_context
 def export_command(
-    ctx, fmt, out, group_ids, since, until, include_deleted, query, hold_name, prefix, as_json
+    ctx, fmt, out, group_ids, since, until, include_deleted, query, hold_name, prefix, as_json,
+    archives,
 ):
     """Export posts as .eml files, one mbox per group, JSON lines or a production, with a manifest.
 
@@ -1392,6 +1429,8 @@ def export_command(
         raise click.UsageError("--hold goes with --format production")
     if hold_name is not None and query is not None:
         raise click.UsageError("--hold and --query select posts two ways: give one")
+    if archives and fmt == "production":
+        raise click.UsageError("a production numbers one archive's documents: give it with --db")
     settings = settings_from(ctx)
     if fmt == "production":
         production_options = ProductionOptions(
@@ -1409,21 +1448,35 @@ def export_command(
         )
         _export_production(settings, production_options, query, hold_name, as_json)
         return
-    options = ExportOptions(
-        format=fmt,
-        out=Path(out),
-        group_ids=list(group_ids),
-        since=since,
-        until=until,
-        include_deleted=include_deleted,
-        query=query,
-    )
+    if archives and group_ids:
+        raise click.UsageError("--group does not go with --archive: export a shard with --db")
+    paths = list(dict.fromkeys(archives))
+    for path in paths:
+        Archive(path, readonly=True).close()  # every archive there before any export
+    names = [Path(p).stem for p in paths]
+    if len(set(names)) < len(names):
+        raise click.UsageError("--archive: two archives share a file name; rename one")
+    failed = 0
+    for path, name in zip(paths, names, strict=True) if paths else [(settings.db, None)]:
+        options = ExportOptions(
+            format=fmt,
+            out=Path(out) / name if name else Path(out),
+            group_ids=list(group_ids),
+            since=since,
+            until=until,
+            include_deleted=include_deleted,
+            query=query,
+        )
+        failed += _export_one(settings, path, options, as_json)
+    if failed:
+        raise click.exceptions.Exit(PARTIAL_EXIT)
+
+
+def _export_one(settings, db, options, as_json) -> int:
+    """Export one archive; the number of items that failed."""
     started = time.monotonic()
-    Archive(settings.db, readonly=True).close()  # a missing archive: say so, make none
-    if writable(settings.db):
-        opened = Archive.open_for_writing(settings.db)
-    else:
-        opened = Archive(settings.db, readonly=True)
+    Archive(db, readonly=True).close()  # a missing archive: say so, make none
+    opened = Archive.open_for_writing(db) if writable(db) else Archive(db, readonly=True)
     with opened as archive:
         report = export_archive(
             archive, options, identity=auth.audit_identity(settings), os_user=auth.os_user()
@@ -1443,8 +1496,7 @@ def export_command(
             ),
             err=True,
         )
-    if report.failed:
-        raise click.exceptions.Exit(PARTIAL_EXIT)
+    return report.failed
 
 
 def _export_production(settings, options: ProductionOptions, query, hold_name, as_json) -> None:
@@ -1510,8 +1562,16 @@ AUDIT_EXIT = 4  # verify: nothing damaged, but the audit found what a sync misse
     help="Check this export's files against its manifest.json instead.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--archive",
+    "archives",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Verify these archives (shards) instead of --db, each with its index beside "
+    "it; repeat for each. Exit with the worst of their codes.",
+)
 @click.pass_context
-def verify_command(ctx, anchor, index_path, export_dir, as_json):
+def verify_command(ctx, anchor, index_path, export_dir, as_json, archives):
     """Recompute every hash and the runs' digest chain; check SQLite, FTS5 and the search
     index for damage; audit what a sync may have missed.
 
@@ -1520,11 +1580,37 @@ def verify_command(ctx, anchor, index_path, export_dir, as_json):
     """
     if export_dir is not None and anchor is not None:
         raise click.UsageError("--anchor and --export do not go together")
+    if archives and (anchor or index_path or export_dir):
+        raise click.UsageError("--archive does not go with --anchor, --index or --export")
     settings = settings_from(ctx)
+    if archives:
+        paths = list(dict.fromkeys(archives))
+        for path in paths:
+            Archive(path, readonly=True).close()  # every archive there before any check
+        codes = []
+        for path in paths:
+            if not as_json:
+                click.echo(safe_text(f"== {path}"))
+            codes.append(_verify_one(settings, Path(path), None, None, as_json))
+        worst = 1 if 1 in codes else max(codes)
+        if worst:
+            raise click.exceptions.Exit(worst)
+        return
     db = Path(settings.db)
     if export_dir is not None:
         _verify_export(db, export_dir, as_json)
         return
+    code = _verify_one(settings, db, anchor, index_path, as_json)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def _verify_one(settings, db: Path, anchor, index_path, as_json) -> int:
+    """Verify one archive and print its report; the exit code it calls for."""
+    if index_path is None and db != Path(settings.db):
+        from . import search as fulltext
+
+        index_path = fulltext.index_path_for(db)
     with Archive(db, readonly=True) as archive:
         exposed = loose_permissions(db)  # said once the file is known to be an archive
         if exposed:
@@ -1544,9 +1630,10 @@ def verify_command(ctx, anchor, index_path, export_dir, as_json):
     else:
         _echo_verify_report(report)
     if not report.ok:
-        raise click.exceptions.Exit(1)
+        return 1
     if not report.complete:
-        raise click.exceptions.Exit(AUDIT_EXIT)
+        return AUDIT_EXIT
+    return 0
 
 
 def _echo_verify_report(report) -> None:
@@ -1677,9 +1764,18 @@ def _bold_snippet(hit, width: int = 110) -> str:
 )
 @table_option
 @index_option
+@click.option(
+    "--archive",
+    "archives",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Search these archives together, ranked as one (shards; each with its index "
+    "beside it, ARCHIVE.whoosh); repeat for each. Instead of --db.",
+)
 @click.pass_context
 def search_command(
-    ctx, query, limit, offset, group, sort, include_deleted, per_post, as_table, index_path
+    ctx, query, limit, offset, group, sort, include_deleted, per_post, as_table, index_path,
+    archives,
 ):
     """Search the archived posts with a mail client's syntax; one entry per thread.
 
@@ -1689,14 +1785,47 @@ def search_command(
     -word, budg* and budget~ (budget~2); any other word: is text. Catches the index up
     first if the archive moved on. JSON {"value": [threads], "total": threads, "posts":
     posts} ({"value": [posts], "total": posts} with --posts) unless --table; --limit and
-    --offset count threads (posts with --posts).
+    --offset count threads (posts with --posts). With --archive, several archives (shards)
+    are searched and ranked as one, as posts (--posts).
     """
-    from . import search as fulltext
 
     settings = settings_from(ctx)
+    if archives:
+        if index_path:
+            raise click.UsageError("--index does not go with --archive (each index is beside it)")
+        results = search_shards(
+            archives, query, limit=limit, offset=offset, group=group, sort=sort,
+            include_deleted=include_deleted,
+        )  # fmt: skip
+    else:
+        results = _search_one(
+            settings, index_path, query, per_post=per_post, limit=limit, offset=offset,
+            group=group, sort=sort, include_deleted=include_deleted,
+        )  # fmt: skip
+    _echo_search(results, offset, as_table)
+
+
+def search_shards(paths, query, **options):
+    """Several archives (shards) searched as one, each opened read-only."""
+    from . import search as fulltext
+    from .search.federated import search_archives
+
+    with contextlib.ExitStack() as stack, Progress(sys.stderr.isatty()) as progress:
+        opened = []
+        for path in dict.fromkeys(paths):
+            archive = stack.enter_context(Archive(path, readonly=True))
+            opened.append((path, archive, fulltext.index_path_for(path)))
+        return search_archives(opened, query, catch_up=True, progress=progress, **options)
+
+
+def _search_one(
+    settings, index_path, query, *, per_post, limit, offset, group, sort, include_deleted
+):
+    from . import search as fulltext
+
     run: Any = fulltext.search if per_post else fulltext.search_threads
     with Progress(sys.stderr.isatty()) as progress, Archive(settings.db, readonly=True) as archive:
-        results = run(
+        return run(
             archive,
             search_index_path(settings, index_path),
             query,
@@ -1708,6 +1837,11 @@ def search_command(
             catch_up=True,
             progress=progress,
         )
+
+
+def _echo_search(results, offset, as_table) -> None:
+    from . import search as fulltext
+
     for note in results.notes:
         click.echo(safe_text(f"Note: {note}"), err=True)
     if not results.total:

@@ -357,6 +357,21 @@ class GraphClient:
             if has_mailbox(item):
                 yield parse_group(item)
 
+    def group_delta_pages(
+        self, delta_link: str | None = None, *, select: list[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The pages of one round of ``GET /groups/delta``, from the start or from a stored
+        ``@odata.deltaLink``; the last page carries the next round's ``@odata.deltaLink``.
+
+        Graph's delta accepts no ``groupTypes`` filter (only ``id eq``), so every kind of
+        group comes back: the caller keeps the mailbox ones. Query options go in the first
+        request only; Graph encodes them into the links it returns.
+        """
+        if delta_link is not None:
+            return self.fetch_pages(delta_link, what="group changes")
+        params = {"$select": ",".join(select)} if select else None
+        return self.fetch_pages("groups/delta", params, what="group changes")
+
     def get_group(self, group_id: str) -> Group:
         return parse_group(self.get_json(f"groups/{_segment(group_id)}", what=f"group {group_id}"))
 

@@ -441,6 +441,21 @@ def m006_retention_holds(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="007_group_delta")
+def m007_group_delta(db: Database) -> None:
+    """Where ``sync --all`` left off in Graph's ``/groups/delta``: the deltaLink to follow
+    next time, so that only new, changed and removed groups are read (issue 16)."""
+    db.execute(
+        """
+        CREATE TABLE _group_delta (
+            scope TEXT PRIMARY KEY,
+            delta_link TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+
+
 SCHEMA_VERSION = len(MIGRATIONS._migrations)
 
 

@@ -30,7 +30,14 @@ from typing import Any
 
 from .archive import Archive, ThreadSignals, prepare_post, utc_now
 from .audit import incomplete_posts
-from .errors import ForbiddenError, GroupsyncError, NoMailboxError, NotFoundError
+from .discovery import discover_groups
+from .errors import (
+    ForbiddenError,
+    GroupsyncError,
+    NoMailboxError,
+    NotFoundError,
+    ValidationError,
+)
 from .graph import GraphClient
 from .ids import check_id
 from .models import (
@@ -41,6 +48,7 @@ from .models import (
     has_mailbox,
     parse_datetime,
 )
+from .shards import Shard
 
 __all__ = ["SyncOptions", "SyncReport", "SyncStopped", "Syncer", "THREAD_SELECT"]
 
@@ -188,6 +196,7 @@ class Syncer:
         self.now = now
         self.report = SyncReport()
         self._group_modes: dict[str, str] = {}
+        self._shard: Shard | None = None
         self._backfill: set[str] = set()
         self._conversations_seen: set[str] = set()
         self._repaired = 0
@@ -201,10 +210,15 @@ class Syncer:
         *,
         joined: bool = False,
         all_groups: bool = False,
+        shard: Shard | None = None,
     ) -> SyncReport:
         """Sync the named groups, the joined ones, or all; with none, the archived groups
-        (or the joined ones when the archive is empty)."""
+        (or the joined ones when the archive is empty). ``shard`` (with ``all_groups``
+        only) keeps the groups whose hash falls in it."""
         group_ids = [check_id(g, "group id") for g in group_ids]  # before the run is recorded
+        if shard is not None and not all_groups:
+            raise ValidationError("--shard goes with --all (a shard is a share of the tenant)")
+        self._shard = shard
         start = self._counters()
         report = self.report
         report.mode = "full" if self.options.full else "incremental"
@@ -306,8 +320,9 @@ class Syncer:
     def _resolve_groups(self, group_ids: list[str], joined: bool, all_groups: bool) -> list[str]:
         now = self.now()
         found: list[Mapping[str, Any]] = []
+        discovered: list[str] = []
         if all_groups:
-            found.extend(self.graph.list_groups())
+            discovered = self._discover_groups(now)
         elif joined or (not group_ids and not self.archive.group_ids()):
             found.extend(self.graph.list_member_of())
         for group_id in group_ids:
@@ -323,10 +338,26 @@ class Syncer:
         with self.archive.atomic():
             for group in found:
                 self.archive.save_group(group, now)
-        ordered = list(dict.fromkeys([*group_ids, *(g["id"] for g in found)]))
+        ordered = list(dict.fromkeys([*group_ids, *discovered, *(g["id"] for g in found)]))
         if not group_ids and not joined and not all_groups:
             ordered = list(dict.fromkeys([*ordered, *self.archive.group_ids()]))
         return ordered
+
+    def _discover_groups(self, now: str) -> list[str]:
+        """Every live mailbox group of the tenant (of this shard), found with the stored
+        group delta link: only new, changed and removed groups are read from Graph."""
+        shard = self._shard
+        found = discover_groups(
+            self.archive, self.graph, now, keep=shard.holds if shard is not None else _any
+        )
+        for note in found.notes:
+            self._note(note)
+        if found.removed:
+            self._note(
+                f"{len(found.removed)} group(s) removed upstream, kept in the archive: "
+                + ", ".join(found.removed[:20])
+            )
+        return [g for g in self.archive.group_ids() if shard is None or shard.holds(g)]
 
     def _sync_group(self, group_id: str) -> None:
         state = self.archive.sync_state(group_id)
@@ -676,6 +707,10 @@ def _refers_inline(post: Post) -> bool:
     """Whether the body shows an inline image (``src="cid:..."``) that must be archived."""
     body: Mapping[str, Any] = post.get("body") or {}
     return _CID.search(body.get("content") or "") is not None
+
+
+def _any(_group_id: str) -> bool:
+    return True
 
 
 def _dumps(value: Any) -> str:

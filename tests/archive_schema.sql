@@ -59,6 +59,13 @@ CREATE INDEX threads_conversation ON threads (conversation_id);
 -- index threads_group
 CREATE INDEX threads_group ON threads (group_id, lastDeliveredDateTime);
 
+-- table _group_delta
+CREATE TABLE _group_delta (
+            scope TEXT PRIMARY KEY,
+            delta_link TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+
 -- table _outbox
 CREATE TABLE _outbox (
             id INTEGER PRIMARY KEY,

@@ -103,6 +103,7 @@ def test_migrations_are_recorded_in_order():
         (4, "groupsync", "004_integrity_events_exports"),
         (5, "groupsync", "005_events_without_hook_output"),
         (6, "groupsync", "006_retention_holds"),
+        (7, "groupsync", "007_group_delta"),
     ]
     assert all(m["applied_at"] for m in applied)  # when: the only column that varies
 
@@ -111,6 +112,7 @@ def test_tables_and_foreign_keys(saved):
     tables = [r[0] for r in saved.conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]  # fmt: skip
     assert tables == [
+        "_group_delta",
         "_outbox", "_outbox_log", "_sqlite_migrations", "_sync_state", "attachments", "blobs",
         "conversations", "events", "exports", "governance_log", "groups", "legal_holds",
         "people", "post_versions", "posts",

@@ -387,3 +387,60 @@ def test_hostile_mail_in_a_folded_quote_runs_nothing_when_opened(server, archive
     assert cells.count() >= 2
     assert page.locator("table.rows-and-columns script, table.rows-and-columns iframe").count() == 0
     watched.assert_nothing_ran_or_left()
+
+
+# -- shards (issue 16): `groupsync serve A.db B.db`, one search over both -------------------
+
+
+@pytest.fixture(scope="module")
+def shard_server(tmp_path_factory):
+    """Two shards of the sample tenant (hostile post included) served by one `serve`."""
+    from groupsync.shards import Shard
+    from groupsync.sync import Syncer, SyncOptions
+
+    from .conftest import graph_for, new_archive
+
+    folder = tmp_path_factory.mktemp("browser-shards")
+    app = make_app(SAMPLE_DATA)
+    hostile = next(t for t in app.state.threads(MARKETING) if t["topic"] == HOSTILE_TOPIC)
+    app.add_post(MARKETING, hostile["id"], {"body": {"contentType": "html", "content": PWN}})
+    paths = []
+    for k in range(2):
+        path = folder / f"shard-{k}.db"
+        with graph_for(app) as graph, new_archive(path) as db:
+            Syncer(db, graph, options=SyncOptions()).run(all_groups=True, shard=Shard(k, 2))
+        paths.append(path)
+    command = [sys.executable, "-m", "groupsync", "serve", *map(str, paths), "--port", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=folder)  # fmt: skip
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        if not url:
+            pytest.fail(f"groupsync serve did not start: {process.stderr.read()}")  # type: ignore[union-attr]
+        yield url.rstrip("/"), [p.stem for p in paths]
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)
+
+
+def test_search_over_shards_reaches_threads_in_each(shard_server, watched):
+    server, names = shard_server
+    page = watched.page
+    page.goto(f"{server}/-/groupsync/search")
+    page.fill("input[name=q]", "invoice OR paris")
+    page.click("input[type=submit]")
+    page.wait_for_load_state("networkidle")
+    assert "db=" not in page.url  # the form searches every archive served
+    links = page.locator(".groupsync-hit a[href*='/-/groupsync/thread/']")
+    hrefs = [links.nth(n).get_attribute("href") or "" for n in range(links.count())]
+    shards = {h.split("db=")[1].split("#")[0] for h in hrefs if "db=" in h}
+    assert shards == set(names), hrefs
+    for name in names:  # a hit of each shard opens its thread, from that shard
+        page.goto(server + next(h for h in hrefs if f"db={name}" in h))
+        page.wait_for_load_state("networkidle")
+        assert page.locator("article.groupsync-post").count() >= 1
+    page.goto(f"{server}/-/groupsync/search?q=invoice")
+    page.wait_for_load_state("networkidle")
+    assert page.locator(".groupsync-hit-topic", has_text=HOSTILE_TOPIC).count() >= 1
+    watched.assert_nothing_ran_or_left()

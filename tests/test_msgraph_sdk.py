@@ -530,3 +530,42 @@ async def test_sdk_retry_handler_honours_the_simulators_retry_after(graph, sim, 
     assert throttled and len(entries) == 4 + len(throttled)
     for i in throttled:
         assert 0.95 <= entries[i + 1][0] - entries[i][0] < 2.5
+
+
+# -- group discovery (issue 16): the SDK walks the simulator's /groups/delta ------------------
+
+
+async def test_group_delta_pages_then_changes_and_removals(graph, sim, wire):
+    from msgraph.generated.groups.delta.delta_request_builder import DeltaRequestBuilder
+
+    from groupsync.simulator import group_delta as upstream
+
+    sim.options.page_size = 3
+    query = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
+        select=["id", "displayName", "groupTypes"])
+    page = await graph.groups.delta.get(config(query))
+    groups, pages = list(page.value), 1
+    while page.odata_next_link:
+        assert page.odata_delta_link is None
+        page = await graph.groups.delta.with_url(page.odata_next_link).get()
+        groups += page.value
+        pages += 1
+    assert pages == 3 and all(isinstance(g, Group) for g in groups)
+    assert {g.id for g in groups} == {g["id"] for g in sim.state.groups.values()}
+    link = page.odata_delta_link
+    assert link and wire.seen[0][1].endswith("/groups/delta()")
+
+    marketing, engineering = list(sim.state.groups)[:2]
+    upstream.update_group(sim, marketing, {"displayName": "Renamed by the SDK test"})
+    upstream.remove_group(sim, engineering, "deleted")
+    changes = await graph.groups.delta.with_url(link).get()
+    assert changes.odata_delta_link and not changes.odata_next_link
+    by_id = {g.id: g for g in changes.value}
+    assert by_id[marketing].display_name == "Renamed by the SDK test"
+    assert by_id[engineering].additional_data["@removed"] == {"reason": "deleted"}
+
+    upstream.expire_tokens(sim)
+    with pytest.raises(ODataError) as expired:
+        await graph.groups.delta.with_url(changes.odata_delta_link).get()
+    assert expired.value.response_status_code == 400
+    assert expired.value.error.code == "syncStateNotFound"

@@ -291,6 +291,14 @@ TABLES: dict[str, dict[str, Any]] = {
             "missed_changes": "Changes a full reconcile found that incremental runs missed",
         },
     },
+    "_group_delta": {
+        "description": "Where `sync --all` resumes Graph's group delta query (issue 16).",
+        "columns": {
+            "scope": "Which listing the link continues (`all`: every group of the tenant)",
+            "delta_link": "The @odata.deltaLink Graph gave at the end of the last listing",
+            "updated_at": "When that listing finished (UTC)",
+        },
+    },
     "_outbox": {
         "description": "Writes queued offline by `groupsync reply` and friends (read-only here).",
         "sort_desc": "id",

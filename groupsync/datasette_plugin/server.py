@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,21 +73,30 @@ def update_search_index(path: str | Path) -> search.IndexReport:
 
 
 def make_datasette(
-    path: str | Path, *, immutable: bool = False, settings: dict[str, Any] | None = None
+    path: str | Path | Sequence[str | Path],
+    *,
+    immutable: bool = False,
+    settings: dict[str, Any] | None = None,
 ) -> Datasette:
     """A Datasette serving the archive read-only (``immutable``: also never re-read).
 
     Read-only connections see a sync that runs meanwhile; immutable ones are for an archive
     nothing writes to any more (SQLite then skips locking, and Datasette caches counts).
-    Datasette 0.65 has no write API; no canned query here writes.
+    Datasette 0.65 has no write API; no canned query here writes. Several paths (the
+    shards of a tenant) become several databases, which the plugin's pages cover together.
     """
     register_plugin()
-    files = {"immutables": [str(path)]} if immutable else {"files": [str(path)]}
+    paths = [str(p) for p in _paths(path)]
+    files = {"immutables": paths} if immutable else {"files": paths}
     return Datasette(settings={**DEFAULT_SETTINGS, **(settings or {})}, **files)
 
 
+def _paths(path: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    return [path] if isinstance(path, (str, Path)) else list(path)
+
+
 def serve(
-    path: str | Path,
+    path: str | Path | Sequence[str | Path],
     *,
     host: str = "127.0.0.1",
     port: int = 8001,
@@ -97,7 +106,8 @@ def serve(
     """Serve until interrupted. ``port`` 0 picks a free one; ``on_ready`` gets the URL."""
     import uvicorn
 
-    check_archive(path)
+    for one in _paths(path):
+        check_archive(one)
     ds = make_datasette(path, immutable=immutable)
     asyncio.run(ds.invoke_startup())
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

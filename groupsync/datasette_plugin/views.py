@@ -10,6 +10,7 @@ script but Datasette's own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import re
@@ -402,6 +403,16 @@ def _run_search(path: str, index_path: Path, query: str, **options: Any) -> Any:
         return search_engine.search_threads(archive, index_path, query, **options)
 
 
+def _run_search_many(sources: list[tuple[str, str, Path]], query: str, **options: Any) -> Any:
+    """Several archives (shards) ranked as one: ``(database, path, index)`` each."""
+    from ..search.federated import search_archives
+
+    with contextlib.ExitStack() as stack:
+        opened = [(name, stack.enter_context(Archive(path, readonly=True)), index)
+                  for name, path, index in sources]  # fmt: skip
+        return search_archives(opened, query, **options)
+
+
 def _index_path(datasette: Any, database: str, path: str) -> Path:
     config = datasette.plugin_config("groupsync", database=database) or {}
     configured = config.get("search_index")
@@ -412,6 +423,15 @@ async def _groups(datasette: Any, database: str) -> list[dict[str, Any]]:
     db = datasette.get_database(database)
     rows = await db.execute(queries.MAILBOX_GROUP_NAMES)
     return [{"id": r[0], "name": r[1] or r[0]} for r in rows.rows]
+
+
+async def _all_groups(datasette: Any, names: list[str]) -> list[dict[str, Any]]:
+    """The groups of every archive served (shards hold different ones), each once."""
+    seen: dict[str, dict[str, Any]] = {}
+    for name in names:
+        for group in await _groups(datasette, name):
+            seen.setdefault(group["id"], group)
+    return list(seen.values())
 
 
 def _date(value: str) -> date | None:
@@ -440,10 +460,12 @@ async def search(datasette: Any, request: Any) -> Response:
     sort = request.args.get("sort") or "relevance"
     deleted = request.args.get("deleted") == "1"
     page = _page_number(request.args.get("page"))
-    groups = await _groups(datasette, database)
+    groups = await _all_groups(datasette, names)
     context: dict[str, Any] = {
         "database": database,
         "databases": names,
+        # ?db= keeps the search to one archive; without it, every archive served (shards)
+        "pinned": _db_arg(request) if len(names) == 1 else None,
         "q": q,
         "group": group,
         "after": after,
@@ -480,11 +502,15 @@ async def search(datasette: Any, request: Any) -> Response:
         if before and (day := _date(before)):
             terms.append(f"before:{day + timedelta(days=1)}")
         path = datasette.get_database(database).path
+        sources = [(name, datasette.get_database(name).path) for name in names]
+        run: Any = functools.partial(_run_search, path, _index_path(datasette, database, path))
+        if len(names) > 1:  # the shards of a tenant: one ranking over them all
+            run = functools.partial(
+                _run_search_many, [(n, p, _index_path(datasette, n, p)) for n, p in sources]
+            )
         try:
             results = await asyncio.to_thread(
-                _run_search,
-                path,
-                _index_path(datasette, database, path),
+                run,
                 " ".join(terms),
                 limit=PAGE_SIZE,
                 offset=(page - 1) * PAGE_SIZE,
@@ -520,7 +546,8 @@ def _results(
         hits.append(
             {
                 "url": thread_url(
-                    datasette, hit.group_id, hit.thread_id, post_id=hit.post_id, database=database
+                    datasette, hit.group_id, hit.thread_id, post_id=hit.post_id,
+                    database=getattr(hit, "archive", None) or database,
                 ),
                 "topic": hit.topic or "(no subject)",
                 "group": hit.group_name or hit.group_id,

@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 from . import control
 from .data import FILE_ATTACHMENT, JSON, encode_b64
 from .faults import ConcurrencyGate, FaultInjector, RateLimiter, gateway_timeout, service_down
+from .group_delta import GroupChanges
 from .log import RequestLog
 from .payloads import read_body
 from .query import Pager
@@ -89,6 +90,7 @@ class Simulator:
         self.sent_mail: list[JSON] = []
         self.pager = Pager(self.options.seed)
         self.down = False
+        self.group_changes = GroupChanges()
         self._lock = threading.RLock()
         self._rate = RateLimiter()
         self._gate = ConcurrencyGate()

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from . import group_delta
 from .data import JSON, decode_b64
 from .payloads import parse_json_object, read_body
 from .request import method_not_allowed
@@ -105,6 +106,10 @@ _POSTS: dict[str, Callable[[Simulator, JSON], Response]] = {
     "delete-thread": _delete_thread,
     "add-attachment": _add_attachment,
     "down": _down,
+    "add-group": group_delta.control_add_group,
+    "update-group": group_delta.control_update_group,
+    "remove-group": group_delta.control_remove_group,
+    "expire-group-delta": group_delta.control_expire_tokens,
 }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import directory, mail
+from . import directory, group_delta, mail
 from .request import Request, method_not_allowed, unknown_segment
 from .responses import Response
 
@@ -94,6 +94,7 @@ def _build() -> list[Route]:
         Route(("users", ANY, "memberOf", "microsoft.graph.group"),
               {"GET": directory.user_member_of_groups}),
         Route(("groups",), {"GET": directory.list_groups}),
+        *_group_delta_routes(),
         Route(("groups", ANY), {"GET": directory.get_group}),
         Route(("groups", ANY, "conversations"),
               {"GET": mail.list_conversations, "POST": mail.create_conversation}),
@@ -109,6 +110,12 @@ def _build() -> list[Route]:
             Route(("groups", ANY, "conversations", ANY, "threads", ANY, *suffix), methods, True)
         )
     return routes
+
+
+def _group_delta_routes() -> list[Route]:
+    """``/groups/delta``, also as the SDKs spell the function (``delta()``, qualified)."""
+    names = ("delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()")
+    return [Route(("groups", name), {"GET": group_delta.groups_delta}) for name in names]
 
 
 ROUTES = _build()

@@ -1,0 +1,220 @@
+"""Searching several archives at once (the shards of a tenant) with one ranking.
+
+BM25F scores depend on collection statistics: a word's document frequency, the number of
+documents and each field's average length. Each shard's index has its own, so scores
+computed shard by shard do not compare, and their top 20 merged is not the top 20 of
+the whole tenant. Here every shard is scored with the statistics of all of them summed
+(what one index over every post would hold), through a stand-in for the searcher the
+evaluator asks for them; then the shards' best hits are merged by score. A query shape
+the evaluator hands to Whoosh's own matchers is scored with its shard's statistics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..archive import Archive
+from ..errors import GroupsyncError
+from ..files import can_write
+from ..ids import printable
+from .api import SORTS, SearchHit, SearchResults, _hits, _rank, _scores
+from .filters import DocFilter, Filtered
+from .indexer import Progress, update_index
+from .query import QueryError, _Resolver, parse_query
+from .schema import FLAG_DELETED, INDEX_FORMAT
+from .searchers import _engine
+from .state import _read_state, _State
+
+__all__ = ["ArchiveHit", "search_archives"]
+
+
+@dataclass
+class ArchiveHit(SearchHit):
+    """A hit and the archive (its label) it came from."""
+
+    archive: str = ""
+
+
+@dataclass
+class _Source:
+    label: str
+    archive: Archive
+    index_path: Path
+    state: _State
+    behind: int
+
+
+class _GlobalStats:
+    """The collection statistics of several indexes together, as one index would have
+    them (Whoosh's idf: ``log(N / (df + 1)) + 1``; average length: total / N)."""
+
+    def __init__(self, searchers: list[Any]) -> None:
+        self.searchers = searchers
+        self.doccount = sum(s.doc_count_all() for s in searchers)
+        self._idf: dict[tuple[str, Any], float] = {}
+        self._avg: dict[str, float | None] = {}
+
+    def idf(self, fieldname: str, text: Any) -> float:
+        key = (fieldname, text)
+        if key not in self._idf:
+            df = sum(s.doc_frequency(fieldname, text) for s in self.searchers)
+            self._idf[key] = math.log(self.doccount / (df + 1)) + 1
+        return self._idf[key]
+
+    def avg_field_length(self, fieldname: str, default: float | None = None) -> float | None:
+        if fieldname not in self._avg:
+            first = self.searchers[0]
+            if not first.schema[fieldname].scorable:
+                return default
+            total = sum(s.field_length(fieldname) for s in self.searchers)
+            self._avg[fieldname] = total / (self.doccount or 1)
+        return self._avg[fieldname]
+
+
+class _Scoped:
+    """One shard's searcher as the evaluator sees it, answering for the collection."""
+
+    def __init__(self, searcher: Any, stats: _GlobalStats) -> None:
+        self.searcher = searcher
+        self.stats = stats
+        self.weighting = searcher.weighting
+
+    def leaf_searchers(self) -> Any:
+        return self.searcher.leaf_searchers()
+
+    def idf(self, fieldname: str, text: Any) -> float:
+        return self.stats.idf(fieldname, text)
+
+    def avg_field_length(self, fieldname: str, default: float | None = None) -> float | None:
+        return self.stats.avg_field_length(fieldname, default)
+
+
+class _Resolvers:
+    """``group:`` against every archive: the group is in one shard (or several copies)."""
+
+    def __init__(self, archives: list[Archive]) -> None:
+        self.resolvers = [_Resolver(a) for a in archives]
+
+    def __call__(self, value: str) -> frozenset[str]:
+        found: set[str] = set()
+        first: QueryError | None = None
+        for resolver in self.resolvers:
+            try:
+                found |= resolver(value)
+            except QueryError as ex:
+                if getattr(ex, "multiline", False):  # ambiguous inside one archive
+                    raise
+                first = first or ex
+        if not found:
+            assert first is not None
+            raise first
+        if len(found) > 1:
+            raise QueryError(
+                f"group {printable(value)} names different groups in different archives"
+            )
+        return frozenset(found)
+
+
+def search_archives(
+    archives: Sequence[tuple[str, Archive, str | Path]],
+    query: str,
+    *,
+    limit: int = 20,
+    offset: int = 0,
+    group: str | None = None,
+    sort: str = "relevance",
+    include_deleted: bool = False,
+    catch_up: bool | None = None,
+    progress: Progress | None = None,
+) -> SearchResults:
+    """Search ``(label, archive, index path)`` triples as one collection; hits are
+    :class:`ArchiveHit`, scored with the statistics of all the indexes together.
+    ``group`` (a name or id, in any of the archives) narrows like ``group:``."""
+    if not archives:
+        raise QueryError("no archive to search")
+    if sort not in SORTS:
+        raise QueryError(f"sort is one of {', '.join(SORTS)}, not {sort!r}")
+    if limit < 1 or offset < 0:
+        raise QueryError("limit must be at least 1 and offset not negative")
+    resolvers = _Resolvers([a for _l, a, _p in archives])
+    parsed = parse_query(query, resolvers)  # type: ignore[arg-type]
+    sources = [_source(label, a, Path(p), catch_up, progress) for label, a, p in archives]
+    filt = parsed.filter
+    if group is not None:
+        narrow = DocFilter(groups=resolvers(group))
+        filt = narrow if filt is None else filt.intersect(narrow)
+    if not include_deleted:
+        hide = DocFilter(not_flags=FLAG_DELETED)
+        filt = hide if filt is None else filt.intersect(hide)
+    scoring = parsed.query is not None and _scores(parsed.query)
+    by_date = sort == "date" or not scoring
+    want = offset + limit
+    engines = sorted(
+        ((s, _engine(s.index_path, s.state)) for s in sources), key=lambda se: str(se[1].path)
+    )
+    merged: list[tuple[Any, ArchiveHit]] = []
+    total = 0
+    with contextlib.ExitStack() as stack:
+        for _s, engine in engines:  # always the same order: no lock-order deadlock
+            stack.enter_context(engine.lock)
+        searchers = [engine.current() for _s, engine in engines]
+        stats = _GlobalStats(searchers)
+        for (source, _e), searcher in zip(engines, searchers, strict=True):
+            ranked, found, terms = _rank(
+                _Scoped(searcher, stats), parsed.query, filt, want, by_date
+            )
+            total += found
+            for item in ranked:  # one by one: a post the index is behind on may be gone
+                for hit in _hits(source.archive, source.state, [item], terms):
+                    labelled = ArchiveHit(**{**hit.__dict__, "archive": source.label})
+                    merged.append((item[1], labelled))
+    if by_date:
+        merged.sort(key=lambda sh: sh[1].post_id)
+        merged.sort(key=lambda sh: sh[1].receivedDateTime or "", reverse=True)
+    else:
+        merged.sort(key=lambda sh: (-(sh[0] or 0.0), sh[1].post_id))
+    hits: list[SearchHit] = [hit for _score, hit in merged[offset:want]]
+    shown = parsed.query if parsed.query is not None else filt
+    if parsed.query is not None and filt is not None:
+        shown = Filtered(parsed.query, filt)
+    behind = sum(s.behind for s in sources)
+    notes = [f"{s.label}: index is {s.behind} changes behind; run groupsync index"
+             for s in sources if s.behind]  # fmt: skip
+    return SearchResults(
+        query=query,
+        parsed=str(shown),
+        total=total,
+        offset=offset,
+        limit=limit,
+        sort="date" if by_date else "relevance",
+        hits=hits,
+        behind=behind,
+        notes=notes,
+    )
+
+
+def _source(
+    label: str, archive: Archive, index_path: Path, catch_up: bool | None,
+    progress: Progress | None,
+) -> _Source:
+    """An archive's index, caught up first as :func:`search` does."""
+    if catch_up is None:
+        catch_up = not getattr(archive, "readonly", False)
+    catch_up = catch_up and can_write(index_path)
+    state = _read_state(index_path)
+    archive_seq = archive.change_seq()
+    if state is None or state.format != INDEX_FORMAT or state.change_seq != archive_seq:
+        if catch_up:
+            update_index(archive, index_path, progress=progress)
+            state = _read_state(index_path)
+        elif state is None or state.format != INDEX_FORMAT:
+            raise GroupsyncError(
+                f"no usable search index at {index_path} ({label}); run groupsync index"
+            )
+    assert state is not None
+    return _Source(label, archive, index_path, state, max(0, archive_seq - state.change_seq))
