@@ -1786,7 +1786,7 @@ def search_command(
     first if the archive moved on. JSON {"value": [threads], "total": threads, "posts":
     posts} ({"value": [posts], "total": posts} with --posts) unless --table; --limit and
     --offset count threads (posts with --posts). With --archive, several archives (shards)
-    are searched and ranked as one, as posts (--posts).
+    are searched and ranked as one.
     """
 
     settings = settings_from(ctx)
@@ -1794,8 +1794,8 @@ def search_command(
         if index_path:
             raise click.UsageError("--index does not go with --archive (each index is beside it)")
         results = search_shards(
-            archives, query, limit=limit, offset=offset, group=group, sort=sort,
-            include_deleted=include_deleted,
+            archives, query, per_post=per_post, limit=limit, offset=offset, group=group,
+            sort=sort, include_deleted=include_deleted,
         )  # fmt: skip
     else:
         results = _search_one(
@@ -1805,17 +1805,19 @@ def search_command(
     _echo_search(results, offset, as_table)
 
 
-def search_shards(paths, query, **options):
+def search_shards(paths, query, *, per_post, **options):
     """Several archives (shards) searched as one, each opened read-only."""
     from . import search as fulltext
-    from .search.federated import search_archives
+    from .search.federated import search_archives, search_threads_archives
+
+    run: Any = search_archives if per_post else search_threads_archives
 
     with contextlib.ExitStack() as stack, Progress(sys.stderr.isatty()) as progress:
         opened = []
         for path in dict.fromkeys(paths):
             archive = stack.enter_context(Archive(path, readonly=True))
             opened.append((path, archive, fulltext.index_path_for(path)))
-        return search_archives(opened, query, catch_up=True, progress=progress, **options)
+        return run(opened, query, catch_up=True, progress=progress, **options)
 
 
 def _search_one(

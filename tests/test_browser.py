@@ -418,7 +418,8 @@ def shard_server(tmp_path_factory):
         url = process.stdout.readline().strip()
         if not url:
             pytest.fail(f"groupsync serve did not start: {process.stderr.read()}")  # type: ignore[union-attr]
-        yield url.rstrip("/"), [p.stem for p in paths]
+        assert url.endswith("/-/groupsync/"), url  # serve prints groupsync's home
+        yield url.removesuffix("/-/groupsync/"), [p.stem for p in paths]
     finally:
         process.terminate()
         process.communicate(timeout=15)

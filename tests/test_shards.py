@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from groupsync.archive import Archive
-from groupsync.search import search, update_index
-from groupsync.search.federated import search_archives
+from groupsync.search import search, search_threads, update_index
+from groupsync.search.federated import search_archives, search_threads_archives
 from groupsync.shards import Shard, parse_shard, shard_of
 from groupsync.simulator import SimulatorOptions, make_app
 from groupsync.sync import Syncer, SyncOptions
@@ -19,13 +19,13 @@ from groupsync.sync import Syncer, SyncOptions
 from .conftest import generate_tenant, graph_for, new_archive, rows, run_cli
 
 SHARDS = 4
-QUERIES = [
+QUERIES = [  # each matches more than 20 posts of the generated tenant
     "budget",
     "meeting OR review",
-    "plan deadline",
+    "team please",
     '"launch retrospective"',
-    "deadline -budget",
-    "zurich",
+    "please -hello",
+    "data OR support",
     "sched*",
 ]
 
@@ -106,18 +106,38 @@ def test_search_across_shards_ranks_as_the_whole_archive(tenant, query):
         single = search(archive, f"{whole}.whoosh", query, limit=200)
     opened = [Archive(path, readonly=True) for path in shards]
     try:
-        merged = search_archives(
-            [(p.name, a, f"{p}.whoosh") for p, a in zip(shards, opened, strict=True)],
-            query,
-            limit=20,
-        )
+        sources = [(p.name, a, f"{p}.whoosh") for p, a in zip(shards, opened, strict=True)]
+        merged = search_archives(sources, query, limit=20)
+        every = search_archives(sources, query, limit=200)
     finally:
         for archive in opened:
             archive.close()
     assert single.total > 20, f"{query!r} matches too few posts to test a top 20"
     assert merged.total == single.total
     assert_same_top(merged.hits, single.hits, single.total)
-    assert len({h.archive for h in merged.hits}) > 1  # from several shards
+    assert len({h.archive for h in every.hits}) > 1  # the ranking merges several shards
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_threads_across_shards_rank_as_in_the_whole_archive(tenant, query):
+    """One entry per thread: a thread lives in one shard, so the merged best threads are
+    the whole archive's, by the same scores."""
+    whole, shards = tenant
+    with Archive(whole, readonly=True) as archive:
+        single = search_threads(archive, f"{whole}.whoosh", query, limit=200)
+    opened = [Archive(path, readonly=True) for path in shards]
+    try:
+        merged = search_threads_archives(
+            [(p.name, a, f"{p}.whoosh") for p, a in zip(shards, opened, strict=True)], query
+        )
+    finally:
+        for archive in opened:
+            archive.close()
+    assert (merged.total, merged.posts) == (single.total, single.posts)
+    assert_same_top([t.hit for t in merged.threads], [t.hit for t in single.threads],
+                    single.total)  # fmt: skip
+    counts = {t.hit.thread_id: t.matching_posts for t in single.threads}
+    assert all(counts[t.hit.thread_id] == t.matching_posts for t in merged.threads)
 
 
 def test_search_of_one_shard_alone_is_not_the_global_ranking(tenant):
@@ -169,7 +189,7 @@ def test_shard_of_is_stable_and_spread():
 def test_cli_searches_several_archives_as_one(tenant):
     whole, shards = tenant
     args = [a for path in shards for a in ("--archive", str(path))]
-    result = run_cli("search", "budget", "--limit", "5", *args)
+    result = run_cli("search", "budget", "--limit", "5", "--posts", *args)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     opened = [Archive(path, readonly=True) for path in shards]
@@ -182,6 +202,9 @@ def test_cli_searches_several_archives_as_one(tenant):
     assert [h["post_id"] for h in answer["value"]] == [h.post_id for h in merged.hits]
     assert {h["archive"] for h in answer["value"]} <= {str(p) for p in shards}
     assert answer["total"] == merged.total
+    threads = json.loads(run_cli("search", "budget", "--limit", "5", *args).stdout)
+    assert len(threads["value"]) == 5 and threads["posts"] == merged.total
+    assert len({t["thread_id"] for t in threads["value"]}) == 5
     missing = run_cli("search", "budget", "--archive", str(shards[0]), "--archive", "nope.db")
     assert missing.returncode != 0 and len(missing.stderr.decode().strip().splitlines()) == 1
 

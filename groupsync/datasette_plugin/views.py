@@ -405,12 +405,12 @@ def _run_search(path: str, index_path: Path, query: str, **options: Any) -> Any:
 
 def _run_search_many(sources: list[tuple[str, str, Path]], query: str, **options: Any) -> Any:
     """Several archives (shards) ranked as one: ``(database, path, index)`` each."""
-    from ..search.federated import search_archives
+    from ..search.federated import search_threads_archives
 
     with contextlib.ExitStack() as stack:
         opened = [(name, stack.enter_context(Archive(path, readonly=True)), index)
                   for name, path, index in sources]  # fmt: skip
-        return search_archives(opened, query, **options)
+        return search_threads_archives(opened, query, **options)
 
 
 def _index_path(datasette: Any, database: str, path: str) -> Path:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,18 @@ from ..archive import Archive
 from ..errors import GroupsyncError
 from ..files import can_write
 from ..ids import printable
-from .api import SORTS, SearchHit, SearchResults, _hits, _rank, _scores
+from .api import (
+    SORTS,
+    SearchHit,
+    SearchResults,
+    ThreadHit,
+    ThreadResults,
+    _hits,
+    _iso,
+    _rank,
+    _rank_threads,
+    _scores,
+)
 from .filters import DocFilter, Filtered
 from .indexer import Progress, update_index
 from .query import QueryError, _Resolver, parse_query
@@ -30,7 +41,7 @@ from .schema import FLAG_DELETED, INDEX_FORMAT
 from .searchers import _engine
 from .state import _read_state, _State
 
-__all__ = ["ArchiveHit", "search_archives"]
+__all__ = ["ArchiveHit", "search_archives", "search_threads_archives"]
 
 
 @dataclass
@@ -120,21 +131,31 @@ class _Resolvers:
         return frozenset(found)
 
 
-def search_archives(
+@dataclass
+class _Plan:
+    """What both searches need: the parsed query, its filter, the sources and the order."""
+
+    parsed: Any
+    filt: DocFilter | None
+    sources: list[_Source]
+    by_date: bool
+    shown: str
+    behind: int
+    notes: list[str]
+
+
+def _plan(
     archives: Sequence[tuple[str, Archive, str | Path]],
     query: str,
     *,
-    limit: int = 20,
-    offset: int = 0,
-    group: str | None = None,
-    sort: str = "relevance",
-    include_deleted: bool = False,
-    catch_up: bool | None = None,
-    progress: Progress | None = None,
-) -> SearchResults:
-    """Search ``(label, archive, index path)`` triples as one collection; hits are
-    :class:`ArchiveHit`, scored with the statistics of all the indexes together.
-    ``group`` (a name or id, in any of the archives) narrows like ``group:``."""
+    limit: int,
+    offset: int,
+    group: str | None,
+    sort: str,
+    include_deleted: bool,
+    catch_up: bool | None,
+    progress: Progress | None,
+) -> _Plan:
     if not archives:
         raise QueryError("no archive to search")
     if sort not in SORTS:
@@ -152,49 +173,127 @@ def search_archives(
         hide = DocFilter(not_flags=FLAG_DELETED)
         filt = hide if filt is None else filt.intersect(hide)
     scoring = parsed.query is not None and _scores(parsed.query)
-    by_date = sort == "date" or not scoring
-    want = offset + limit
+    shown = parsed.query if parsed.query is not None else filt
+    if parsed.query is not None and filt is not None:
+        shown = Filtered(parsed.query, filt)
+    notes = [f"{s.label}: index is {s.behind} changes behind; run groupsync index"
+             for s in sources if s.behind]  # fmt: skip
+    return _Plan(parsed, filt, sources, sort == "date" or not scoring, str(shown),
+                 sum(s.behind for s in sources), notes)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _scoped_searchers(sources: list[_Source]) -> Iterator[list[tuple[_Source, Any]]]:
+    """Each source with a searcher scored by the statistics of all of them together."""
     engines = sorted(
         ((s, _engine(s.index_path, s.state)) for s in sources), key=lambda se: str(se[1].path)
     )
-    merged: list[tuple[Any, ArchiveHit]] = []
-    total = 0
     with contextlib.ExitStack() as stack:
         for _s, engine in engines:  # always the same order: no lock-order deadlock
             stack.enter_context(engine.lock)
         searchers = [engine.current() for _s, engine in engines]
         stats = _GlobalStats(searchers)
-        for (source, _e), searcher in zip(engines, searchers, strict=True):
-            ranked, found, terms = _rank(
-                _Scoped(searcher, stats), parsed.query, filt, want, by_date
-            )
+        yield [(source, _Scoped(searcher, stats))
+               for (source, _e), searcher in zip(engines, searchers, strict=True)]  # fmt: skip
+
+
+def _labelled(hit: SearchHit, source: _Source) -> ArchiveHit:
+    return ArchiveHit(**{**hit.__dict__, "archive": source.label})
+
+
+def search_archives(
+    archives: Sequence[tuple[str, Archive, str | Path]],
+    query: str,
+    *,
+    limit: int = 20,
+    offset: int = 0,
+    group: str | None = None,
+    sort: str = "relevance",
+    include_deleted: bool = False,
+    catch_up: bool | None = None,
+    progress: Progress | None = None,
+) -> SearchResults:
+    """Search ``(label, archive, index path)`` triples as one collection; hits are
+    :class:`ArchiveHit`, scored with the statistics of all the indexes together.
+    ``group`` (a name or id, in any of the archives) narrows like ``group:``."""
+    plan = _plan(archives, query, limit=limit, offset=offset, group=group, sort=sort,
+                 include_deleted=include_deleted, catch_up=catch_up, progress=progress)  # fmt: skip
+    want = offset + limit
+    merged: list[tuple[Any, ArchiveHit]] = []
+    total = 0
+    with _scoped_searchers(plan.sources) as scoped:
+        for source, searcher in scoped:
+            ranked, found, terms = _rank(searcher, plan.parsed.query, plan.filt, want,
+                                         plan.by_date)  # fmt: skip
             total += found
             for item in ranked:  # one by one: a post the index is behind on may be gone
                 for hit in _hits(source.archive, source.state, [item], terms):
-                    labelled = ArchiveHit(**{**hit.__dict__, "archive": source.label})
-                    merged.append((item[1], labelled))
-    if by_date:
+                    merged.append((item[1], _labelled(hit, source)))
+    if plan.by_date:
         merged.sort(key=lambda sh: sh[1].post_id)
         merged.sort(key=lambda sh: sh[1].receivedDateTime or "", reverse=True)
     else:
         merged.sort(key=lambda sh: (-(sh[0] or 0.0), sh[1].post_id))
     hits: list[SearchHit] = [hit for _score, hit in merged[offset:want]]
-    shown = parsed.query if parsed.query is not None else filt
-    if parsed.query is not None and filt is not None:
-        shown = Filtered(parsed.query, filt)
-    behind = sum(s.behind for s in sources)
-    notes = [f"{s.label}: index is {s.behind} changes behind; run groupsync index"
-             for s in sources if s.behind]  # fmt: skip
     return SearchResults(
         query=query,
-        parsed=str(shown),
+        parsed=plan.shown,
         total=total,
         offset=offset,
         limit=limit,
-        sort="date" if by_date else "relevance",
+        sort="date" if plan.by_date else "relevance",
         hits=hits,
-        behind=behind,
-        notes=notes,
+        behind=plan.behind,
+        notes=plan.notes,
+    )
+
+
+def search_threads_archives(
+    archives: Sequence[tuple[str, Archive, str | Path]],
+    query: str,
+    *,
+    limit: int = 20,
+    offset: int = 0,
+    group: str | None = None,
+    sort: str = "relevance",
+    include_deleted: bool = False,
+    catch_up: bool | None = None,
+    progress: Progress | None = None,
+) -> ThreadResults:
+    """:func:`search_archives`, one entry per thread (as ``search_threads``). A thread
+    lives in one archive (shards split by group), so each archive's best threads are
+    ranked with the shared statistics and merged by their best post."""
+    plan = _plan(archives, query, limit=limit, offset=offset, group=group, sort=sort,
+                 include_deleted=include_deleted, catch_up=catch_up, progress=progress)  # fmt: skip
+    want = offset + limit
+    merged: list[tuple[Any, ThreadHit]] = []
+    threads = posts = 0
+    with _scoped_searchers(plan.sources) as scoped:
+        for source, searcher in scoped:
+            ranked, found_threads, found_posts, terms = _rank_threads(
+                searcher, plan.parsed.query, plan.filt, want, plan.by_date
+            )
+            threads += found_threads
+            posts += found_posts
+            for ref, score, count, newest in ranked:
+                for hit in _hits(source.archive, source.state, [(ref, score)], terms):
+                    merged.append((score, ThreadHit(_labelled(hit, source), count, _iso(newest))))
+    if plan.by_date:
+        merged.sort(key=lambda st: st[1].hit.post_id)
+        merged.sort(key=lambda st: st[1].hit.receivedDateTime or "", reverse=True)
+    else:
+        merged.sort(key=lambda st: (-(st[0] or 0.0), st[1].hit.post_id))
+    return ThreadResults(
+        query=query,
+        parsed=plan.shown,
+        total=threads,
+        posts=posts,
+        offset=offset,
+        limit=limit,
+        sort="date" if plan.by_date else "relevance",
+        threads=[thread for _score, thread in merged[offset:want]],
+        behind=plan.behind,
+        notes=plan.notes,
     )
 
 
