@@ -1728,7 +1728,7 @@ def echo_index_report(report) -> None:
 
 
 SEARCH_COLUMNS = ["date", "group", "sender", "topic", "snippet"]
-THREAD_COLUMNS = ["newest", "group", "posts", "topic", "snippet"]
+SEARCH_THREAD_COLUMNS = ["newest", "group", "posts", "topic", "snippet"]
 
 
 def _bold_snippet(hit, width: int = 110) -> str:
@@ -1928,7 +1928,7 @@ def _echo_thread_table(results, offset: int) -> None:
             ]
             for t in results.threads
         ]
-        click.echo(tabulate(rows, headers=THREAD_COLUMNS, tablefmt="simple"))
+        click.echo(tabulate(rows, headers=SEARCH_THREAD_COLUMNS, tablefmt="simple"))
         shown = f"{offset + 1}-{offset + len(results.threads)}"
         click.echo(
             safe_text(f"{shown} of {results.total} threads ({results.posts} posts match)"),

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from array import array
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from groupsync import search
+from groupsync.archive import Archive
 from groupsync.search import codec
 
 _POSTINGS = st.lists(
@@ -44,3 +47,28 @@ def test_gaps_are_bytes_when_they_fit():
     large = _block([[0, 3, 9], [1, 2500]], 1, 1.0)
     fmt = codec.CompactPositions()
     assert len(codec._pack_block(*small, fmt)) < len(codec._pack_block(*large, fmt))
+
+
+@pytest.mark.parametrize(
+    "phrase",
+    ['"checkout latency"', '"the team"', '"of the"', '"in the"', '"the the"', '"to the team"',
+     '"p95 latency is"', '"is the"', '"a b"', '"latency back to normal"'],
+)  # fmt: skip
+def test_phrases_match_whooshs_own_matchers(indexed_sample, phrase):
+    """Phrases, common words and repeated ones too, find the posts Whoosh's matchers find
+    (the evaluator intersects sorted keys block by block)."""
+    from whoosh import index as windex
+
+    db, index = indexed_sample
+    with Archive(db, readonly=True) as archive:
+        parsed = search.parse_query(phrase, search.query._Resolver(archive))
+    ix = windex.open_dir(str(index))
+    try:
+        with ix.searcher() as searcher:
+            ours: set[int] = set()
+            for offset, found, *_rest in search.evaluator._evaluate(searcher, parsed.query, None):
+                ours.update(offset + d for d in found)
+            theirs = set(searcher.search(parsed.query, limit=None).docs())
+    finally:
+        ix.close()
+    assert ours == theirs

@@ -8,6 +8,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -260,3 +261,49 @@ def test_a_field_heavy_query_is_still_quick(sample):
     with pytest.raises(QueryError):
         find(sample, " ".join(f"x{i}:y" for i in range(40)))
     assert time.process_time() - started < 0.5
+
+
+# -- the search page ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def page(sample):
+    from groupsync.datasette_plugin.server import make_datasette
+
+    db, _index = sample
+    yield make_datasette(db, immutable=True)
+    search.close_indexes()
+
+
+async def _search_page(ds, q: str) -> tuple[int, Any]:
+    from urllib.parse import urlencode
+
+    from bs4 import BeautifulSoup
+
+    response = await ds.client.get("/-/groupsync/search?" + urlencode({"q": q}))
+    return response.status_code, BeautifulSoup(response.text, "html.parser")
+
+
+@pytest.mark.asyncio
+async def test_the_page_shows_an_unknown_field_error(page):
+    status, html = await _search_page(page, "cc:<b>daniel</b>")
+    assert status == 400
+    error = html.select_one(".groupsync-error").get_text()
+    assert error.startswith("no field cc: in search; the fields are from:")
+    assert html.select_one(".groupsync-error b") is None
+
+
+@pytest.mark.asyncio
+async def test_the_page_suggests_corrected_words(page):
+    status, html = await _search_page(page, "latncy")
+    assert status == 200 and "No posts match" in html.select_one(".groupsync-count-line").text
+    link = html.select_one(".groupsync-suggestion a")
+    assert link.get_text() == "latency" and "q=latency" in link["href"]
+
+
+@pytest.mark.asyncio
+async def test_the_page_reads_text_with_colons(page):
+    status, html = await _search_page(page, "Incident: latency")
+    assert status == 200
+    assert [a.get_text() for a in html.select("a.groupsync-hit-topic")] == [LATENCY_TOPIC]
+    assert "6 matching posts" in html.select_one(".groupsync-hit-meta").get_text()
