@@ -208,6 +208,13 @@ def id_argument(name: str):
     return click.argument(name, callback=_check_id_param)
 
 
+def archives_option(help: str):
+    """``--archive`` (repeatable): several archives, a tenant's shards, instead of --db."""
+    return click.option(
+        "--archive", "archives", multiple=True, type=click.Path(dir_okay=False), help=help
+    )
+
+
 def group_selection_options(f):
     """--group (repeatable), --joined and --all, checked, as one ``selection`` argument."""
 
@@ -1402,13 +1409,9 @@ def events_command(ctx, since, state, group_id, jsonl, as_table):
     f"[default: {DEFAULT_PREFIX}].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the export's summary as JSON.")
-@click.option(
-    "--archive",
-    "archives",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Export these archives (shards) instead of --db, each into OUT/<its name>/ "
-    "with its own manifest; repeat for each.",
+@archives_option(
+    "Export these archives (shards) instead of --db, each into OUT/<its name>/ "
+    "with its own manifest; repeat for each."
 )
 @click.pass_context
 def export_command(
@@ -1472,43 +1475,50 @@ def export_command(
         raise click.exceptions.Exit(PARTIAL_EXIT)
 
 
+def _open_to_export(db) -> Archive:
+    """An export records itself in the archive where it can; a read-only copy is read as it
+    is. A missing archive is an error, never a new empty one."""
+    Archive(db, readonly=True).close()
+    return Archive.open_for_writing(db) if writable(db) else Archive(db, readonly=True)
+
+
 def _export_one(settings, db, options, as_json) -> int:
     """Export one archive; the number of items that failed."""
     started = time.monotonic()
-    Archive(db, readonly=True).close()  # a missing archive: say so, make none
-    opened = Archive.open_for_writing(db) if writable(db) else Archive(db, readonly=True)
-    with opened as archive:
+    with _open_to_export(db) as archive:
         report = export_archive(
             archive, options, identity=auth.audit_identity(settings), os_user=auth.os_user()
         )
+    _echo_export(report, as_json, started, (
+        f"Exported {report.posts} post(s) of {report.groups} group(s) with "
+        f"{report.attachments} attachment(s)"
+    ))  # fmt: skip
+    return report.failed
+
+
+def _echo_export(report, as_json: bool, started: float, what: str) -> None:
+    """An export's notes, then its report as JSON or as one line for people."""
     for note in report.notes:
         click.echo(f"Note: {note}", err=True)
     if as_json:
         echo_json(report.as_dict())
-    else:
-        failed = f"; {report.failed} item(s) FAILED, listed in the manifest" * bool(report.failed)
-        click.echo(
-            safe_text(
-                f"Exported {report.posts} post(s) of {report.groups} group(s) with "
-                f"{report.attachments} attachment(s) into {report.files} file(s) "
-                f"({report.bytes:,} bytes) in {time.monotonic() - started:.1f} s; "
-                f"manifest {report.manifest} (SHA-256 {report.manifest_sha256}){failed}"
-            ),
-            err=True,
-        )
-    return report.failed
+        return
+    failed = f"; {report.failed} item(s) FAILED, listed in the manifest" * bool(report.failed)
+    click.echo(
+        safe_text(
+            f"{what} into {report.files} file(s) ({report.bytes:,} bytes) in "
+            f"{time.monotonic() - started:.1f} s; manifest {report.manifest} "
+            f"(SHA-256 {report.manifest_sha256}){failed}"
+        ),
+        err=True,
+    )
 
 
 def _export_production(settings, options: ProductionOptions, query, hold_name, as_json) -> None:
     """``export --format production``: select the posts (a search, a hold, or all), produce
     them. A hold's posts include those deleted upstream: the hold preserves them too."""
     started = time.monotonic()
-    Archive(settings.db, readonly=True).close()  # a missing archive: say so, make none
-    if writable(settings.db):
-        opened = Archive.open_for_writing(settings.db)
-    else:
-        opened = Archive(settings.db, readonly=True)
-    with opened as archive:
+    with _open_to_export(settings.db) as archive:
         post_ids = None
         if query is not None:
             post_ids = posts_matching(archive, query, include_deleted=options.include_deleted)
@@ -1523,23 +1533,11 @@ def _export_production(settings, options: ProductionOptions, query, hold_name, a
             identity=auth.audit_identity(settings),
             os_user=auth.os_user(),
         )
-    for note in report.notes:
-        click.echo(f"Note: {note}", err=True)
-    if as_json:
-        echo_json(report.as_dict())
-    else:
-        failed = f"; {report.failed} item(s) FAILED, listed in the manifest" * bool(report.failed)
-        documents = report.posts + report.attachments + report.attachments_without_bytes
-        click.echo(
-            safe_text(
-                f"Produced {documents} document(s) ({report.posts} post(s), "
-                f"{report.attachments + report.attachments_without_bytes} attachment(s)) of "
-                f"{report.groups} group(s) into {report.files} file(s) ({report.bytes:,} "
-                f"bytes) in {time.monotonic() - started:.1f} s; manifest {report.manifest} "
-                f"(SHA-256 {report.manifest_sha256}){failed}"
-            ),
-            err=True,
-        )
+    attachments = report.attachments + report.attachments_without_bytes
+    _echo_export(report, as_json, started, (
+        f"Produced {report.posts + attachments} document(s) ({report.posts} post(s), "
+        f"{attachments} attachment(s)) of {report.groups} group(s)"
+    ))  # fmt: skip
     if report.failed:
         raise click.exceptions.Exit(PARTIAL_EXIT)
 
@@ -1562,13 +1560,9 @@ AUDIT_EXIT = 4  # verify: nothing damaged, but the audit found what a sync misse
     help="Check this export's files against its manifest.json instead.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option(
-    "--archive",
-    "archives",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Verify these archives (shards) instead of --db, each with its index beside "
-    "it; repeat for each. Exit with the worst of their codes.",
+@archives_option(
+    "Verify these archives (shards) instead of --db, each with its index beside "
+    "it; repeat for each. Exit with the worst of their codes."
 )
 @click.pass_context
 def verify_command(ctx, anchor, index_path, export_dir, as_json, archives):
@@ -1764,13 +1758,9 @@ def _bold_snippet(hit, width: int = 110) -> str:
 )
 @table_option
 @index_option
-@click.option(
-    "--archive",
-    "archives",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Search these archives together, ranked as one (shards; each with its index "
-    "beside it, ARCHIVE.whoosh); repeat for each. Instead of --db.",
+@archives_option(
+    "Search these archives together, ranked as one (shards; each with its index "
+    "beside it, ARCHIVE.whoosh); repeat for each. Instead of --db."
 )
 @click.pass_context
 def search_command(
