@@ -163,30 +163,54 @@ def _prepare(
     progress: Progress | None,
 ) -> _Prepared:
     """Check the arguments, parse the query and catch the index up (see :func:`search`)."""
+    _check_arguments(sort, limit, offset)
+    resolver = _Resolver(archive)
+    parsed = parse_query(query, resolver)
+    narrow = None if group is None else DocFilter(groups=resolver(group))
+    state, behind = _current_state(archive, index_path, catch_up, progress)
+    notes = [f"index is {behind} changes behind; run groupsync index"] if behind else []
+    filt, scoring, shown = _narrowed(parsed, narrow, include_deleted)
+    return _Prepared(parsed, filt, state, behind, notes, sort == "date" or not scoring,
+                     shown)  # fmt: skip
+
+
+def _check_arguments(sort: str, limit: int, offset: int) -> None:
     if sort not in SORTS:
         raise QueryError(f"sort is one of {', '.join(SORTS)}, not {sort!r}")
     if limit < 1 or offset < 0:
         raise QueryError("limit must be at least 1 and offset not negative")
+
+
+def _current_state(
+    archive: Archive, index_path: Path, catch_up: bool | None, progress: Progress | None,
+    label: str = "",
+) -> tuple[_State, int]:
+    """The index's state, caught up with the archive first unless ``catch_up`` is False
+    (when None: unless the archive was opened read-only) or the index folder cannot be
+    written; and how many changes it is still behind."""
     if catch_up is None:
         catch_up = not getattr(archive, "readonly", False)
     catch_up = catch_up and can_write(index_path)
-    resolver = _Resolver(archive)
-    parsed = parse_query(query, resolver)
-    narrow = None if group is None else DocFilter(groups=resolver(group))
     state = _read_state(index_path)
     archive_seq = archive.change_seq()
-    notes: list[str] = []
     if state is None or state.format != INDEX_FORMAT or state.change_seq != archive_seq:
         if catch_up:
             update_index(archive, index_path, progress=progress)
             state = _read_state(index_path)
         elif state is None or state.format != INDEX_FORMAT:
-            raise GroupsyncError(f"no usable search index at {index_path}; run groupsync index")
+            where = f" ({label})" if label else ""
+            raise GroupsyncError(
+                f"no usable search index at {index_path}{where}; run groupsync index"
+            )
     assert state is not None
-    behind = max(0, archive_seq - state.change_seq)
-    if behind:
-        notes.append(f"index is {behind} changes behind; run groupsync index")
+    return state, max(0, archive_seq - state.change_seq)
 
+
+def _narrowed(
+    parsed: Any, narrow: DocFilter | None, include_deleted: bool
+) -> tuple[DocFilter | None, bool, str]:
+    """The query's filter with ``narrow`` and the deleted posts' flag applied; whether the
+    query scores at all; and the query as shown back to people."""
     filt = parsed.filter
     if narrow is not None:
         filt = narrow if filt is None else filt.intersect(narrow)
@@ -197,8 +221,7 @@ def _prepare(
     shown = parsed.query if parsed.query is not None else filt
     if parsed.query is not None and filt is not None:
         shown = Filtered(parsed.query, filt)
-    return _Prepared(parsed, filt, state, behind, notes, sort == "date" or not scoring,
-                     str(shown))  # fmt: skip
+    return filt, scoring, str(shown)
 
 
 def search(

@@ -19,27 +19,25 @@ from pathlib import Path
 from typing import Any
 
 from ..archive import Archive
-from ..errors import GroupsyncError
-from ..files import can_write
 from ..ids import printable
 from .api import (
-    SORTS,
     SearchHit,
     SearchResults,
     ThreadHit,
     ThreadResults,
+    _check_arguments,
+    _current_state,
     _hits,
     _iso,
+    _narrowed,
     _rank,
     _rank_threads,
-    _scores,
 )
-from .filters import DocFilter, Filtered
-from .indexer import Progress, update_index
+from .filters import DocFilter
+from .indexer import Progress
 from .query import QueryError, _Resolver, parse_query
-from .schema import FLAG_DELETED, INDEX_FORMAT
 from .searchers import _engine
-from .state import _read_state, _State
+from .state import _State
 
 __all__ = ["ArchiveHit", "search_archives", "search_threads_archives"]
 
@@ -158,27 +156,15 @@ def _plan(
 ) -> _Plan:
     if not archives:
         raise QueryError("no archive to search")
-    if sort not in SORTS:
-        raise QueryError(f"sort is one of {', '.join(SORTS)}, not {sort!r}")
-    if limit < 1 or offset < 0:
-        raise QueryError("limit must be at least 1 and offset not negative")
+    _check_arguments(sort, limit, offset)
     resolvers = _Resolvers([a for _l, a, _p in archives])
     parsed = parse_query(query, resolvers)  # type: ignore[arg-type]
     sources = [_source(label, a, Path(p), catch_up, progress) for label, a, p in archives]
-    filt = parsed.filter
-    if group is not None:
-        narrow = DocFilter(groups=resolvers(group))
-        filt = narrow if filt is None else filt.intersect(narrow)
-    if not include_deleted:
-        hide = DocFilter(not_flags=FLAG_DELETED)
-        filt = hide if filt is None else filt.intersect(hide)
-    scoring = parsed.query is not None and _scores(parsed.query)
-    shown = parsed.query if parsed.query is not None else filt
-    if parsed.query is not None and filt is not None:
-        shown = Filtered(parsed.query, filt)
+    narrow = None if group is None else DocFilter(groups=resolvers(group))
+    filt, scoring, shown = _narrowed(parsed, narrow, include_deleted)
     notes = [f"{s.label}: index is {s.behind} changes behind; run groupsync index"
              for s in sources if s.behind]  # fmt: skip
-    return _Plan(parsed, filt, sources, sort == "date" or not scoring, str(shown),
+    return _Plan(parsed, filt, sources, sort == "date" or not scoring, shown,
                  sum(s.behind for s in sources), notes)  # fmt: skip
 
 
@@ -199,6 +185,16 @@ def _scoped_searchers(sources: list[_Source]) -> Iterator[list[tuple[_Source, An
 
 def _labelled(hit: SearchHit, source: _Source) -> ArchiveHit:
     return ArchiveHit(**{**hit.__dict__, "archive": source.label})
+
+
+def _order(merged: list[tuple[Any, Any]], by_date: bool, hit: Any) -> None:
+    """Sort ``(score, item)`` pairs from several archives as one index would rank them:
+    best score first (or newest first), ties by post id; ``hit(item)`` is its post."""
+    if by_date:
+        merged.sort(key=lambda si: hit(si[1]).post_id)
+        merged.sort(key=lambda si: hit(si[1]).receivedDateTime or "", reverse=True)
+    else:
+        merged.sort(key=lambda si: (-(si[0] or 0.0), hit(si[1]).post_id))
 
 
 def search_archives(
@@ -229,11 +225,7 @@ def search_archives(
             for item in ranked:  # one by one: a post the index is behind on may be gone
                 for hit in _hits(source.archive, source.state, [item], terms):
                     merged.append((item[1], _labelled(hit, source)))
-    if plan.by_date:
-        merged.sort(key=lambda sh: sh[1].post_id)
-        merged.sort(key=lambda sh: sh[1].receivedDateTime or "", reverse=True)
-    else:
-        merged.sort(key=lambda sh: (-(sh[0] or 0.0), sh[1].post_id))
+    _order(merged, plan.by_date, lambda hit: hit)
     hits: list[SearchHit] = [hit for _score, hit in merged[offset:want]]
     return SearchResults(
         query=query,
@@ -278,11 +270,7 @@ def search_threads_archives(
             for ref, score, count, newest in ranked:
                 for hit in _hits(source.archive, source.state, [(ref, score)], terms):
                     merged.append((score, ThreadHit(_labelled(hit, source), count, _iso(newest))))
-    if plan.by_date:
-        merged.sort(key=lambda st: st[1].hit.post_id)
-        merged.sort(key=lambda st: st[1].hit.receivedDateTime or "", reverse=True)
-    else:
-        merged.sort(key=lambda st: (-(st[0] or 0.0), st[1].hit.post_id))
+    _order(merged, plan.by_date, lambda thread: thread.hit)
     return ThreadResults(
         query=query,
         parsed=plan.shown,
@@ -302,18 +290,5 @@ def _source(
     progress: Progress | None,
 ) -> _Source:
     """An archive's index, caught up first as :func:`search` does."""
-    if catch_up is None:
-        catch_up = not getattr(archive, "readonly", False)
-    catch_up = catch_up and can_write(index_path)
-    state = _read_state(index_path)
-    archive_seq = archive.change_seq()
-    if state is None or state.format != INDEX_FORMAT or state.change_seq != archive_seq:
-        if catch_up:
-            update_index(archive, index_path, progress=progress)
-            state = _read_state(index_path)
-        elif state is None or state.format != INDEX_FORMAT:
-            raise GroupsyncError(
-                f"no usable search index at {index_path} ({label}); run groupsync index"
-            )
-    assert state is not None
-    return _Source(label, archive, index_path, state, max(0, archive_seq - state.change_seq))
+    state, behind = _current_state(archive, index_path, catch_up, progress, label)
+    return _Source(label, archive, index_path, state, behind)
