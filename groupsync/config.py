@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import math
 import os
 import tomllib
@@ -21,6 +22,18 @@ AUTH_MODES = ("device", "app")
 # https://graph.microsoft.com/.default, i.e. whatever application roles an admin granted.
 DEFAULT_SCOPES = "User.Read GroupMember.Read.All Group.ReadWrite.All"
 SECRET_FIELDS = frozenset({"access_token", "client_secret", "certificate_password"})
+
+
+def cli_actor() -> str:
+    """Who the access log names for a command-line access: ``os:<login name>``, or
+    ``GROUPSYNC_ACTOR`` when set (a service account acting for a named person)."""
+    override = os.environ.get("GROUPSYNC_ACTOR", "").strip()
+    if override:
+        return override
+    try:
+        return "os:" + getpass.getuser()
+    except (KeyError, OSError):
+        return f"os:uid {os.getuid()}"
 
 
 def default_token_cache() -> str:

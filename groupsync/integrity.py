@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .access import check_access_log
 from .archive import GENESIS, Archive, chain_digest
 from .archive.queries import integrity as queries
 from .audit import Finding, audit
@@ -55,7 +56,8 @@ _POST_FIELDS = {
 class Problem:
     """One mismatch: ``kind`` (changed-row, changed-blob, missing-blob, missing-run,
     orphan-rows, broken-chain, unsealed-run, anchor, damaged-database, damaged-fts,
-    damaged-index), ``where`` names the row, ``detail`` says what is wrong."""
+    damaged-index, access-log-changed, access-log-missing-rows, access-log-broken),
+    ``where`` names the row, ``detail`` says what is wrong."""
 
     kind: str
     where: str
@@ -136,6 +138,7 @@ def verify(
     _emit(progress, "blobs", report)
     _check_chain(archive, report, anchor)
     _emit(progress, "sync_runs", report)
+    _check_access_log(archive, report)
     _check_fts(archive, report)
     _emit(progress, "fts", report)
     if index_path is not None and Path(index_path).exists():
@@ -325,6 +328,15 @@ def _check_chain(archive: Archive, report: VerifyReport, anchor: str | None) -> 
                 "or it is another archive's",
             )
         )
+
+
+def _check_access_log(archive: Archive, report: VerifyReport) -> None:
+    """The access log's chain, and its newest rows against the last sync run's seal."""
+    problems, checked, head = check_access_log(archive)
+    report.problems.extend(Problem(p.kind, p.where, p.detail) for p in problems)
+    report.checked["access_log"] = checked
+    if head is not None:
+        report.notes.append(f"access log: {checked} row(s), head {head}")
 
 
 def _check_fts(archive: Archive, report: VerifyReport) -> None:

@@ -102,6 +102,7 @@ def test_migrations_are_recorded_in_order():
         (3, "groupsync", "003_outbox"),
         (4, "groupsync", "004_integrity_events_exports"),
         (5, "groupsync", "005_events_without_hook_output"),
+        (6, "groupsync", "006_access_log"),
     ]
     assert all(m["applied_at"] for m in applied)  # when: the only column that varies
 
@@ -110,7 +111,8 @@ def test_tables_and_foreign_keys(saved):
     tables = [r[0] for r in saved.conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]  # fmt: skip
     assert tables == [
-        "_outbox", "_outbox_log", "_sqlite_migrations", "_sync_state", "attachments", "blobs",
+        "_outbox", "_outbox_log", "_sqlite_migrations", "_sync_state", "access_log_seals",
+        "attachments", "blobs",
         "conversations", "events", "exports", "groups", "people", "post_versions", "posts",
         "posts_fts", "posts_fts_config", "posts_fts_data", "posts_fts_docsize", "posts_fts_idx",
         "sync_runs", "threads", "threads_fts", "threads_fts_config", "threads_fts_data",
@@ -124,6 +126,7 @@ def test_tables_and_foreign_keys(saved):
     assert {t: keys for t, keys in foreign_keys.items() if keys} == {
         "_outbox_log": [("outbox_id", "_outbox", "id")],
         "_sync_state": [("group_id", "groups", "id")],
+        "access_log_seals": [("sync_run_id", "sync_runs", "id")],
         "attachments": [("post_id", "posts", "id"), ("sha256", "blobs", "sha256")],
         "blobs": [("sync_run_id", "sync_runs", "id")],
         "conversations": [("group_id", "groups", "id")],

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from groupsync import reads, search
+from groupsync import access, reads, search
 from groupsync.archive import Archive
 
 from .conftest import (
@@ -81,8 +81,9 @@ def test_every_reading_command_works_on_a_read_only_mount(tmp_path, evidence):
         ["export", "--format", "eml", "--out", str(work / "eml"), "--query", "budget"],
     ]
     results = {}
+    log = work / "evidence.access"  # the mount cannot take <db>.access
     for args in commands:
-        result = run_cli(*args, db=evidence, cwd=work)
+        result = run_cli(*args, db=evidence, cwd=work, env={"GROUPSYNC_ACCESS_LOG": str(log)})
         stderr = result.stderr.decode()
         assert result.returncode == 0, (args, stderr)
         assert "Traceback" not in stderr
@@ -95,7 +96,21 @@ def test_every_reading_command_works_on_a_read_only_mount(tmp_path, evidence):
         assert manifest["export_id"] is None and manifest["counts"]["posts"] > 0
         err = results[next(k for k in results if k[:1] == ("export",) and fmt in k)][1]
         assert "is read-only: this export is not recorded in its exports table" in err
+    assert {r["action"] for r in access.iter_access_log(log)} == {
+        "thread", "download", "search", "export"
+    }
     assert state(evidence.parent) == before
+
+
+def test_logged_reads_refuse_a_read_only_mount_without_a_log_elsewhere(tmp_path, evidence):
+    """A compliance log never misses an access in silence: one line naming the way out."""
+    with Archive(evidence, readonly=True) as archive:
+        thread, _ = first_with_attachments(archive, MARKETING)
+    for args in (["search", "budget"], ["thread", MARKETING, thread]):
+        result = run_cli(*args, db=evidence, cwd=tmp_path)
+        assert "cannot write the access log" in one_error_line(result)
+        assert "GROUPSYNC_ACCESS_LOG" in one_error_line(result)
+        assert result.stdout == b""
 
 
 def test_serve_works_on_a_read_only_mount(tmp_path, evidence):
@@ -106,6 +121,7 @@ def test_serve_works_on_a_read_only_mount(tmp_path, evidence):
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
+        env={**os.environ, "GROUPSYNC_ACCESS_LOG": str(tmp_path / "evidence.access")},
     )
     try:
         assert process.stdout is not None

@@ -12,11 +12,12 @@ from typing import Any
 from datasette.app import Datasette
 from datasette.plugins import pm
 
-from .. import search
+from .. import access, search
 from ..archive import Archive
 from ..archive.queries import plugin as queries
 from ..errors import ArchiveError, ConfigError
 from ..files import can_write
+from .accounts import ACCESS_DATABASE, login_metadata
 from .metadata import ARCHIVE_TABLES
 
 __all__ = [
@@ -35,6 +36,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # Suggesting facets tries every column of a 100,000-row table: seconds per page.
     "suggest_facets": False,
 }
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost: only this machine can connect."""
+    return host in {"localhost", "::1"} or host.startswith("127.")
 
 
 def register_plugin() -> None:
@@ -73,17 +79,32 @@ def update_search_index(path: str | Path) -> search.IndexReport:
 
 
 def make_datasette(
-    path: str | Path, *, immutable: bool = False, settings: dict[str, Any] | None = None
+    path: str | Path,
+    *,
+    immutable: bool = False,
+    settings: dict[str, Any] | None = None,
+    accounts: dict[str, dict[str, str]] | None = None,
 ) -> Datasette:
     """A Datasette serving the archive read-only (``immutable``: also never re-read).
 
     Read-only connections see a sync that runs meanwhile; immutable ones are for an archive
     nothing writes to any more (SQLite then skips locking, and Datasette caches counts).
-    Datasette 0.65 has no write API; no canned query here writes.
+    Datasette 0.65 has no write API; no canned query here writes. With ``accounts``
+    (``accounts.load_accounts``) nothing is shown before a login at ``/-/login``, and the
+    access log is served as the ``access_log`` database, to auditors only.
     """
     register_plugin()
     files = {"immutables": [str(path)]} if immutable else {"files": [str(path)]}
-    return Datasette(settings={**DEFAULT_SETTINGS, **(settings or {})}, **files)
+    metadata = login_metadata(accounts, [Path(path).stem]) if accounts else None
+    ds = Datasette(
+        settings={**DEFAULT_SETTINGS, **(settings or {})}, metadata=metadata, **files
+    )
+    log_path = access.access_log_path(path)
+    if accounts and not access.logging_off() and Path(log_path).exists():
+        from datasette.database import Database
+
+        ds.add_database(Database(ds, path=log_path, is_mutable=True), name=ACCESS_DATABASE)
+    return ds
 
 
 def serve(
@@ -92,13 +113,25 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8001,
     immutable: bool = False,
+    accounts: dict[str, dict[str, str]] | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until interrupted. ``port`` 0 picks a free one; ``on_ready`` gets the URL."""
+    """Serve until interrupted. ``port`` 0 picks a free one; ``on_ready`` gets the URL.
+
+    Beyond the loopback addresses only with ``accounts``: anonymous visitors then see
+    nothing but the login page. The access log must be writable (or turned off).
+    """
     import uvicorn
 
     check_archive(path)
-    ds = make_datasette(path, immutable=immutable)
+    if not accounts and not is_loopback(host):
+        raise ConfigError(
+            f"serve binds to {host} only with accounts (anyone reaching it would read the "
+            "archive): add one with `groupsync serve-user add NAME --role reader`, or bind "
+            "to 127.0.0.1"
+        )
+    access.ensure_writable(path)
+    ds = make_datasette(path, immutable=immutable, accounts=accounts)
     asyncio.run(ds.invoke_startup())
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
