@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from groupsync import access, reads, search
+from groupsync import reads, search
 from groupsync.archive import Archive
+from groupsync.archive.access_log import AccessLogFile
 
 from .conftest import (
     MARKETING,
@@ -96,7 +97,9 @@ def test_every_reading_command_works_on_a_read_only_mount(tmp_path, evidence):
         assert manifest["export_id"] is None and manifest["counts"]["posts"] > 0
         err = results[next(k for k in results if k[:1] == ("export",) and fmt in k)][1]
         assert "is read-only: this export is not recorded in its exports table" in err
-    assert {r["action"] for r in access.iter_access_log(log)} == {
+    with AccessLogFile(log, readonly=True) as logged:
+        actions = {r["action"] for r in logged.rows()}
+    assert actions == {
         "thread", "download", "search", "export"
     }
     assert state(evidence.parent) == before
@@ -147,7 +150,8 @@ def test_writing_commands_refuse_a_read_only_mount_in_one_line(tmp_path, evidenc
         thread, post = first_with_attachments(archive, MARKETING)
     before = state(evidence.parent)
     inside = evidence.parent / "new"
-    online = {"GROUPSYNC_GRAPH_URL": "http://127.0.0.1:9/v1.0", "GROUPSYNC_ACCESS_TOKEN": "t"}
+    online = {"GROUPSYNC_GRAPH_URL": "http://127.0.0.1:9/v1.0", "GROUPSYNC_ACCESS_TOKEN": "t",
+              "GROUPSYNC_ACCESS_LOG": str(tmp_path / "evidence.access")}  # fmt: skip
     expected = {
         ("sync", "--group", MARKETING): "cannot create the writer lock",
         ("send",): "cannot create the writer lock",

@@ -22,8 +22,9 @@ import json
 from typing import Any
 
 from datasette import hookimpl
+from datasette.utils.asgi import Response
 
-from . import cells, security, views
+from . import accounts, cells, security, views
 from .archives import archive_databases, detect_archives
 from .facets import MonthFacet
 from .metadata import instance_metadata
@@ -31,6 +32,7 @@ from .metadata import instance_metadata
 __all__ = [
     "asgi_wrapper",
     "extra_css_urls",
+    "forbidden",
     "get_metadata",
     "menu_links",
     "register_facet_classes",
@@ -54,8 +56,17 @@ def startup(datasette: Any) -> Any:
 
 @hookimpl
 def asgi_wrapper(datasette: Any) -> Any:
-    """Every response gets the Content-Security-Policy, Datasette's own pages included."""
-    return security.with_headers
+    """Every response gets the Content-Security-Policy, Datasette's own pages included;
+    with accounts, datasette-auth-passwords' /-/password-tool is not served."""
+    return lambda app: security.with_headers(accounts.without_password_tool(datasette, app))
+
+
+@hookimpl
+def forbidden(datasette: Any, request: Any, message: str) -> Any:
+    """With accounts, someone not logged in is sent to the login form instead of a 403."""
+    if request.actor is None and accounts.login_required(datasette):
+        return Response.redirect(datasette.urls.path("/-/login"))
+    return None
 
 
 @hookimpl

@@ -140,6 +140,31 @@ def remove_account(path: str | os.PathLike[str], name: str) -> bool:
     return True
 
 
+def login_required(datasette: Any) -> bool:
+    """Whether this Datasette was given accounts (``groupsync serve`` with accounts)."""
+    config = datasette.plugin_config("datasette-auth-passwords") or {}
+    return any(key.endswith("_password_hash") for key in config)
+
+
+def without_password_tool(datasette: Any, app: Any) -> Any:
+    """``app`` answering 404 at ``/-/password-tool`` when accounts are configured: a page
+    that hashes any password typed into it is of no use to a visitor of the archive."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope.get("type") == "http"
+            and scope.get("path", "").rstrip("/").endswith("/-/password-tool")
+            and login_required(datasette)
+        ):
+            await send({"type": "http.response.start", "status": 404,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": b"Not found"})
+            return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 def login_metadata(
     accounts: dict[str, dict[str, str]], databases: Iterable[str]
 ) -> dict[str, Any]:

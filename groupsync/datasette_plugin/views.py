@@ -29,6 +29,7 @@ from ..archive import Archive
 from ..archive.queries import plugin as queries
 from ..errors import GroupsyncError
 from ..html import neutralise_bidi, sanitise
+from .accounts import login_required
 from .archives import attachment_url, find_archive, post_anchor, thread_url
 from .security import content_security_policy, page_headers
 
@@ -71,6 +72,9 @@ def handled(view: View) -> View:
         try:
             return await view(datasette, request)
         except Base400 as ex:
+            if (isinstance(ex, Forbidden) and request.actor is None
+                    and login_required(datasette)):  # fmt: skip
+                return Response.redirect(datasette.urls.path("/-/login"))
             context = {"ok": False, "error": ex.args[0] if ex.args else "", "status": ex.status}
             context["title"] = {404: "Not found", 403: "Forbidden"}.get(ex.status, "Error")
             return await _page(datasette, request, "error.html", context, status=ex.status)
