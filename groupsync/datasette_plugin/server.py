@@ -29,6 +29,7 @@ __all__ = [
     "update_search_index",
 ]
 
+PASSWORDS_PLUGIN = "auth_passwords"  # datasette-auth-passwords' entry point
 DEFAULT_SETTINGS: dict[str, Any] = {
     # The canned queries aggregate the whole archive; give them room on big archives.
     "sql_time_limit_ms": 5000,
@@ -131,6 +132,9 @@ def serve(
             "to 127.0.0.1"
         )
     access.ensure_writable(path)
+    if not accounts and pm.has_plugin(PASSWORDS_PLUGIN):
+        # No accounts: its "Log in" link would lead to a form nobody can use.
+        pm.set_blocked(PASSWORDS_PLUGIN)
     ds = make_datasette(path, immutable=immutable, accounts=accounts)
     asyncio.run(ds.invoke_startup())
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
