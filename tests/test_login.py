@@ -93,7 +93,6 @@ def paths(served: dict[str, Any]) -> dict[str, list[str]]:
         "/archive/blobs",
         "/archive/_outbox",
         "/archive?sql=select+1",
-        "/archive/last_sync_changes",
     ]
     return {"mail": mail, "audit": audit}
 

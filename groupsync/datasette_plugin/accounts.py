@@ -62,8 +62,6 @@ AUDITOR_TABLES = (
     "_sync_state",
     "_sqlite_migrations",
 )
-# Canned queries that read an auditor's table.
-AUDITOR_QUERIES = ("last_sync_changes",)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 
@@ -165,6 +163,18 @@ def without_password_tool(datasette: Any, app: Any) -> Any:
     return wrapped
 
 
+def sql_config(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The ``allow_sql`` blocks of ``login_metadata`` as Datasette 1.0 configuration."""
+    return {
+        "allow_sql": metadata["allow_sql"],
+        "databases": {
+            name: {"allow_sql": db["allow_sql"]}
+            for name, db in metadata["databases"].items()
+            if "allow_sql" in db
+        },
+    }
+
+
 def login_metadata(
     accounts: dict[str, dict[str, str]], databases: Iterable[str]
 ) -> dict[str, Any]:
@@ -181,7 +191,6 @@ def login_metadata(
         "allow": anyone,
         "allow_sql": auditors,
         "tables": {name: {"allow": auditors} for name in AUDITOR_TABLES},
-        "queries": {name: {"allow": auditors} for name in AUDITOR_QUERIES},
     }
     return {
         "allow": anyone,

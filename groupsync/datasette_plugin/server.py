@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import sys
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from ..archive import Archive
 from ..archive.queries import plugin as queries
 from ..errors import ArchiveError, ConfigError
 from ..files import can_write
-from .accounts import ACCESS_DATABASE, login_metadata
+from .accounts import ACCESS_DATABASE, login_metadata, sql_config
 from .metadata import ARCHIVE_TABLES
 
 __all__ = [
@@ -96,10 +97,15 @@ def make_datasette(
     """
     register_plugin()
     files = {"immutables": [str(path)]} if immutable else {"files": [str(path)]}
-    metadata = login_metadata(accounts, [Path(path).stem]) if accounts else None
-    ds = Datasette(
-        settings={**DEFAULT_SETTINGS, **(settings or {})}, metadata=metadata, **files
-    )
+    options: dict[str, Any] = dict(files)
+    if accounts:
+        metadata = login_metadata(accounts, [Path(path).stem])
+        options["metadata"] = metadata
+        if "config" in inspect.signature(Datasette).parameters:
+            # The 1.0 alphas move "allow" and "plugins" from metadata into their
+            # configuration, but not "allow_sql": without this, readers could run SQL.
+            options["config"] = sql_config(metadata)
+    ds = Datasette(settings={**DEFAULT_SETTINGS, **(settings or {})}, **options)
     log_path = access.access_log_path(path)
     if accounts and not access.logging_off() and Path(log_path).exists():
         from datasette.database import Database
