@@ -219,3 +219,21 @@ def test_serve_beyond_loopback_without_accounts_refuses_in_one_line(served, tmp_
                      timeout=60)  # fmt: skip
     line = one_error_line(result)
     assert "needs accounts" in line and "serve-user add" in line
+
+
+@pytest.mark.asyncio
+async def test_hostile_queries_are_logged_exactly_and_shown_escaped(ds, served):
+    from . import hostile
+
+    who = as_actor(ds, "rita")
+    markup = [t for t in hostile.STORABLE if "<" in t][:5] + ["<script>alert(1)</script>"]
+    for text in markup:
+        page = await ds.client.get("/-/groupsync/search", params={"q": text}, cookies=who)
+        assert page.status_code in (200, 400)
+    logged = [r["target"] for r in access.iter_access_log(served["db"]) if r["actor"] == "rita"]
+    assert set(markup) <= set(logged) | {t for t in markup if t.strip() == ""}
+    table = await ds.client.get("/access_log/access_log?_size=max",
+                                cookies=as_actor(ds, "audrey"))  # fmt: skip
+    assert table.status_code == 200
+    assert "<script>alert(1)</script>" not in table.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in table.text

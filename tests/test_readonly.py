@@ -145,6 +145,12 @@ def test_serve_works_on_a_read_only_mount(tmp_path, evidence):
     assert state(evidence.parent) == before
 
 
+def test_serve_refuses_a_read_only_mount_without_a_log_elsewhere(tmp_path, evidence):
+    result = run_cli("--db", str(evidence), "serve", "--port", "0", "--no-index", cwd=tmp_path,
+                     timeout=60)  # fmt: skip
+    assert "cannot write the access log" in one_error_line(result)
+
+
 def test_writing_commands_refuse_a_read_only_mount_in_one_line(tmp_path, evidence):
     with Archive(evidence, readonly=True) as archive:
         thread, post = first_with_attachments(archive, MARKETING)
