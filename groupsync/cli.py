@@ -19,9 +19,9 @@ from typing import Any
 import click
 from tabulate import tabulate
 
-from . import auth, reads
+from . import access, auth, reads
 from .archive import Archive, writable
-from .config import load_settings, parse_rate
+from .config import cli_actor, load_settings, parse_rate
 from .connect import SENDS_PER_MINUTE, connect, sending_cap
 from .errors import ArchiveError, GroupsyncError, TransportError, ValidationError
 from .events import (
@@ -117,6 +117,19 @@ def settings_from(ctx: click.Context, **flags: Any):
 
 def echo_json(data: Any) -> None:
     click.echo(json_text(json.dumps(data, indent=2, ensure_ascii=False)))
+
+
+def _access_checked(db) -> None:
+    """Before a logged read: refuse now if the access log cannot be written, or say on
+    stderr that it is off (GROUPSYNC_ACCESS_LOG=off), so no access goes unrecorded unseen."""
+    if access.logging_off():
+        click.echo("Note: access logging is off (GROUPSYNC_ACCESS_LOG=off).", err=True)
+        return
+    access.ensure_writable(db)
+
+
+def _log_access(db, action: str, target: str | None, count: int | None) -> None:
+    access.log_access(db, cli_actor(), action, target, count, "cli")
 
 
 # Ids, paths and hashes are printed whole: an Exchange id cut short cannot be copied.
@@ -835,14 +848,19 @@ class Read:
         if self.live and used:
             raise click.UsageError(f"{used[0]} reads the archive; it does not go with --live")
 
-    def echo(self, ask_graph, read_archive, columns, *, row=None, note=None, marked=True):
+    def echo(
+        self, ask_graph, read_archive, columns, *, row=None, note=None, marked=True, log=None
+    ):
         """Print one item or a list: from the archive opened read-only, or with --live from
         Graph, falling back to the archive (said on stderr) when Graph cannot be reached.
 
         ``row`` shapes a table row; ``note(archive)`` is a remark printed after;
-        ``marked`` False leaves out the table's deleted column (rows that are not items).
+        ``marked`` False leaves out the table's deleted column (rows that are not items);
+        ``log`` (action, target) writes an access-log row before anything is printed.
         """
         settings = settings_from(self.ctx)
+        if log is not None:
+            _access_checked(settings.db)
         if self.live:
             try:
                 with _client(self.ctx, settings) as graph:
@@ -854,10 +872,20 @@ class Read:
                 where = f"offline: {self.ctx.info_name} from the archive {settings.db}"
                 click.echo(safe_text(where), err=True)
             else:
+                if log is not None:
+                    action, target = log
+                    _log_access(settings.db, action, target,
+                                1 if isinstance(found, dict) else len(found))  # fmt: skip
                 self._print(found, columns, row, marked)
                 return
         with Archive(settings.db, readonly=True) as archive:
-            self._print(read_archive(archive), columns, row, marked)
+            found = read_archive(archive)
+            if log is not None:
+                found = found if isinstance(found, dict) else list(found)
+                action, target = log
+                _log_access(settings.db, action, target,
+                            1 if isinstance(found, dict) else len(found))  # fmt: skip
+            self._print(found, columns, row, marked)
             remark = note(archive) if note else None
         if remark:
             click.echo(safe_text(f"Note: {remark}"), err=True)
@@ -1034,6 +1062,7 @@ def thread(group_id, thread_id, read):
             archive, group_id, thread_id, include_deleted=read.include_deleted
         ),
         THREAD_COLUMNS,
+        log=("thread", f"{group_id}/{thread_id}"),
     )
 
 
@@ -1050,6 +1079,7 @@ def posts(group_id, thread_id, read):
         ),
         POST_COLUMNS,
         row=_post_row,
+        log=("thread", f"{group_id}/{thread_id}"),
     )
 
 
@@ -1071,6 +1101,7 @@ def post(group_id, thread_id, post_id, versions, read):
             ),
             VERSION_COLUMNS,
             row=lambda v: {**v, **v["@groupsync.version"]},
+            log=("thread", "/".join(ids)),
         )
         return
     read.echo(
@@ -1078,6 +1109,7 @@ def post(group_id, thread_id, post_id, versions, read):
         lambda archive: reads.get_post(archive, *ids, include_deleted=read.include_deleted),
         POST_COLUMNS,
         row=_post_row,
+        log=("thread", "/".join(ids)),
     )
 
 
@@ -1101,14 +1133,22 @@ def attachments(group_id, thread_id, post_id, save_dir, read):
         return reads.attachments_note(archive, *ids)
 
     if save_dir is not None:
+        db = settings_from(read.ctx).db
+        _access_checked(db)
+
+        def save(archive):
+            saved = []
+            for s in reads.save_attachments(
+                archive, *ids, save_dir, include_deleted=read.include_deleted
+            ):
+                if s.sha256 is not None:
+                    _log_access(db, "download", s.sha256, 1)
+                saved.append(s.as_dict())
+            return saved
+
         read.echo(
             None,
-            lambda archive: [
-                s.as_dict()
-                for s in reads.save_attachments(
-                    archive, *ids, save_dir, include_deleted=read.include_deleted
-                )
-            ],
+            save,
             SAVED_COLUMNS,
             note=note,
             marked=False,
@@ -1142,9 +1182,11 @@ def serve(ctx, host, port, immutable, no_index, archives):
     """Explore the archive in Datasette, read-only: thread view, search, downloads.
 
     ARCHIVES (several: the shards of a tenant) instead of --db: one database each; the
-    group list and search cover them all.
+    group list and search cover them all. With accounts (`groupsync serve-user add`)
+    everything needs a login; without, serve binds to 127.0.0.1 only.
     """
-    from .datasette_plugin.server import check_archive, update_search_index
+    from .datasette_plugin.accounts import load_accounts
+    from .datasette_plugin.server import check_archive, is_loopback, update_search_index
     from .datasette_plugin.server import serve as serve_datasette
     from .search import IndexWriteError
 
@@ -1152,7 +1194,14 @@ def serve(ctx, host, port, immutable, no_index, archives):
     paths = list(dict.fromkeys(archives)) or [settings.db]
     for path in paths:
         check_archive(path)  # before anything is said or done
+    accounts = load_accounts(_serve_users_path(ctx))
+    if not accounts and not is_loopback(host):
+        raise click.UsageError(
+            f"--host {host} needs accounts (anyone reaching it would read the archive): "
+            "add one with `groupsync serve-user add NAME --role reader`"
+        )
     for path in paths:
+        _access_checked(path)
         if not writable(path):
             # Datasette's read-only mode needs to create -shm beside a WAL archive.
             click.echo(safe_text(f"Note: {path} is read-only here: serving it immutable."),
@@ -1171,15 +1220,103 @@ def serve(ctx, host, port, immutable, no_index, archives):
     def ready(url: str) -> None:
         click.echo(safe_text(f"Serving {shown} read-only at {url}-/groupsync/"), err=True)
         click.echo(safe_text(f"  Datasette's tables and SQL: {url}"), err=True)
-        if host not in {"127.0.0.1", "localhost", "::1"}:
-            click.echo(
-                safe_text(f"Note: {host} lets anyone who can reach it read the archive."),
-                err=True,
-            )
+        if accounts:
+            click.echo(safe_text(f"  {len(accounts)} account(s): log in at {url}-/login"),
+                       err=True)  # fmt: skip
+        else:
+            click.echo("  no accounts: anyone on this machine can read it", err=True)
         click.echo("Ctrl-C stops it.", err=True)
         click.echo(f"{url}-/groupsync/")  # groupsync's home: groups, threads, search
 
-    serve_datasette(paths, host=host, port=port, immutable=immutable, on_ready=ready)
+    serve_datasette(
+        paths, host=host, port=port, immutable=immutable, accounts=accounts, on_ready=ready
+    )
+
+
+# -- serve's accounts and the access log ----------------------------------------------------
+
+
+def _serve_users_path(ctx) -> Path:
+    from .datasette_plugin.accounts import serve_users_path
+
+    return serve_users_path((ctx.find_root().obj or {}).get("config"))
+
+
+@cli.group(name="serve-user")
+def serve_user():
+    """The accounts that may log in to `groupsync serve` (reader or auditor)."""
+
+
+@serve_user.command(name="add")
+@click.argument("name")
+@click.option(
+    "--role", type=click.Choice(["reader", "auditor"]), required=True,
+    help="reader: mail, search, downloads; auditor: also the access log, holds, policies, "
+    "events and sync runs.",
+)
+@click.password_option(help="Asked for when not given (never echoed).")
+@click.pass_context
+def serve_user_add(ctx, name, role, password):
+    """Add an account, or set its role and password; only the password's hash is kept."""
+    from .datasette_plugin.accounts import add_account
+
+    path = _serve_users_path(ctx)
+    new = add_account(path, name, role, password)
+    verb = "Added" if new else "Updated"
+    click.echo(safe_text(f"{verb} {name} ({role}) in {path}; restart serve to use it."), err=True)
+
+
+@serve_user.command(name="list")
+@click.pass_context
+def serve_user_list(ctx):
+    """The accounts and their roles (never their password hashes)."""
+    from .datasette_plugin.accounts import load_accounts
+
+    accounts = load_accounts(_serve_users_path(ctx))
+    echo_table([{"name": n, "role": a["role"]} for n, a in sorted(accounts.items())],
+               ["name", "role"])  # fmt: skip
+
+
+@serve_user.command(name="remove")
+@click.argument("name")
+@click.pass_context
+def serve_user_remove(ctx, name):
+    """Remove an account (serve keeps it until restarted)."""
+    from .datasette_plugin.accounts import remove_account
+
+    path = _serve_users_path(ctx)
+    if not remove_account(path, name):
+        raise click.UsageError(f"no account {name!r} in {path}")
+    click.echo(safe_text(f"Removed {name} from {path}."), err=True)
+
+
+ACCESS_COLUMNS = ["id", "at", "actor", "action", "origin", "count", "target"]
+
+
+@cli.command(name="access-log")
+@click.option("--since", help="Rows at or after this date or time (UTC), e.g. 2024-05-01.")
+@click.option("--actor", help="Only this actor (os:NAME on the command line, a login name).")
+@click.option("--action", type=click.Choice(access.ACTIONS), help="Only this action.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, one row each, with digests.")
+@click.pass_context
+def access_log_command(ctx, since, actor, action, as_json):
+    """Who searched, read a thread, downloaded, exported or changed a hold or policy.
+
+    Each row is chained to the one before (`groupsync verify` checks the chain); the last
+    line on stderr is the head digest, to note down elsewhere.
+    """
+    settings = settings_from(ctx)
+    rows = list(
+        access.iter_access_log(settings.db, since=parse_bound(since), actor=actor, action=action)
+    )
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))  # ASCII: a terminal shows no raw query text
+    else:
+        echo_table(rows, ACCESS_COLUMNS)
+    head = access.access_log_head(settings.db)
+    if head is not None:
+        click.echo(f"{len(rows)} row(s); head row {head[0]} {head[1]}", err=True)
 
 
 # -- scheduled sync, the trigger, export and verification ----------------------------------
@@ -1479,6 +1616,7 @@ def _open_to_export(db) -> Archive:
     """An export records itself in the archive where it can; a read-only copy is read as it
     is. A missing archive is an error, never a new empty one."""
     Archive(db, readonly=True).close()
+    _access_checked(db)  # an export is logged: refuse now if the log cannot be written
     return Archive.open_for_writing(db) if writable(db) else Archive(db, readonly=True)
 
 
@@ -1489,6 +1627,7 @@ def _export_one(settings, db, options, as_json) -> int:
         report = export_archive(
             archive, options, identity=auth.audit_identity(settings), os_user=auth.os_user()
         )
+    _log_access(db, "export", f"{report.export_id} {options.out}", report.posts)
     _echo_export(report, as_json, started, (
         f"Exported {report.posts} post(s) of {report.groups} group(s) with "
         f"{report.attachments} attachment(s)"
@@ -1533,6 +1672,7 @@ def _export_production(settings, options: ProductionOptions, query, hold_name, a
             identity=auth.audit_identity(settings),
             os_user=auth.os_user(),
         )
+    _log_access(settings.db, "export", f"{report.export_id} {options.out}", report.posts)
     attachments = report.attachments + report.attachments_without_bytes
     _echo_export(report, as_json, started, (
         f"Produced {report.posts + attachments} document(s) ({report.posts} post(s), "
@@ -1780,6 +1920,9 @@ def search_command(
     """
 
     settings = settings_from(ctx)
+    paths = list(dict.fromkeys(archives)) or [settings.db]
+    for path in paths:
+        _access_checked(path)  # a search is logged: refuse now if it cannot be
     if archives:
         if index_path:
             raise click.UsageError("--index does not go with --archive (each index is beside it)")
@@ -1792,6 +1935,9 @@ def search_command(
             settings, index_path, query, per_post=per_post, limit=limit, offset=offset,
             group=group, sort=sort, include_deleted=include_deleted,
         )  # fmt: skip
+    target = query if group is None else f"{query} [group {group}]"
+    for path in paths:
+        _log_access(path, "search", target, results.total)
     _echo_search(results, offset, as_table)
 
 
@@ -2017,9 +2163,11 @@ def retention_set(ctx, group_id, keep):
 
     parse_keep(keep)  # a wrong one is refused before the archive is opened
     settings = settings_from(ctx)
+    _access_checked(settings.db)
     stack, archive = _governance_archive(settings)
     with stack:
         policy = set_policy(archive, keep, actor=cli_actor(), group_id=group_id)
+    _log_access(settings.db, "policy", f"set {group_id or '*'} keep {policy.keep}", None)
     scope = f"group {policy.group_name or policy.group_id}" if policy.group_id else "default"
     click.echo(safe_text(f"Retention policy {policy.id} ({scope}): keep {policy.keep}"))
 
@@ -2063,9 +2211,11 @@ def retention_clear(ctx, group_id):
     from .retention import clear_policy
 
     settings = settings_from(ctx)
+    _access_checked(settings.db)
     stack, archive = _governance_archive(settings)
     with stack:
         policy = clear_policy(archive, actor=cli_actor(), group_id=group_id)
+    _log_access(settings.db, "policy", f"clear {group_id or '*'}", None)
     click.echo(safe_text(f"Retention policy {policy.id} cleared"))
 
 
@@ -2091,6 +2241,7 @@ def hold_create(ctx, name, group_ids, query, from_date, to_date, custodians, not
     from .holds import create_hold
 
     settings = settings_from(ctx)
+    _access_checked(settings.db)
     stack, archive = _governance_archive(settings)
     with stack:
         hold = create_hold(
@@ -2104,6 +2255,7 @@ def hold_create(ctx, name, group_ids, query, from_date, to_date, custodians, not
             custodians=custodians,
             note=note,
         )
+    _log_access(settings.db, "hold", f"create {hold.name}", None)
     click.echo(safe_text(f"Legal hold {hold.name} ({hold.id}) created"))
 
 
@@ -2139,6 +2291,7 @@ def hold_show(ctx, name, as_json, index_path):
 
     settings = settings_from(ctx)
     path = search_index_path(settings, index_path)
+    _access_checked(settings.db)
     with Archive(settings.db, readonly=True) as archive:
         hold = get_hold(archive, name)
         if hold.query is not None and path.exists() and writable(path):
@@ -2150,6 +2303,7 @@ def hold_show(ctx, name, as_json, index_path):
         {"post_id": p, "group_id": g, "thread_id": t, "received": r, "deleted_at": d}
         for p, g, t, r, d in found
     ]
+    _log_access(settings.db, "hold", f"show {hold.name}", len(posts))
     groups: dict[str, int] = {}
     for _, group_id, *_rest in found:
         groups[group_id] = groups.get(group_id, 0) + 1
@@ -2181,9 +2335,11 @@ def hold_release(ctx, name):
     from .holds import release_hold
 
     settings = settings_from(ctx)
+    _access_checked(settings.db)
     stack, archive = _governance_archive(settings)
     with stack:
         hold = release_hold(archive, name, actor=cli_actor())
+    _log_access(settings.db, "hold", f"release {hold.name}", None)
     click.echo(safe_text(f"Legal hold {hold.name} released"))
 
 

@@ -24,6 +24,18 @@ DEFAULT_SCOPES = "User.Read GroupMember.Read.All Group.ReadWrite.All"
 SECRET_FIELDS = frozenset({"access_token", "client_secret", "certificate_password"})
 
 
+def cli_actor() -> str:
+    """Who the access log names for a command-line access: ``os:<login name>``, or
+    ``GROUPSYNC_ACTOR`` when set (a service account acting for a named person)."""
+    override = os.environ.get("GROUPSYNC_ACTOR", "").strip()
+    if override:
+        return override
+    try:
+        return "os:" + getpass.getuser()
+    except (KeyError, OSError):
+        return f"os:uid {os.getuid()}"
+
+
 def default_token_cache() -> str:
     """Where msal's cache lives unless told: the XDG config folder, not the work tree."""
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
@@ -289,8 +301,3 @@ def load_settings(
             raise ConfigError("a PEM certificate needs certificate_thumbprint as well")
     return Settings(**values, sources=sources)
 
-
-def cli_actor() -> str:
-    """Who a command run from the CLI acts as, for the records it writes:
-    ``GROUPSYNC_ACTOR`` when set, else ``os:`` and the login name."""
-    return os.environ.get("GROUPSYNC_ACTOR") or "os:" + getpass.getuser()

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .access import check_access_log
 from .archive import GENESIS, Archive, chain_digest
 from .archive.queries import governance as governance_queries
 from .archive.queries import integrity as queries
@@ -57,8 +58,9 @@ _POST_FIELDS = {
 class Problem:
     """One mismatch: ``kind`` (changed-row, changed-blob, missing-blob, missing-run,
     orphan-rows, broken-chain, unsealed-run, anchor, damaged-database, damaged-fts,
-    damaged-index, missing-record, changed-tombstone), ``where`` names the row,
-    ``detail`` says what is wrong."""
+    damaged-index, missing-record, changed-tombstone, access-log-changed,
+    access-log-missing-rows, access-log-broken), ``where`` names the row, ``detail`` says
+    what is wrong."""
 
     kind: str
     where: str
@@ -144,6 +146,7 @@ def verify(
     if governance_queries.has_governance(archive):
         _check_governance(archive, report)
         _emit(progress, "governance", report)
+    _check_access_log(archive, report)
     _check_fts(archive, report)
     _emit(progress, "fts", report)
     if index_path is not None and Path(index_path).exists():
@@ -532,6 +535,15 @@ def _check_purges(
             Problem("orphan-rows", f"purged_items (purge {purge_id})",
                     f"{len(items)} tombstone(s) of purge {purge_id}, which is not in purges")
         )  # fmt: skip
+
+
+def _check_access_log(archive: Archive, report: VerifyReport) -> None:
+    """The access log's chain, and its newest rows against the last sync run's seal."""
+    problems, checked, head = check_access_log(archive)
+    report.problems.extend(Problem(p.kind, p.where, p.detail) for p in problems)
+    report.checked["access_log"] = checked
+    if head is not None:
+        report.notes.append(f"access log: {checked} row(s), head {head}")
 
 
 def _check_fts(archive: Archive, report: VerifyReport) -> None:

@@ -456,6 +456,23 @@ def m007_group_delta(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="008_access_log")
+def m008_access_log(db: Database) -> None:
+    """The access log lives in ``<db>.access`` (chained row by row); each finished sync run
+    seals its newest row here, so deleting the log's newest rows (or the whole file) before
+    that seal is caught by ``verify``."""
+    db.execute(
+        """
+        CREATE TABLE access_log_seals (
+            sync_run_id INTEGER PRIMARY KEY REFERENCES sync_runs(id),
+            sealed_at TEXT NOT NULL,
+            rows INTEGER NOT NULL,
+            head TEXT NOT NULL
+        )
+        """
+    )
+
+
 SCHEMA_VERSION = len(MIGRATIONS._migrations)
 
 

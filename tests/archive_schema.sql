@@ -118,6 +118,14 @@ CREATE TABLE _sync_state (
         missed_changes INTEGER NOT NULL DEFAULT 0
     );
 
+-- table access_log_seals
+CREATE TABLE access_log_seals (
+            sync_run_id INTEGER PRIMARY KEY REFERENCES sync_runs(id),
+            sealed_at TEXT NOT NULL,
+            rows INTEGER NOT NULL,
+            head TEXT NOT NULL
+        );
+
 -- table attachments
 CREATE TABLE attachments (
         post_id TEXT NOT NULL REFERENCES posts(id),

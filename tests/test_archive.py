@@ -104,6 +104,7 @@ def test_migrations_are_recorded_in_order():
         (5, "groupsync", "005_events_without_hook_output"),
         (6, "groupsync", "006_retention_holds"),
         (7, "groupsync", "007_group_delta"),
+        (8, "groupsync", "008_access_log"),
     ]
     assert all(m["applied_at"] for m in applied)  # when: the only column that varies
 
@@ -113,7 +114,8 @@ def test_tables_and_foreign_keys(saved):
         "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]  # fmt: skip
     assert tables == [
         "_group_delta",
-        "_outbox", "_outbox_log", "_sqlite_migrations", "_sync_state", "attachments", "blobs",
+        "_outbox", "_outbox_log", "_sqlite_migrations", "_sync_state", "access_log_seals",
+        "attachments", "blobs",
         "conversations", "events", "exports", "governance_log", "groups", "legal_holds",
         "people", "post_versions", "posts",
         "posts_fts", "posts_fts_config", "posts_fts_data", "posts_fts_docsize", "posts_fts_idx",
@@ -129,6 +131,7 @@ def test_tables_and_foreign_keys(saved):
     assert {t: keys for t, keys in foreign_keys.items() if keys} == {
         "_outbox_log": [("outbox_id", "_outbox", "id")],
         "_sync_state": [("group_id", "groups", "id")],
+        "access_log_seals": [("sync_run_id", "sync_runs", "id")],
         "attachments": [("post_id", "posts", "id"), ("sha256", "blobs", "sha256")],
         "blobs": [("sync_run_id", "sync_runs", "id")],
         "conversations": [("group_id", "groups", "id")],

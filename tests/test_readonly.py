@@ -15,6 +15,7 @@ import pytest
 
 from groupsync import reads, search
 from groupsync.archive import Archive
+from groupsync.archive.access_log import AccessLogFile
 
 from .conftest import (
     MARKETING,
@@ -81,8 +82,9 @@ def test_every_reading_command_works_on_a_read_only_mount(tmp_path, evidence):
         ["export", "--format", "eml", "--out", str(work / "eml"), "--query", "budget"],
     ]
     results = {}
+    log = work / "evidence.access"  # the mount cannot take <db>.access
     for args in commands:
-        result = run_cli(*args, db=evidence, cwd=work)
+        result = run_cli(*args, db=evidence, cwd=work, env={"GROUPSYNC_ACCESS_LOG": str(log)})
         stderr = result.stderr.decode()
         assert result.returncode == 0, (args, stderr)
         assert "Traceback" not in stderr
@@ -95,7 +97,23 @@ def test_every_reading_command_works_on_a_read_only_mount(tmp_path, evidence):
         assert manifest["export_id"] is None and manifest["counts"]["posts"] > 0
         err = results[next(k for k in results if k[:1] == ("export",) and fmt in k)][1]
         assert "is read-only: this export is not recorded in its exports table" in err
+    with AccessLogFile(log, readonly=True) as logged:
+        actions = {r["action"] for r in logged.rows()}
+    assert actions == {
+        "thread", "download", "search", "export"
+    }
     assert state(evidence.parent) == before
+
+
+def test_logged_reads_refuse_a_read_only_mount_without_a_log_elsewhere(tmp_path, evidence):
+    """A compliance log never misses an access in silence: one line naming the way out."""
+    with Archive(evidence, readonly=True) as archive:
+        thread, _ = first_with_attachments(archive, MARKETING)
+    for args in (["search", "budget"], ["thread", MARKETING, thread]):
+        result = run_cli(*args, db=evidence, cwd=tmp_path)
+        assert "cannot write the access log" in one_error_line(result)
+        assert "GROUPSYNC_ACCESS_LOG" in one_error_line(result)
+        assert result.stdout == b""
 
 
 def test_serve_works_on_a_read_only_mount(tmp_path, evidence):
@@ -106,6 +124,7 @@ def test_serve_works_on_a_read_only_mount(tmp_path, evidence):
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
+        env={**os.environ, "GROUPSYNC_ACCESS_LOG": str(tmp_path / "evidence.access")},
     )
     try:
         assert process.stdout is not None
@@ -126,12 +145,19 @@ def test_serve_works_on_a_read_only_mount(tmp_path, evidence):
     assert state(evidence.parent) == before
 
 
+def test_serve_refuses_a_read_only_mount_without_a_log_elsewhere(tmp_path, evidence):
+    result = run_cli("--db", str(evidence), "serve", "--port", "0", "--no-index", cwd=tmp_path,
+                     timeout=60)  # fmt: skip
+    assert "cannot write the access log" in one_error_line(result)
+
+
 def test_writing_commands_refuse_a_read_only_mount_in_one_line(tmp_path, evidence):
     with Archive(evidence, readonly=True) as archive:
         thread, post = first_with_attachments(archive, MARKETING)
     before = state(evidence.parent)
     inside = evidence.parent / "new"
-    online = {"GROUPSYNC_GRAPH_URL": "http://127.0.0.1:9/v1.0", "GROUPSYNC_ACCESS_TOKEN": "t"}
+    online = {"GROUPSYNC_GRAPH_URL": "http://127.0.0.1:9/v1.0", "GROUPSYNC_ACCESS_TOKEN": "t",
+              "GROUPSYNC_ACCESS_LOG": str(tmp_path / "evidence.access")}  # fmt: skip
     expected = {
         ("sync", "--group", MARKETING): "cannot create the writer lock",
         ("send",): "cannot create the writer lock",

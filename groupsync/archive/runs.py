@@ -4,10 +4,12 @@ before it, so ``verify`` can tell that no stored version or blob was changed sin
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..errors import ArchiveError
+from .access_log import AccessLogFile, default_access_log_path
 from .connection import Connection
 from .values import json_or_none, utc_now
 
@@ -100,7 +102,38 @@ class Runs(Connection):
         with self.atomic():
             self.update_run(run_id, **values)
             self.seal_runs(values.get("finished_at") or utc_now())
+            self.seal_access_log(run_id, values.get("finished_at") or utc_now())
         return self._one("SELECT digest FROM sync_runs WHERE id = :id", {"id": run_id})
+
+    def seal_access_log(self, run_id: int, now: str) -> tuple[int, str] | None:
+        """Record the access log's newest row (``<db>.access``) with this run, so that
+        ``verify`` notices rows, or the whole file, deleted since. Call inside a transaction."""
+        if self.path == ":memory:" or not os.path.exists(default_access_log_path(self.path)):
+            return None
+        with AccessLogFile(default_access_log_path(self.path), readonly=True) as log:
+            head = log.head()
+        if head is None:
+            return None
+        self.conn.execute(
+            "INSERT OR REPLACE INTO access_log_seals (sync_run_id, sealed_at, rows, head) "
+            "VALUES (:run_id, :now, :rows, :head)",
+            {"run_id": run_id, "now": now, "rows": head[0], "head": head[1]},
+        )
+        return head
+
+    def access_log_seal(self) -> dict[str, Any] | None:
+        """The latest seal of the access log, or None (no run sealed one; an older archive)."""
+        if not self._one(
+            "SELECT 1 FROM sqlite_master WHERE name = 'access_log_seals'"
+        ):
+            return None
+        row = self.conn.execute(
+            "SELECT sync_run_id, sealed_at, rows, head FROM access_log_seals "
+            "ORDER BY sync_run_id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return dict(zip(("sync_run_id", "sealed_at", "rows", "head"), row, strict=True))
 
     def run_items(self, run_id: int) -> Iterator[str]:
         """The lines a run's digest covers (see ``chain_digest``), unsorted: its stored

@@ -25,10 +25,11 @@ import json
 from typing import Any
 
 from datasette import hookimpl
+from datasette.utils.asgi import Response
 from jinja2 import ChoiceLoader
 from markupsafe import escape
 
-from . import cells, compat, security, views
+from . import accounts, cells, compat, security, views
 from .archives import archive_databases, detect_archives
 from .facets import MonthFacet
 from .metadata import DESCRIPTION, instance_metadata
@@ -37,6 +38,7 @@ from .tables import TableTemplates, arrange
 __all__ = [
     "asgi_wrapper",
     "extra_css_urls",
+    "forbidden",
     "menu_links",
     "prepare_jinja2_environment",
     "register_facet_classes",
@@ -81,8 +83,17 @@ def prepare_jinja2_environment(env: Any, datasette: Any) -> None:
 
 @hookimpl
 def asgi_wrapper(datasette: Any) -> Any:
-    """Every response gets the Content-Security-Policy, Datasette's own pages included."""
-    return security.with_headers
+    """Every response gets the Content-Security-Policy, Datasette's own pages included;
+    with accounts, datasette-auth-passwords' /-/password-tool is not served."""
+    return lambda app: security.with_headers(accounts.without_password_tool(datasette, app))
+
+
+@hookimpl
+def forbidden(datasette: Any, request: Any, message: str) -> Any:
+    """With accounts, someone not logged in is sent to the login form instead of a 403."""
+    if request.actor is None and accounts.login_required(datasette):
+        return Response.redirect(datasette.urls.path("/-/login"))
+    return None
 
 
 if not compat.DATASETTE_1:  # the 1.0 alphas removed this hook: see compat.apply_metadata

@@ -435,6 +435,17 @@ TABLES: dict[str, dict[str, Any]] = {
             "digest": "SHA-256 over this record and prev_digest",
         },
     },
+    "access_log_seals": {
+        "description": "The access log's newest row (in <db>.access) as each sync run found "
+        "it: `groupsync verify` checks that the log still holds it.",
+        "sort_desc": "sync_run_id",
+        "columns": {
+            "sync_run_id": "The sync run that sealed it",
+            "sealed_at": "When (UTC)",
+            "rows": "The access log's newest row id then (its rows are numbered from 1)",
+            "head": "That row's digest",
+        },
+    },
     "_sqlite_migrations": {
         "description": "Schema migrations applied to this archive.",
         "columns": {

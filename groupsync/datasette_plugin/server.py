@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -12,11 +13,12 @@ from typing import Any
 from datasette.app import Datasette
 from datasette.plugins import pm
 
-from .. import search
+from .. import access, search
 from ..archive import Archive
 from ..archive.queries import plugin as queries
 from ..errors import ArchiveError, ConfigError
 from ..files import can_write
+from .accounts import ACCESS_DATABASE, login_metadata, sql_config
 from .metadata import ARCHIVE_TABLES
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "update_search_index",
 ]
 
+PASSWORDS_PLUGIN = "auth_passwords"  # datasette-auth-passwords' entry point
 DEFAULT_SETTINGS: dict[str, Any] = {
     # The canned queries aggregate the whole archive; give them room on big archives.
     "sql_time_limit_ms": 5000,
@@ -35,6 +38,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # Suggesting facets tries every column of a 100,000-row table: seconds per page.
     "suggest_facets": False,
 }
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost: only this machine can connect."""
+    return host in {"localhost", "::1"} or host.startswith("127.")
 
 
 def register_plugin() -> None:
@@ -77,6 +85,7 @@ def make_datasette(
     *,
     immutable: bool = False,
     settings: dict[str, Any] | None = None,
+    accounts: dict[str, dict[str, str]] | None = None,
 ) -> Datasette:
     """A Datasette serving the archive read-only (``immutable``: also never re-read).
 
@@ -84,11 +93,37 @@ def make_datasette(
     nothing writes to any more (SQLite then skips locking, and Datasette caches counts).
     Datasette 0.65 has no write API; no canned query here writes. Several paths (the
     shards of a tenant) become several databases, which the plugin's pages cover together.
+    With ``accounts`` (``accounts.load_accounts``) nothing is shown before a login at
+    ``/-/login``, and each archive's access log is served as a database (``access_log``,
+    or ``access_log_<archive>`` for several), to auditors only.
     """
     register_plugin()
     paths = [str(p) for p in _paths(path)]
     files = {"immutables": paths} if immutable else {"files": paths}
-    return Datasette(settings={**DEFAULT_SETTINGS, **(settings or {})}, **files)
+    options: dict[str, Any] = dict(files)
+    logs = _access_logs(paths)
+    if accounts:
+        metadata = login_metadata(accounts, [Path(p).stem for p in paths], logs)
+        options["metadata"] = metadata
+        if "config" in inspect.signature(Datasette).parameters:
+            # The 1.0 alphas move "allow" and "plugins" from metadata into their
+            # configuration, but not "allow_sql": without this, readers could run SQL.
+            options["config"] = sql_config(metadata)
+    ds = Datasette(settings={**DEFAULT_SETTINGS, **(settings or {})}, **options)
+    if accounts and not access.logging_off():
+        from datasette.database import Database
+
+        for name, log_path in logs.items():
+            if Path(log_path).exists():
+                ds.add_database(Database(ds, path=log_path, is_mutable=True), name=name)
+    return ds
+
+
+def _access_logs(paths: list[str]) -> dict[str, str]:
+    """The access-log database of each archive served, by the name Datasette shows."""
+    if len(paths) == 1:
+        return {ACCESS_DATABASE: str(access.access_log_path(paths[0]))}
+    return {f"{ACCESS_DATABASE}_{Path(p).stem}": str(access.access_log_path(p)) for p in paths}
 
 
 def _paths(path: str | Path | Sequence[str | Path]) -> list[str | Path]:
@@ -101,14 +136,31 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8001,
     immutable: bool = False,
+    accounts: dict[str, dict[str, str]] | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until interrupted. ``port`` 0 picks a free one; ``on_ready`` gets the URL."""
+    """Serve until interrupted. ``port`` 0 picks a free one; ``on_ready`` gets the URL.
+
+    Beyond the loopback addresses only with ``accounts``: anonymous visitors then see
+    nothing but the login page. The access log must be writable (or turned off).
+    """
     import uvicorn
 
-    for one in _paths(path):
+    paths = _paths(path)
+    for one in paths:
         check_archive(one)
-    ds = make_datasette(path, immutable=immutable)
+    if not accounts and not is_loopback(host):
+        raise ConfigError(
+            f"serve binds to {host} only with accounts (anyone reaching it would read the "
+            "archive): add one with `groupsync serve-user add NAME --role reader`, or bind "
+            "to 127.0.0.1"
+        )
+    for one in paths:
+        access.ensure_writable(one)
+    if not accounts and pm.has_plugin(PASSWORDS_PLUGIN):
+        # No accounts: its "Log in" link would lead to a form nobody can use.
+        pm.set_blocked(PASSWORDS_PLUGIN)
+    ds = make_datasette(path, immutable=immutable, accounts=accounts)
     asyncio.run(ds.invoke_startup())
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

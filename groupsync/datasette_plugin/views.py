@@ -24,11 +24,13 @@ from datasette.utils import tilde_decode, tilde_encode
 from datasette.utils.asgi import Base400, Forbidden, NotFound, Response
 from markupsafe import Markup
 
+from .. import access
 from .. import search as search_engine
 from ..archive import Archive
 from ..archive.queries import plugin as queries
 from ..errors import GroupsyncError
 from ..html import neutralise_bidi, sanitise, sanitise_folded
+from .accounts import login_required
 from .archives import attachment_url, find_archive, post_anchor, thread_url
 from .compat import canned_queries, ensure_can_read
 from .security import content_security_policy, page_headers
@@ -73,11 +75,32 @@ def handled(view: View) -> View:
         try:
             return await view(datasette, request)
         except Base400 as ex:
+            if (isinstance(ex, Forbidden) and request.actor is None
+                    and login_required(datasette)):  # fmt: skip
+                return Response.redirect(datasette.urls.path("/-/login"))
             context = {"ok": False, "error": ex.args[0] if ex.args else "", "status": ex.status}
             context["title"] = {404: "Not found", 403: "Forbidden"}.get(ex.status, "Error")
             return await _page(datasette, request, "error.html", context, status=ex.status)
 
     return inner
+
+
+class AccessLogUnavailable(Base400):
+    status = 503
+
+
+async def _log(
+    datasette: Any, request: Any, database: str, action: str, target: str, count: int
+) -> None:
+    """One access-log row for what this request is about to show; a 503 page instead of
+    the content when the row cannot be written (an access is never shown unrecorded)."""
+    actor = request.actor if isinstance(request.actor, dict) else None
+    who = str(actor.get("id")) if actor and actor.get("id") is not None else "anonymous"
+    path = datasette.get_database(database).path
+    try:
+        await asyncio.to_thread(access.log_access, path, who, action, target, count, "web")
+    except access.AccessLogError as ex:
+        raise AccessLogUnavailable(str(ex)) from None
 
 
 def _id(value: str) -> str:
@@ -380,6 +403,8 @@ async def thread(datasette: Any, request: Any) -> Response:
             lambda conn: queries.load_thread(conn, group_id, thread_id)  # noqa: B023
         )
         if data is not None:
+            await _log(datasette, request, name, "thread", f"{group_id}/{thread_id}",
+                       len(data["posts"]))  # fmt: skip
             context = thread_context(datasette, name, data)
             context["css_url"] = css_url(datasette)
             return await _page(datasette, request, "groupsync_thread.html", context)
@@ -526,6 +551,8 @@ async def search(datasette: Any, request: Any) -> Response:
             context["error"] = str(ex)
             status = 503
         else:
+            target = " ".join(terms) + (f" [group {group}]" if group else "")
+            await _log(datasette, request, database, "search", target, int(results.total))
             context.update(_results(datasette, request, database, results, page))
     return await _page(datasette, request, "groupsync_search.html", context, status=status)
 
@@ -646,6 +673,7 @@ async def attachment(datasette: Any, request: Any) -> Response:
         if found is None:
             continue
         rowid, size, file_name, content_type = found
+        await _log(datasette, request, name, "download", sha256, 1)
         kind = safe_content_type(content_type)
         disposition = "inline" if kind in INLINE_IMAGES else "attachment"
 
