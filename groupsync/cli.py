@@ -1936,8 +1936,9 @@ def search_command(
             group=group, sort=sort, include_deleted=include_deleted,
         )  # fmt: skip
     target = query if group is None else f"{query} [group {group}]"
+    matched = getattr(results, "posts", results.total)  # posts, whether listed by thread or not
     for path in paths:
-        _log_access(path, "search", target, results.total)
+        _log_access(path, "search", target, matched)
     _echo_search(results, offset, as_table)
 
 

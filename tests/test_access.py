@@ -85,11 +85,13 @@ def test_cli_actor_is_the_os_user_unless_overridden(monkeypatch):
 
 
 def test_search_writes_one_row(db):
+    """The count is the matching posts, whether the results list threads or posts."""
     result = run(db, "search", "budget")
     assert result.exit_code == 0, result.output
-    total = json.loads(result.stdout)["total"]
-    assert total > 0
-    assert logged(db) == [one("search", "budget", total)]
+    posts = json.loads(result.stdout)["posts"]
+    assert posts > json.loads(result.stdout)["total"] > 0  # more posts than threads
+    assert run(db, "search", "budget", "--posts").exit_code == 0
+    assert logged(db) == [one("search", "budget", posts), one("search", "budget", posts, row_id=2)]
 
 
 def test_thread_posts_and_post_views_write_rows(db):

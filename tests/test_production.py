@@ -292,7 +292,7 @@ def test_a_query_against_an_index_behind_the_archive_is_refused(indexed_sample, 
     mounts(["-o", "remount,bind,ro"], evidence)
     result = run_cli(
         "export", "--format", "production", "--out", str(tmp_path / "out"), "--query", "invoice",
-        db=evidence / "a.db",
+        db=evidence / "a.db", env={"GROUPSYNC_ACCESS_LOG": str(tmp_path / "case.access")},
     )  # fmt: skip
     line = one_error_line(result)
     assert "behind the archive" in line and "groupsync index" in line

@@ -552,7 +552,9 @@ async def search(datasette: Any, request: Any) -> Response:
             status = 503
         else:
             target = " ".join(terms) + (f" [group {group}]" if group else "")
-            await _log(datasette, request, database, "search", target, int(results.total))
+            matched = int(getattr(results, "posts", results.total))  # posts, not threads
+            for name in names:  # each archive searched keeps its own log
+                await _log(datasette, request, name, "search", target, matched)
             context.update(_results(datasette, request, database, results, page))
     return await _page(datasette, request, "groupsync_search.html", context, status=status)
 
