@@ -48,7 +48,8 @@ def server(sample_archive, tmp_path_factory) -> Any:
         url = process.stdout.readline().strip()
         if not url:
             pytest.fail(f"groupsync serve did not start: {process.stderr.read()}")  # type: ignore[union-attr]
-        yield url.rstrip("/"), Path(db).stem
+        assert url.endswith("/-/groupsync/"), url  # serve prints groupsync's home
+        yield url.removesuffix("/-/groupsync/"), Path(db).stem
     finally:
         process.terminate()
         process.communicate(timeout=15)
