@@ -98,7 +98,9 @@ def paths(served: dict[str, Any]) -> dict[str, list[str]]:
 
 
 async def status(ds: Any, path: str, who: str | None) -> int:
-    response = await ds.client.get(path, cookies=as_actor(ds, who))
+    """The status of ``path`` for ``who``, after Datasette's own redirects (1.0 moves
+    ``/db?sql=`` to ``/db/-/query?sql=``)."""
+    response = await ds.client.get(path, cookies=as_actor(ds, who), follow_redirects=True)
     return response.status_code
 
 
