@@ -19,7 +19,7 @@ from groupsync.datasette_plugin.accounts import add_account
 from .conftest import copy_sample
 from .test_browser import ARGS, _chromium_or_skip
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.datasette1]
 
 ACCOUNTS = {"rita": ("reader", "reader-password-1"), "audrey": ("auditor", "auditor-pass-2")}
 

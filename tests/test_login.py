@@ -25,11 +25,14 @@ from groupsync.datasette_plugin.accounts import (
     remove_account,
     serve_users_path,
 )
+from groupsync.datasette_plugin.compat import DATASETTE_1
 from groupsync.datasette_plugin.server import make_datasette
 
 from .conftest import MARKETING, copy_sample, first_with_attachments, one_error_line, run_cli
 
 PASSWORDS = {"rita": "reader-password-1", "audrey": "auditor-password-1"}
+
+pytestmark = pytest.mark.datasette1  # logins are Datasette's own: check both versions
 
 
 @pytest.fixture(autouse=True)
@@ -120,7 +123,9 @@ async def test_anonymous_sees_only_the_login_form(ds, served):
 @pytest.mark.asyncio
 async def test_reader_sees_mail_but_not_the_audit_tables(ds, served):
     for path in paths(served)["mail"]:
-        assert await status(ds, path, "rita") == 200, path
+        # On the 1.0 alphas a stored (canned) query needs the right to run SQL: auditors'.
+        canned = DATASETTE_1 and path == "/archive/busiest_threads"
+        assert await status(ds, path, "rita") == (403 if canned else 200), path
     for path in paths(served)["audit"]:
         assert await status(ds, path, "rita") == 403, path
 
@@ -137,7 +142,8 @@ async def test_auditor_sees_everything(ds, served):
 @pytest.mark.asyncio
 async def test_login_form_logs_in_and_the_log_names_the_actor(ds, served):
     form = await ds.client.get("/-/login")
-    token = form.cookies["ds_csrftoken"]
+    # 0.65 guards forms with a token cookie; the 1.0 alphas check the request's origin
+    token = form.cookies.get("ds_csrftoken", "")
     wrong = await ds.client.post(
         "/-/login",
         data={"username": "rita", "password": "nope", "csrftoken": token},
