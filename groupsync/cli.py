@@ -1705,11 +1705,30 @@ def _echo_index_check(report, path: Path) -> None:
 @click.option("--truncate-posts-at", default=0, type=click.IntRange(0), help="Posts cap.")
 @click.option("--seed", default=0, type=int, show_default=True)
 @click.option("--persist", is_flag=True, help="Write changes back to --data.")
-def simulate(data, host, port, sim_rate, **options):
+@click.option(
+    "--mailbox-window",
+    envvar="GROUPSYNC_SIM_MAILBOX_WINDOW",
+    help="Graph's per-mailbox window as N/SECONDS (Graph: 10000/600) [env "
+    "GROUPSYNC_SIM_MAILBOX_WINDOW; off].",
+)
+@click.option(
+    "--concurrency-per",
+    type=click.Choice(["app", "mailbox"]),
+    default="app",
+    show_default=True,
+    help="Whether --max-concurrency counts for the app or for each mailbox.",
+)
+def simulate(data, host, port, sim_rate, mailbox_window, concurrency_per, **options):
     """Serve a tenant folder as Microsoft Graph v1.0 on a local port."""
+    try:
+        mailbox_rate = parse_rate(mailbox_window) if mailbox_window else None
+    except GroupsyncError as ex:
+        raise click.ClickException(f"--mailbox-window: {ex}") from None
     opts = SimulatorOptions(
         rate=parse_rate(sim_rate) if sim_rate else None,
         latency_ms=options.pop("latency"),
+        mailbox_rate=mailbox_rate,
+        concurrency_scope=concurrency_per,
         **options,
     )
     run_server(Path(data), host=host, port=port, options=opts)
