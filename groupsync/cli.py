@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 from . import auth, reads
 from .archive import Archive, writable
-from .config import load_settings, parse_rate
+from .config import THROTTLE_PROFILES, load_settings, parse_rate
 from .connect import SENDS_PER_MINUTE, connect, sending_cap
 from .errors import GroupsyncError, TransportError, ValidationError
 from .events import (
@@ -638,19 +638,17 @@ class Progress:
 
     def _sync(self, event: dict[str, Any]) -> None:
         now = time.monotonic()
-        if now - self.last < 0.1 and event.get("stage") != "group":
+        if now - self.last < 0.1 and event.get("stage") not in ("group", "group-done"):
             return
         self.last = now
+        # Several groups are fetched at once: the line counts the run, groups done of all.
         text = (
-            f"group {event.get('index', '?')}/{event.get('total', '?')} · "
+            f"groups {event.get('groups_done', 0)}/{event.get('groups_total', '?')} · "
             f"threads {event['threads_checked']} checked, {event['threads_fetched']} fetched · "
-            f"posts {event['posts']} · requests {event['requests']} · "
+            f"posts {event['posts']} · requests {event['requests']} "
+            f"({event.get('in_flight', 0)} in flight) · "
             f"throttle waits {event['throttle_waits']} ({event['throttle_wait']} s)"
         )
-        if "index" in event:
-            self.group = text.split(" · ")[0]
-        else:
-            text = self.group + text[text.index(" · ") :]
         click.echo("\r" + safe_text(text).ljust(self.width), err=True, nl=False)
         self.width = len(text)
 
@@ -670,8 +668,44 @@ class Progress:
             self.width = 0
 
 
+def throttle_options(f):
+    """Whose budget a sync keeps to and how many requests it keeps in flight; they become
+    settings (a flag beats GROUPSYNC_THROTTLE_PROFILE and the config file)."""
+
+    @functools.wraps(f)
+    def command(*args, throttle_profile, max_concurrency, mailbox_concurrency, **kwargs):
+        flags = click.get_current_context().find_root().obj["flags"]
+        flags.update(
+            throttle_profile=throttle_profile,
+            max_concurrency=max_concurrency,
+            mailbox_concurrency=mailbox_concurrency,
+        )
+        return f(*args, **kwargs)
+
+    return click.option(
+        "--throttle-profile",
+        type=click.Choice(sorted(THROTTLE_PROFILES)),
+        help="connector: 100 calls/60 s for the connection; graph: Graph's 10,000 per 10 "
+        "min per group mailbox [env GROUPSYNC_THROTTLE_PROFILE; connector].",
+    )(
+        click.option(
+            "--max-concurrency",
+            type=int,
+            help="Requests in flight for the app [env GROUPSYNC_MAX_CONCURRENCY; 4].",
+        )(
+            click.option(
+                "--mailbox-concurrency",
+                type=int,
+                help="Requests in flight per group mailbox, 0 = no cap of its own "
+                "[env GROUPSYNC_MAILBOX_CONCURRENCY; 0].",
+            )(command)
+        )
+    )
+
+
 @cli.command()
 @group_selection_options
+@throttle_options
 @click.option("--full", is_flag=True, help="Full reconcile: every post's changeKey, tombstones.")
 @click.option(
     "--full-after",

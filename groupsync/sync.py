@@ -604,7 +604,7 @@ class Syncer:
         self._groups_done += 1
         counts = self.report.per_group[group_id]
         counts["requests"] = self.graph.stats.by_mailbox.get(group_id, 0)
-        self._emit(stage="group-done", group=group_id, **counts)
+        self._emit(stage="group-done", group=group_id, group_counts=dict(counts))
 
     def _group_unreadable(self, plan: _GroupPlan, ex: ForbiddenError | NotFoundError) -> None:
         group_id = plan.group_id
@@ -619,7 +619,9 @@ class Syncer:
             if gone:
                 self.report.items_deleted += 1
         self._groups_done += 1
-        self._emit(stage="group-done", group=group_id, **self.report.per_group[group_id])
+        self._emit(
+            stage="group-done", group=group_id, group_counts=dict(self.report.per_group[group_id])
+        )
 
     def _missed_by_early_stop(
         self,
