@@ -388,7 +388,7 @@ class Syncer:
         threads not yet committed: the cursor moves only with the group's last thread.
         """
         workers = max(1, self.options.workers)
-        window = workers * 4
+        window = workers * 8
         lookahead = workers * 2
         total = len(groups)
         todo = iter(enumerate(groups, 1))
@@ -398,7 +398,7 @@ class Syncer:
         # More worker threads than slots: one waiting on a throttled or busy mailbox leaves
         # its slot to another mailbox (the client's semaphores keep the in-flight caps).
         with (
-            ThreadPoolExecutor(workers * 2, thread_name_prefix="groupsync-fetch") as pool,
+            ThreadPoolExecutor(workers * 3, thread_name_prefix="groupsync-fetch") as pool,
             self.archive.batch() as tick,
         ):
             try:

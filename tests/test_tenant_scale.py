@@ -3,6 +3,7 @@ that keeps to them with the ``graph`` profile, several groups in flight together
 
 from __future__ import annotations
 
+import json
 import threading
 
 import httpx
@@ -183,3 +184,31 @@ def test_progress_reports_each_group_and_the_run(tmp_path, tenant):
     stages = [(e["stage"], e["group"]) for e in events if e["stage"] in ("group", "group-done")]
     first_done = stages.index(("group-done", report.groups[0]))
     assert stages.index(("group", report.groups[1])) < first_done
+
+
+@pytest.mark.e2e
+def test_sync_cli_with_the_graph_profile_keeps_a_window_per_mailbox(tmp_path):
+    """The real command: ``--throttle-profile graph`` against a simulator whose per-mailbox
+    window is scaled down to 30 per second; no 429, one window row per mailbox."""
+    from groupsync.simulator import serve_in_thread
+
+    from .conftest import run_cli
+
+    app = make_app(SAMPLE_DATA, SimulatorOptions(mailbox_rate=(30, 1.0)))
+    db = tmp_path / "a.db"
+    with serve_in_thread(app) as url:
+        result = run_cli(
+            "sync", "--joined", "--json", "--no-index", "--throttle-profile", "graph",
+            "--max-concurrency", "4", "--mailbox-concurrency", "2",
+            db=db,
+            env={"GROUPSYNC_GRAPH_URL": url, "GROUPSYNC_ACCESS_TOKEN": "t",
+                 "GROUPSYNC_RATE": "30/1", "XDG_CONFIG_HOME": str(tmp_path / "xdg")},
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    report = json.loads(result.stdout)
+    assert report["status"] == "complete" and report["throttled"] == 0
+    assert report["items_new"] > 0 and set(report["per_group"]) == set(report["groups"])
+    keys = {k for (k,) in rows(f"{db}.throttle", "select distinct key from calls")}
+    assert {k.rsplit("|mailbox:", 1)[1] for k in keys} >= set(report["groups"])
+    assert [e for e in app.log.entries if e[3] == 429] == []
+    assert (tmp_path / "a.db.throttle").stat().st_mode & 0o777 == 0o600
