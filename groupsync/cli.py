@@ -758,6 +758,8 @@ def sync(
         full_max_age=timedelta(days=full_after),
         workers=settings.max_concurrency,
         fire_on_backfill=fire_on_backfill,
+        # A per-mailbox cap fills the app's slots only from several groups at once.
+        spread=settings.max_concurrency * 2 if settings.mailbox_concurrency else 1,
     )
     started = time.monotonic()
     with (

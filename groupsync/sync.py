@@ -88,6 +88,10 @@ class SyncOptions:
     its last is older than ``full_max_age``. ``page_size`` is the ``$top`` asked for (Graph
     clamps it); ``workers`` the requests in flight at once. Every new post is recorded as an
     event, except the history found by a group's first sync unless ``fire_on_backfill``.
+    ``spread`` is how many listed groups hand out fetches in turn: 1 keeps one group after
+    another (threads stored in listing order, so a resumed run numbers its changes as an
+    uninterrupted one would); more is what a per-mailbox in-flight cap needs to keep the
+    app's slots busy (the order of storing then depends on timing).
     """
 
     full: bool = False
@@ -95,6 +99,7 @@ class SyncOptions:
     page_size: int = 50
     workers: int = 4
     fire_on_backfill: bool = False
+    spread: int = 1
 
 
 @dataclass
@@ -379,13 +384,14 @@ class Syncer:
 
     def _sync_groups(self, groups: list[str]) -> None:
         """Sync ``groups`` with their requests interleaved, so that no in-flight slot idles
-        while any group has work, and every write on this thread, in listing order.
+        while any group has work, and every write on this thread, in queue order.
 
-        Groups are listed a few ahead in worker threads; each listed group's threads of
-        mail join one queue of fetches (bounded, so memory stays flat); the writer stores
-        them in queue order, one transaction per thread of mail, and closes a group (its
-        tombstones, its cursor) once all its threads are stored. A kill loses at most the
-        threads not yet committed: the cursor moves only with the group's last thread.
+        Groups are listed a few ahead in worker threads; the listed groups' threads of mail
+        join one queue of fetches (group after group, or in turn from ``spread`` groups;
+        bounded, so memory stays flat); the writer stores them in queue order, one
+        transaction per thread of mail, and closes a group (its tombstones, its cursor)
+        once all its threads are stored. A kill loses at most the threads not yet
+        committed: the cursor moves only with the group's last thread.
         """
         workers = max(1, self.options.workers)
         window = workers * 8
@@ -449,23 +455,30 @@ class Syncer:
         *,
         idle: bool,
     ) -> _Item | None:
-        """The next fetch to queue: from a listed group, or from the next group whose list
-        has arrived (waiting for it only when nothing else is queued)."""
+        """The next fetch to queue, taken in turn from up to ``spread`` listed groups (so a
+        per-mailbox cap never leaves the app's slots idle); a group joins them once its
+        list has arrived (waited for only when nothing else is queued)."""
+        spread = max(1, self.options.spread)
         while True:
+            while listings and len(feed) < spread and (listings[0][1].done() or not feed):
+                if not listings[0][1].done() and not idle:
+                    return None
+                plan, future = listings.popleft()
+                try:
+                    listing = future.result()
+                except (ForbiddenError, NotFoundError) as ex:
+                    self._group_unreadable(plan, ex)
+                    continue
+                feed.append(self._take_listing(plan, listing, pool))
             while feed:
                 item = next(feed[0], None)
-                if item is not None:
-                    return item
-                feed.popleft()
-            if not listings or not (idle or listings[0][1].done()):
+                if item is None:
+                    feed.popleft()
+                    continue
+                feed.rotate(-1)
+                return item
+            if not listings:
                 return None
-            plan, future = listings.popleft()
-            try:
-                listing = future.result()
-            except (ForbiddenError, NotFoundError) as ex:
-                self._group_unreadable(plan, ex)
-                continue
-            feed.append(self._take_listing(plan, listing, pool))
 
     def _list_group(self, plan: _GroupPlan) -> _Listing:
         """A group's conversations (full) and threads: network only, in a worker thread."""

@@ -139,7 +139,8 @@ def sync_once(
                 time.sleep(SAMPLE_EVERY)
 
         sampler = threading.Thread(target=sample, daemon=True)
-        syncer = Syncer(archive, graph, options=SyncOptions(workers=app_cap))
+        spread = app_cap * 2 if mailbox_cap else 1  # as `groupsync sync` sets it
+        syncer = Syncer(archive, graph, options=SyncOptions(workers=app_cap, spread=spread))
         began = time.perf_counter()
         sampler.start()
         try:

@@ -161,6 +161,7 @@ def test_per_mailbox_caps_against_the_per_mailbox_reading(tmp_path, tenant, virt
             "mailbox_concurrency": 4,
         },
         workers=16,
+        spread=32,
     )
     assert report.status == "complete" and report.throttled == 0
     assert len(_archive(tmp_path / "a.db")) == 300
@@ -212,3 +213,30 @@ def test_sync_cli_with_the_graph_profile_keeps_a_window_per_mailbox(tmp_path):
     assert {k.rsplit("|mailbox:", 1)[1] for k in keys} >= set(report["groups"])
     assert [e for e in app.log.entries if e[3] == 429] == []
     assert (tmp_path / "a.db.throttle").stat().st_mode & 0o777 == 0o600
+
+
+def test_interleaved_groups_stopped_midway_resume_to_the_same_archive(tmp_path, tenant):
+    """``spread`` > 1 stores threads of several groups in turn; a run stopped between two
+    threads leaves whole threads, and the next run completes the same archive."""
+    sync_archive(make_app(tenant), tmp_path / "plain.db")
+    stop = threading.Event()
+    stored: list[dict] = []
+
+    def progress(event: dict) -> None:
+        if event["stage"] == "posts":
+            stored.append(event)
+            if len(stored) == 25:
+                stop.set()
+
+    app = make_app(tenant)
+    db = tmp_path / "resumed.db"
+    with graph_for(app) as graph, new_archive(db) as archive:
+        options = SyncOptions(workers=4, spread=8)
+        first = Syncer(archive, graph, options=options, progress=progress, stop=stop).run()
+    assert first.status == "stopped" and 0 < first.items_new < 300
+    order = [e["group"] for e in stored]
+    switches = sum(1 for a, b in zip(order, order[1:], strict=False) if a != b)
+    assert switches > len(set(order)) - 1  # groups were stored in turn, not one by one
+    again = sync_archive(app, db, workers=4, spread=8)
+    assert again.status == "complete" and first.items_new + again.items_new == 300
+    assert _archive(db) == _archive(tmp_path / "plain.db")
