@@ -176,7 +176,7 @@ class _Listing:
 
 @dataclass
 class _Item:
-    """One entry of the writer's queue: a thread's fetch, or (``thread`` None) the end of
+    """One entry of the writer's queue: a thread's fetch, or (with ``listing``) the end of
     a group."""
 
     plan: _GroupPlan
@@ -578,8 +578,10 @@ class Syncer:
         plan = item.plan
         if plan.failed:
             return
-        if item.future is None or item.thread is None:
+        if item.listing is not None:
             self._close_group(plan, item.listing, item.missed)
+            return
+        if item.future is None or item.thread is None:
             return
         try:
             fetched = item.future.result()
@@ -594,9 +596,8 @@ class Syncer:
         counts["posts"] += len(fetched.posts)
         self._emit(stage="posts", group=plan.group_id)
 
-    def _close_group(self, plan: _GroupPlan, listing: _Listing | None, missed: int) -> None:
+    def _close_group(self, plan: _GroupPlan, listing: _Listing, missed: int) -> None:
         """All the group's threads are stored: its tombstones and its cursor, together."""
-        assert listing is not None
         group_id = plan.group_id
         with self.archive.atomic():
             if plan.full:
