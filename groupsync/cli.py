@@ -641,6 +641,18 @@ class Progress:
         if now - self.last < 0.1 and event.get("stage") not in ("group", "group-done"):
             return
         self.last = now
+        counts = event.get("group_counts")
+        if event.get("stage") == "group-done" and counts is not None:
+            # A finished group gets a line of its own above the run's status line.
+            self._clear_line()
+            click.echo(
+                safe_text(
+                    f"group {event['group']}: {counts['posts']} posts from "
+                    f"{counts['threads_fetched']} of {counts['threads_listed']} threads, "
+                    f"{counts.get('requests', 0)} requests"
+                ),
+                err=True,
+            )
         # Several groups are fetched at once: the line counts the run, groups done of all.
         text = (
             f"groups {event.get('groups_done', 0)}/{event.get('groups_total', '?')} · "

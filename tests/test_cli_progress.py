@@ -28,3 +28,14 @@ def test_the_sync_line_gives_way_to_the_index_bar(capsys):
     assert err.startswith("\r" + " " * (len(line) - 1) + "\r")  # the line cleared first
     assert "Indexing posts" in err
     assert progress.bar is None and progress.width == 0
+
+
+def test_each_finished_group_gets_its_own_line_above_the_run(capsys):
+    with Progress(enabled=True) as progress:
+        progress({"stage": "group", "index": 1, "total": 2, **SYNC})
+        counts = {"threads_listed": 4, "threads_fetched": 2, "posts": 5, "requests": 6}
+        progress({"stage": "group-done", "group": "g\x1b[31m1", "group_counts": counts, **SYNC})
+    err = capsys.readouterr().err
+    line = [part for part in err.split("\n") if "posts from" in part][0]
+    assert line.endswith("group g\\x1b[31m1: 5 posts from 2 of 4 threads, 6 requests")
+    assert "\x1b" not in err
