@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 from . import access, auth, reads
 from .archive import Archive, writable
-from .config import cli_actor, load_settings, parse_rate
+from .config import THROTTLE_PROFILES, cli_actor, load_settings, parse_rate
 from .connect import SENDS_PER_MINUTE, connect, sending_cap
 from .errors import ArchiveError, GroupsyncError, TransportError, ValidationError
 from .events import (
@@ -665,19 +665,29 @@ class Progress:
 
     def _sync(self, event: dict[str, Any]) -> None:
         now = time.monotonic()
-        if now - self.last < 0.1 and event.get("stage") != "group":
+        if now - self.last < 0.1 and event.get("stage") not in ("group", "group-done"):
             return
         self.last = now
+        counts = event.get("group_counts")
+        if event.get("stage") == "group-done" and counts is not None:
+            # A finished group gets a line of its own above the run's status line.
+            self._clear_line()
+            click.echo(
+                safe_text(
+                    f"group {event['group']}: {counts['posts']} posts from "
+                    f"{counts['threads_fetched']} of {counts['threads_listed']} threads, "
+                    f"{counts.get('requests', 0)} requests"
+                ),
+                err=True,
+            )
+        # Several groups are fetched at once: the line counts the run, groups done of all.
         text = (
-            f"group {event.get('index', '?')}/{event.get('total', '?')} · "
+            f"groups {event.get('groups_done', 0)}/{event.get('groups_total', '?')} · "
             f"threads {event['threads_checked']} checked, {event['threads_fetched']} fetched · "
-            f"posts {event['posts']} · requests {event['requests']} · "
+            f"posts {event['posts']} · requests {event['requests']} "
+            f"({event.get('in_flight', 0)} in flight) · "
             f"throttle waits {event['throttle_waits']} ({event['throttle_wait']} s)"
         )
-        if "index" in event:
-            self.group = text.split(" · ")[0]
-        else:
-            text = self.group + text[text.index(" · ") :]
         click.echo("\r" + safe_text(text).ljust(self.width), err=True, nl=False)
         self.width = len(text)
 
@@ -697,8 +707,44 @@ class Progress:
             self.width = 0
 
 
+def throttle_options(f):
+    """Whose budget a sync keeps to and how many requests it keeps in flight; they become
+    settings (a flag beats GROUPSYNC_THROTTLE_PROFILE and the config file)."""
+
+    @functools.wraps(f)
+    def command(*args, throttle_profile, max_concurrency, mailbox_concurrency, **kwargs):
+        flags = click.get_current_context().find_root().obj["flags"]
+        flags.update(
+            throttle_profile=throttle_profile,
+            max_concurrency=max_concurrency,
+            mailbox_concurrency=mailbox_concurrency,
+        )
+        return f(*args, **kwargs)
+
+    return click.option(
+        "--throttle-profile",
+        type=click.Choice(sorted(THROTTLE_PROFILES)),
+        help="connector: 100 calls/60 s for the connection; graph: Graph's 10,000 per 10 "
+        "min per group mailbox [env GROUPSYNC_THROTTLE_PROFILE; connector].",
+    )(
+        click.option(
+            "--max-concurrency",
+            type=int,
+            help="Requests in flight for the app [env GROUPSYNC_MAX_CONCURRENCY; 4].",
+        )(
+            click.option(
+                "--mailbox-concurrency",
+                type=int,
+                help="Requests in flight per group mailbox, 0 = no cap of its own "
+                "[env GROUPSYNC_MAILBOX_CONCURRENCY; 0].",
+            )(command)
+        )
+    )
+
+
 @cli.command()
 @group_selection_options
+@throttle_options
 @click.option("--full", is_flag=True, help="Full reconcile: every post's changeKey, tombstones.")
 @click.option(
     "--full-after",
@@ -760,6 +806,8 @@ def sync(
         full_max_age=timedelta(days=full_after),
         workers=settings.max_concurrency,
         fire_on_backfill=fire_on_backfill,
+        # A per-mailbox cap fills the app's slots only from several groups at once.
+        spread=settings.max_concurrency * 2 if settings.mailbox_concurrency else 1,
     )
     started = time.monotonic()
     with (
@@ -2119,11 +2167,30 @@ def _echo_index_check(report, path: Path) -> None:
 @click.option("--truncate-posts-at", default=0, type=click.IntRange(0), help="Posts cap.")
 @click.option("--seed", default=0, type=int, show_default=True)
 @click.option("--persist", is_flag=True, help="Write changes back to --data.")
-def simulate(data, host, port, sim_rate, **options):
+@click.option(
+    "--mailbox-window",
+    envvar="GROUPSYNC_SIM_MAILBOX_WINDOW",
+    help="Graph's per-mailbox window as N/SECONDS (Graph: 10000/600) [env "
+    "GROUPSYNC_SIM_MAILBOX_WINDOW; off].",
+)
+@click.option(
+    "--concurrency-per",
+    type=click.Choice(["app", "mailbox"]),
+    default="app",
+    show_default=True,
+    help="Whether --max-concurrency counts for the app or for each mailbox.",
+)
+def simulate(data, host, port, sim_rate, mailbox_window, concurrency_per, **options):
     """Serve a tenant folder as Microsoft Graph v1.0 on a local port."""
+    try:
+        mailbox_rate = parse_rate(mailbox_window) if mailbox_window else None
+    except GroupsyncError as ex:
+        raise click.ClickException(f"--mailbox-window: {ex}") from None
     opts = SimulatorOptions(
         rate=parse_rate(sim_rate) if sim_rate else None,
         latency_ms=options.pop("latency"),
+        mailbox_rate=mailbox_rate,
+        concurrency_scope=concurrency_per,
         **options,
     )
     run_server(Path(data), host=host, port=port, options=opts)

@@ -36,6 +36,29 @@ def cli_actor() -> str:
         return f"os:uid {os.getuid()}"
 
 
+@dataclass(frozen=True)
+class ThrottleProfile:
+    """Whose budget a client keeps to: the window (``rate``) and what it is counted per."""
+
+    name: str
+    rate: tuple[int, float]
+    per_mailbox: bool
+    description: str
+
+
+# The connector allows 100 calls per 60 s per connection; Graph counts Outlook requests per
+# app and mailbox, 10,000 per 10 minutes (concepts/throttling-limits.md, "Outlook service
+# limits"). Both cap requests in flight at 4 for the app unless told otherwise.
+THROTTLE_PROFILES = {
+    "connector": ThrottleProfile(
+        "connector", (100, 60.0), False, "100 calls per 60 s for the whole connection"
+    ),
+    "graph": ThrottleProfile(
+        "graph", (10_000, 600.0), True, "10,000 requests per 10 minutes per group mailbox"
+    ),
+}
+
+
 def default_token_cache() -> str:
     """Where msal's cache lives unless told: the XDG config folder, not the work tree."""
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
@@ -46,8 +69,11 @@ def default_token_cache() -> str:
 class Settings:
     """Everything groupsync needs to reach Graph and the archive.
 
-    ``rate`` is ``(calls, seconds)`` or ``None`` for no throttle. ``sources`` records where
-    each value came from (``flag``, ``env``, ``file``, ``default``) for ``config show``.
+    ``rate`` is ``(calls, seconds)`` or ``None`` for no throttle; left at its default it
+    is the ``throttle_profile``'s window (see ``window``). ``max_concurrency`` caps requests
+    in flight for the app, ``mailbox_concurrency`` per mailbox (0: no cap of its own).
+    ``sources`` records where each value came from (``flag``, ``env``, ``file``,
+    ``default``) for ``config show``.
     """
 
     graph_url: str = DEFAULT_GRAPH_URL
@@ -55,6 +81,8 @@ class Settings:
     db: str = "groupsync.db"
     rate: tuple[int, float] | None = (100, 60.0)
     max_concurrency: int = 4
+    throttle_profile: str = "connector"
+    mailbox_concurrency: int = 0
     timeout: float = 60.0
     tenant_id: str | None = None
     client_id: str | None = None
@@ -67,6 +95,17 @@ class Settings:
     token_cache: str = field(default_factory=default_token_cache)
     scopes: str = DEFAULT_SCOPES
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def profile(self) -> ThrottleProfile:
+        return THROTTLE_PROFILES[self.throttle_profile]
+
+    @property
+    def window(self) -> tuple[int, float] | None:
+        """The rate the throttle keeps: ``rate`` when set anywhere, else the profile's."""
+        if self.sources.get("rate", "default") != "default" or self.throttle_profile == "connector":
+            return self.rate
+        return self.profile.rate
 
     def masked(self) -> dict[str, Any]:
         """The settings as a dict with secrets replaced, safe to print."""
@@ -95,7 +134,19 @@ SETTING_DOCS: dict[str, tuple[str, str]] = {
         "`CALLS/SECONDS`: CALLS a whole number from 1 to 100,000, SECONDS from 0.001 to "
         "86,400; or `0` / `off`",
     ),
-    "max_concurrency": ("requests in flight (Outlook's limit is 4)", "a whole number from 1 to 64"),
+    "max_concurrency": (
+        "requests in flight for the app (Outlook's limit is 4)",
+        "a whole number from 1 to 64",
+    ),
+    "throttle_profile": (
+        "whose budget the window keeps to: `connector` (`rate` per connection) or `graph` "
+        "(10,000 requests per 10 minutes per group mailbox, unless `rate` is set)",
+        "`connector`, `graph`",
+    ),
+    "mailbox_concurrency": (
+        "requests in flight per group mailbox; 0: no cap of its own",
+        "a whole number from 0 to 64",
+    ),
     "timeout": ("seconds one request may take", "from 0.001 to 3,600"),
     "tenant_id": ("your Entra tenant; device login uses `organizations` without it", ""),
     "client_id": ("your Entra app registration", ""),
@@ -212,6 +263,14 @@ def _coerce(name: str, value: Any) -> Any:
         return parse_rate(value)
     if name == "max_concurrency":
         return _whole_number(name, value, MAX_CONCURRENCY)
+    if name == "mailbox_concurrency":
+        return _whole_number(name, value, (0, MAX_CONCURRENCY[1]))
+    if name == "throttle_profile":
+        profile = str(value).strip().lower()
+        if profile not in THROTTLE_PROFILES:
+            choices = ", ".join(THROTTLE_PROFILES)
+            raise ConfigError(f"throttle_profile must be one of {choices}, not {value!r}")
+        return profile
     if name == "timeout":
         return _seconds(name, value, TIMEOUT_SECONDS)
     if isinstance(value, str) and not _is_utf8(value):

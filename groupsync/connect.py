@@ -30,8 +30,14 @@ def throttle_key(settings: Settings) -> str:
 
 
 def throttle_for(settings: Settings) -> Throttle:
-    """The throttle every process using this archive shares, in ``<db>.throttle``."""
-    return Throttle(settings.rate, settings.db + ".throttle", key=throttle_key(settings))
+    """The throttle every process using this archive shares, in ``<db>.throttle``: one
+    window per connection (``connector`` profile) or per mailbox (``graph``)."""
+    return Throttle(
+        settings.window,
+        settings.db + ".throttle",
+        key=throttle_key(settings),
+        per_mailbox=settings.profile.per_mailbox,
+    )
 
 
 @contextmanager
@@ -62,6 +68,7 @@ def connect(
         transport=transport,
         throttle=throttle_for(settings),
         max_concurrency=settings.max_concurrency,
+        mailbox_concurrency=settings.mailbox_concurrency,
         timeout=settings.timeout,
         log=log,
     )

@@ -9,9 +9,10 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
@@ -59,6 +60,7 @@ class GraphStats:
     throttled: int = 0
     server_errors: int = 0
     retry_wait: float = 0.0
+    by_mailbox: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,7 +101,9 @@ class GraphClient:
     Parameters: ``base_url`` (e.g. ``https://graph.microsoft.com/v1.0``), ``token`` (a
     ``TokenProvider``), ``transport`` (an httpx transport; tests pass the simulator's
     WSGI app or a ``MockTransport``), ``throttle`` (shared sliding window; ``None`` = off),
-    ``max_concurrency`` (requests in flight at once; Outlook allows 4), ``max_attempts``
+    ``max_concurrency`` (requests in flight at once for the app; Outlook allows 4),
+    ``mailbox_concurrency`` (in flight at once per group mailbox; 0 = no cap of its own),
+    ``max_attempts``
     per read (``max_network_attempts`` when no answer comes at all, so a dead network
     fails in seconds, not minutes), ``backoff_cap`` seconds, ``clock`` and ``rng`` for
     tests, and ``log``, a callable that receives one dict per retry or refusal (never a
@@ -114,6 +118,7 @@ class GraphClient:
         transport: httpx.BaseTransport | None = None,
         throttle: Throttle | None = None,
         max_concurrency: int = 4,
+        mailbox_concurrency: int = 0,
         timeout: float = 60.0,
         max_attempts: int = 10,
         max_network_attempts: int = 3,
@@ -135,6 +140,10 @@ class GraphClient:
         self.rng = rng
         self.log = log
         self._slots = threading.BoundedSemaphore(max_concurrency)
+        self.max_concurrency = max_concurrency
+        self.mailbox_concurrency = mailbox_concurrency
+        self._mailbox_slots: dict[str, threading.BoundedSemaphore] = {}
+        self.in_flight = 0  # requests sent and not yet answered, for progress and benchmarks
         self._stats_lock = threading.Lock()
         self._http = httpx.Client(
             transport=transport,
@@ -178,11 +187,12 @@ class GraphClient:
         if idempotent is None:
             idempotent = method.upper() == "GET"
         full = self._url(url)
+        mailbox = mailbox_of(full, self.base_url)
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = self._send(method, full, params=params, json=json)
+                response = self._send(method, full, params=params, json=json, mailbox=mailbox)
             except httpx.TransportError as ex:
                 sent = not isinstance(ex, httpx.ConnectError | httpx.ConnectTimeout)
                 if idempotent and attempt < min(self.max_attempts, self.max_network_attempts):
@@ -205,7 +215,7 @@ class GraphClient:
                 status, response.content, dict(response.headers), what=what, now=self.clock.time()
             )
             if status == 429 and error.retry_after is not None:
-                self.throttle.block(error.retry_after)
+                self.throttle.block(error.retry_after, mailbox)
             if idempotent and status in RETRYABLE_STATUS and attempt < self.max_attempts:
                 self._retry_wait(
                     attempt,
@@ -227,13 +237,40 @@ class GraphClient:
             raise error
 
     def _send(
-        self, method: str, url: str, *, params: Mapping[str, str] | None, json: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None,
+        json: Any,
+        mailbox: str | None,
     ) -> httpx.Response:
-        with self._slots, self.throttle.acquire():
-            self._count("requests")
-            response = self._http.request(method, url, params=params, json=json)
-            response.read()
+        # The mailbox's slot and window first, the app's slot last: a call waiting for a
+        # busy or throttled mailbox must not hold a slot another mailbox could use.
+        with self._mailbox_slot(mailbox), self.throttle.acquire(mailbox), self._slots:
+            with self._stats_lock:
+                self.stats.requests += 1
+                if mailbox is not None:
+                    self.stats.by_mailbox[mailbox] = self.stats.by_mailbox.get(mailbox, 0) + 1
+                self.in_flight += 1
+            try:
+                response = self._http.request(method, url, params=params, json=json)
+                response.read()
+            finally:
+                with self._stats_lock:
+                    self.in_flight -= 1
             return response
+
+    def _mailbox_slot(self, mailbox: str | None) -> threading.BoundedSemaphore | nullcontext[None]:
+        if not self.mailbox_concurrency or mailbox is None:
+            return nullcontext()
+        with self._stats_lock:
+            slot = self._mailbox_slots.get(mailbox)
+            if slot is None:
+                slot = self._mailbox_slots[mailbox] = threading.BoundedSemaphore(
+                    self.mailbox_concurrency
+                )
+            return slot
 
     def _retry_wait(
         self,
@@ -524,6 +561,20 @@ class GraphClient:
     def delete_thread(self, group_id: str, thread_id: str) -> WriteResult:
         path = f"groups/{_segment(group_id)}/threads/{_segment(thread_id)}"
         return self.write("DELETE", path, what=f"thread {thread_id}")
+
+
+def mailbox_of(url: str, base_url: str) -> str | None:
+    """The group mailbox a call counts against (``/groups/{id}/<anything>``), or ``None`` for
+    directory calls (``/groups``, ``/groups/{id}``, ``/me/memberOf``), which Outlook's
+    per-mailbox limits do not cover."""
+    path = urlsplit(url).path
+    base = urlsplit(base_url).path.rstrip("/")
+    if path.startswith(base + "/"):
+        path = path[len(base) + 1 :]
+    parts = path.strip("/").split("/")
+    if len(parts) >= 3 and parts[0].lower() == "groups" and parts[1]:
+        return unquote(parts[1])
+    return None
 
 
 def _origin(url: str) -> str:

@@ -11,9 +11,10 @@ or ``$filter`` for the thread list, so change detection is ours:
   fetch bodies only where the changeKey is new; tombstone what is gone. It also checks the
   early-stop assumption and turns early stopping off for a group where it failed.
 
-Network calls run in worker threads (Outlook allows 4 in flight); every archive write
-happens on the calling thread, one transaction per thread of mail together with its
-signals, so a killed sync resumes without refetching what was committed.
+Network calls run in worker threads, for several groups at once (``_sync_groups``: the
+client keeps the in-flight caps, 4 for the app by default); every archive write happens on
+the calling thread, one transaction per thread of mail together with its signals, so a
+killed sync resumes without refetching what was committed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -95,6 +96,10 @@ class SyncOptions:
     its last is older than ``full_max_age``. ``page_size`` is the ``$top`` asked for (Graph
     clamps it); ``workers`` the requests in flight at once. Every new post is recorded as an
     event, except the history found by a group's first sync unless ``fire_on_backfill``.
+    ``spread`` is how many listed groups hand out fetches in turn: 1 keeps one group after
+    another (threads stored in listing order, so a resumed run numbers its changes as an
+    uninterrupted one would); more is what a per-mailbox in-flight cap needs to keep the
+    app's slots busy (the order of storing then depends on timing).
     """
 
     full: bool = False
@@ -102,6 +107,7 @@ class SyncOptions:
     page_size: int = 50
     workers: int = 4
     fire_on_backfill: bool = False
+    spread: int = 1
 
 
 @dataclass
@@ -124,6 +130,7 @@ class SyncReport:
     items_deleted: int = 0
     attachments_new: int = 0
     events: int = 0
+    per_group: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     digest: str | None = None
@@ -148,6 +155,43 @@ class _Fetched:
     notes: dict[str, str]
     prepared: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     repair: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _GroupPlan:
+    """A group as the scheduler holds it: how it is synced and what the archive knew."""
+
+    group_id: str
+    index: int
+    full: bool
+    state: dict[str, Any]
+    stored: dict[str, ThreadSignals]
+    started: str
+    failed: bool = False
+
+
+@dataclass
+class _Listing:
+    """A group's listing: the threads to fetch (every one in a full reconcile, the changed
+    ones otherwise), how many were checked, the new watermark, the conversations (full)."""
+
+    threads: list[ConversationThread]
+    checked: int
+    newest: str | None
+    conversations: list[Any] | None
+    unordered: bool = False
+
+
+@dataclass
+class _Item:
+    """One entry of the writer's queue: a thread's fetch, or (with ``listing``) the end of
+    a group."""
+
+    plan: _GroupPlan
+    thread: ConversationThread | None
+    future: Future[_Fetched | None] | None
+    listing: _Listing | None = None
+    missed: int = 0
 
 
 def _later(a: str | None, b: str | None) -> str | None:
@@ -200,6 +244,7 @@ class Syncer:
         self._backfill: set[str] = set()
         self._conversations_seen: set[str] = set()
         self._repaired = 0
+        self._groups_done = 0
         self._lock = threading.Lock()
 
     # -- entry point ----------------------------------------------------------------------
@@ -228,10 +273,7 @@ class Syncer:
             groups = self._resolve_groups(list(group_ids), joined, all_groups)
             report.groups = groups
             self.archive.update_run(run_id, groups=_dumps(groups))
-            for index, group_id in enumerate(groups, 1):
-                self._check_stop()
-                self._emit(stage="group", group=group_id, index=index, total=len(groups))
-                self._sync_group(group_id)
+            self._sync_groups(groups)
             if self._repaired:
                 self._note(
                     f"{self._repaired} archived post(s) lacked their attachments (inline "
@@ -304,6 +346,9 @@ class Syncer:
                 threads_checked=self.report.threads_checked,
                 threads_fetched=self.report.threads_fetched,
                 posts=self.report.items_new + self.report.items_changed,
+                groups_done=self._groups_done,
+                groups_total=len(self.report.groups),
+                in_flight=self.graph.in_flight,
             )
             self.progress(event)
 
@@ -359,29 +404,6 @@ class Syncer:
             )
         return [g for g in self.archive.group_ids() if shard is None or shard.holds(g)]
 
-    def _sync_group(self, group_id: str) -> None:
-        state = self.archive.sync_state(group_id)
-        if state.get("last_full_at") is None and state.get("last_incremental_at") is None:
-            self._backfill.add(group_id)  # its first sync: history, not news
-        full = self.options.full or self._full_due(state.get("last_full_at"))
-        self._group_modes[group_id] = "full" if full else "incremental"
-        started = self.now()
-        try:
-            if full:
-                self._full_group(group_id, state, started)
-            else:
-                self._incremental_group(group_id, state, started)
-        except (ForbiddenError, NotFoundError) as ex:
-            note = f"group {group_id} cannot be read: {ex.graph_message or ex}"
-            self._note(note)
-            # Only a group the archive already holds mail of can have been deleted; one that
-            # answers so on its first sync was never readable.
-            gone = full and group_id not in self._backfill
-            with self.archive.atomic():
-                self.archive.note_group_access(group_id, note, started if gone else None)
-                if gone:
-                    self.report.items_deleted += 1
-
     def _full_due(self, last_full_at: str | None) -> bool:
         if last_full_at is None:
             return True
@@ -389,81 +411,262 @@ class Syncer:
         now = _when(self.now())
         return last is None or now is None or now - last > self.options.full_max_age
 
-    # -- incremental ----------------------------------------------------------------------
+    # -- the scheduler: many groups at once, one writer ---------------------------------
 
-    def _incremental_group(self, group_id: str, state: dict[str, Any], started: str) -> None:
-        stored = self.archive.thread_signals(group_id)
+    def _sync_groups(self, groups: list[str]) -> None:
+        """Sync ``groups`` with their requests interleaved, so that no in-flight slot idles
+        while any group has work, and every write on this thread, in queue order.
+
+        Groups are listed a few ahead in worker threads; the listed groups' threads of mail
+        join one queue of fetches (group after group, or in turn from ``spread`` groups;
+        bounded, so memory stays flat); the writer stores them in queue order, one
+        transaction per thread of mail, and closes a group (its tombstones, its cursor)
+        once all its threads are stored. A kill loses at most the threads not yet
+        committed: the cursor moves only with the group's last thread.
+        """
+        workers = max(1, self.options.workers)
+        window = workers * 8
+        lookahead = workers * 2
+        total = len(groups)
+        todo = iter(enumerate(groups, 1))
+        listings: deque[tuple[_GroupPlan, Future[_Listing]]] = deque()
+        feed: deque[Iterator[_Item]] = deque()
+        pending: deque[_Item] = deque()
+        # More worker threads than slots: one waiting on a throttled or busy mailbox leaves
+        # its slot to another mailbox (the client's semaphores keep the in-flight caps).
+        with (
+            ThreadPoolExecutor(workers * 3, thread_name_prefix="groupsync-fetch") as pool,
+            self.archive.batch() as tick,
+        ):
+            try:
+                while True:
+                    while len(listings) < lookahead:
+                        nxt = next(todo, None)
+                        if nxt is None:
+                            break
+                        self._check_stop()
+                        plan = self._plan_group(nxt[1], nxt[0], total)
+                        listings.append((plan, pool.submit(self._list_group, plan)))
+                    while len(pending) < window:
+                        item = self._next_item(feed, listings, pool, idle=not pending)
+                        if item is None:
+                            break
+                        pending.append(item)
+                    if pending:
+                        self._store_item(pending.popleft())
+                        tick()
+                    elif not listings and not feed:
+                        break
+            except BaseException:
+                for item in pending:
+                    if item.future is not None:
+                        item.future.cancel()
+                for _, future in listings:
+                    future.cancel()
+                raise
+
+    def _plan_group(self, group_id: str, index: int, total: int) -> _GroupPlan:
+        state = self.archive.sync_state(group_id)
+        if state.get("last_full_at") is None and state.get("last_incremental_at") is None:
+            self._backfill.add(group_id)  # its first sync: history, not news
+        full = self.options.full or self._full_due(state.get("last_full_at"))
+        self._group_modes[group_id] = "full" if full else "incremental"
+        plan = _GroupPlan(
+            group_id, index, full, state, self.archive.thread_signals(group_id), self.now()
+        )
+        self.report.per_group[group_id] = {"threads_listed": 0, "threads_fetched": 0, "posts": 0}
+        self._emit(stage="group", group=group_id, index=index, total=total)
+        return plan
+
+    def _next_item(
+        self,
+        feed: deque[Iterator[_Item]],
+        listings: deque[tuple[_GroupPlan, Future[_Listing]]],
+        pool: ThreadPoolExecutor,
+        *,
+        idle: bool,
+    ) -> _Item | None:
+        """The next fetch to queue, taken in turn from up to ``spread`` listed groups (so a
+        per-mailbox cap never leaves the app's slots idle); a group joins them once its
+        list has arrived (waited for only when nothing else is queued)."""
+        spread = max(1, self.options.spread)
+        while True:
+            while listings and len(feed) < spread and (listings[0][1].done() or not feed):
+                if not listings[0][1].done() and not idle:
+                    return None
+                plan, future = listings.popleft()
+                try:
+                    listing = future.result()
+                except (ForbiddenError, NotFoundError) as ex:
+                    self._group_unreadable(plan, ex)
+                    continue
+                feed.append(self._take_listing(plan, listing, pool))
+            while feed:
+                item = next(feed[0], None)
+                if item is None:
+                    feed.popleft()
+                    continue
+                feed.rotate(-1)
+                return item
+            if not listings:
+                return None
+
+    def _list_group(self, plan: _GroupPlan) -> _Listing:
+        """A group's conversations (full) and threads: network only, in a worker thread."""
+        graph, top = self.graph, self.options.page_size
+        group_id, state = plan.group_id, plan.state
+        if plan.full:
+            conversations = list(graph.list_conversations(group_id, top=top))
+            threads: list[ConversationThread] = []
+            for page in graph.thread_pages(group_id, select=THREAD_SELECT, top=top):
+                threads.extend(page)
+                self._check_stop()
+            newest = state.get("watermark")
+            for thread in threads:
+                newest = _later(newest, thread.get("lastDeliveredDateTime"))
+            return _Listing(threads, len(threads), newest, conversations)
         watermark = state.get("watermark")
         early_ok = bool(state.get("early_stop")) and watermark is not None
         newest = watermark
         previous: datetime | None = None
         ordered = True
         stop = False
+        checked = 0
         changed: list[ConversationThread] = []
         limit = _when(watermark)
-        for page in self.graph.thread_pages(
-            group_id, select=THREAD_SELECT, top=self.options.page_size
-        ):
+        for page in graph.thread_pages(group_id, select=THREAD_SELECT, top=top):
             # A whole page is always read (it is paid for): its changed threads are all
             # taken, and its order is checked before any decision to stop.
             for thread in page:
-                self.report.threads_checked += 1
+                checked += 1
                 delivered = _when(thread.get("lastDeliveredDateTime"))
                 if delivered is None or (previous is not None and delivered > previous):
                     ordered = False
                 previous = delivered if delivered is not None else previous
                 newest = _later(newest, thread.get("lastDeliveredDateTime"))
-                old = stored.get(thread["id"])
+                old = plan.stored.get(thread["id"])
                 if old is None or old.deleted or old != ThreadSignals.of(thread):
                     changed.append(thread)
                 elif limit is not None and delivered is not None and delivered <= limit:
                     stop = True
-            self._emit(stage="threads", group=group_id)
             self._check_stop()
             if stop and early_ok and ordered:
                 break
-        if not ordered and early_ok:
+        return _Listing(changed, checked, newest, None, unordered=not ordered and early_ok)
+
+    def _take_listing(
+        self, plan: _GroupPlan, listing: _Listing, pool: ThreadPoolExecutor
+    ) -> Iterator[_Item]:
+        """Store what the listing itself holds, then yield the group's fetches, submitted
+        one by one as the queue has room, and last the item that closes the group."""
+        group_id = plan.group_id
+        self.report.threads_checked += listing.checked
+        self.report.per_group[group_id]["threads_listed"] = listing.checked
+        self._emit(stage="threads", group=group_id)
+        missed = 0
+        if listing.conversations is not None:
+            now = self.now()
+            with self.archive.atomic():
+                for conversation in listing.conversations:
+                    self.archive.save_conversation(group_id, conversation, now)
+                keep = {c["id"] for c in listing.conversations}
+                self.report.items_deleted += self.archive.tombstone_conversations(
+                    group_id, keep, now
+                )
+            with self._lock:
+                self._conversations_seen.update(keep)
+            missed = self._missed_by_early_stop(group_id, listing.threads, plan.stored, plan.state)
+        elif listing.unordered:
             self._note(f"group {group_id}: thread list not newest-first; scanned every page")
-        self._fetch_and_store(group_id, changed, full=False, stored=stored)
-        with self.archive.atomic():
-            self.archive.save_sync_state(group_id, watermark=newest, last_incremental_at=started)
+        return self._group_items(plan, listing, pool, missed)
 
-    # -- full reconcile -------------------------------------------------------------------
-
-    def _full_group(self, group_id: str, state: dict[str, Any], started: str) -> None:
-        now = self.now()
-        conversations = list(self.graph.list_conversations(group_id, top=self.options.page_size))
-        with self.archive.atomic():
-            for conversation in conversations:
-                self.archive.save_conversation(group_id, conversation, now)
-            keep = {c["id"] for c in conversations}
-            self.report.items_deleted += self.archive.tombstone_conversations(group_id, keep, now)
-        self._conversations_seen.update(keep)
-        stored = self.archive.thread_signals(group_id)
-        threads: list[ConversationThread] = []
-        for page in self.graph.thread_pages(
-            group_id, select=THREAD_SELECT, top=self.options.page_size
-        ):
-            threads.extend(page)
-            self.report.threads_checked += len(page)
-            self._emit(stage="threads", group=group_id)
-            self._check_stop()
-        missed = self._missed_by_early_stop(group_id, threads, stored, state)
-        self._fetch_and_store(group_id, threads, full=True, stored=stored)
-        newest = state.get("watermark")
-        for thread in threads:
-            newest = _later(newest, thread.get("lastDeliveredDateTime"))
-        with self.archive.atomic():
-            listed = {t["id"] for t in threads}
-            self.report.items_deleted += self.archive.tombstone_threads(
-                group_id, listed, self.now()
+    def _group_items(
+        self, plan: _GroupPlan, listing: _Listing, pool: ThreadPoolExecutor, missed: int
+    ) -> Iterator[_Item]:
+        group_id, full = plan.group_id, plan.full
+        conversations = self.archive.thread_conversations(group_id)
+        incomplete = incomplete_posts(self.archive, group_id) if full else {}
+        for thread in listing.threads:
+            if plan.failed:
+                return
+            known = None
+            if full and thread["id"] in plan.stored:
+                known = self.archive.post_change_keys(thread["id"])
+            future = pool.submit(
+                self._fetch_thread,
+                group_id,
+                thread,
+                known,
+                conversations.get(thread["id"]),
+                incomplete.get(thread["id"], set()),
             )
-            values: dict[str, Any] = {"watermark": newest, "last_full_at": started}
-            if missed:
-                values["early_stop"] = 0
-            self.archive.save_sync_state(group_id, **values)
-            if missed:
-                self.archive.add_missed_changes(group_id, missed)
+            yield _Item(plan, thread, future)
+        if not plan.failed:
+            yield _Item(plan, None, None, listing=listing, missed=missed)
+
+    def _store_item(self, item: _Item) -> None:
+        self._check_stop()  # between two threads' transactions, never inside one
+        plan = item.plan
+        if plan.failed:
+            return
+        if item.listing is not None:
+            self._close_group(plan, item.listing, item.missed)
+            return
+        if item.future is None or item.thread is None:
+            return
+        try:
+            fetched = item.future.result()
+        except (ForbiddenError, NotFoundError) as ex:
+            self._group_unreadable(plan, ex)
+            return
+        if fetched is None:
+            return
+        self._store_thread(plan.group_id, fetched, plan.stored.get(item.thread["id"]))
+        counts = self.report.per_group[plan.group_id]
+        counts["threads_fetched"] += 1
+        counts["posts"] += len(fetched.posts)
+        self._emit(stage="posts", group=plan.group_id)
+
+    def _close_group(self, plan: _GroupPlan, listing: _Listing, missed: int) -> None:
+        """All the group's threads are stored: its tombstones and its cursor, together."""
+        group_id = plan.group_id
+        with self.archive.atomic():
+            if plan.full:
+                listed = {t["id"] for t in listing.threads}
+                self.report.items_deleted += self.archive.tombstone_threads(
+                    group_id, listed, self.now()
+                )
+                values: dict[str, Any] = {"watermark": listing.newest, "last_full_at": plan.started}
+                if missed:
+                    values["early_stop"] = 0
+                self.archive.save_sync_state(group_id, **values)
+                if missed:
+                    self.archive.add_missed_changes(group_id, missed)
+            else:
+                self.archive.save_sync_state(
+                    group_id, watermark=listing.newest, last_incremental_at=plan.started
+                )
+        self._groups_done += 1
+        counts = self.report.per_group[group_id]
+        counts["requests"] = self.graph.stats.by_mailbox.get(group_id, 0)
+        self._emit(stage="group-done", group=group_id, group_counts=dict(counts))
+
+    def _group_unreadable(self, plan: _GroupPlan, ex: ForbiddenError | NotFoundError) -> None:
+        group_id = plan.group_id
+        plan.failed = True
+        note = f"group {group_id} cannot be read: {ex.graph_message or ex}"
+        self._note(note)
+        # Only a group the archive already holds mail of can have been deleted; one that
+        # answers so on its first sync was never readable.
+        gone = plan.full and group_id not in self._backfill
+        with self.archive.atomic():
+            self.archive.note_group_access(group_id, note, plan.started if gone else None)
+            if gone:
+                self.report.items_deleted += 1
+        self._groups_done += 1
+        self._emit(
+            stage="group-done", group=group_id, group_counts=dict(self.report.per_group[group_id])
+        )
 
     def _missed_by_early_stop(
         self,
@@ -498,66 +701,6 @@ class Syncer:
         return missed
 
     # -- fetching and storing threads -----------------------------------------------------
-
-    def _fetch_and_store(
-        self,
-        group_id: str,
-        threads: list[ConversationThread],
-        *,
-        full: bool,
-        stored: dict[str, ThreadSignals],
-    ) -> None:
-        """Fetch in worker threads, store here in listing order, a bounded window ahead."""
-        if not threads:
-            return
-        workers = max(1, self.options.workers)
-        pending: deque[tuple[ConversationThread, Future[_Fetched | None]]] = deque()
-        todo = iter(threads)
-        conversations = self.archive.thread_conversations(group_id)
-        incomplete = incomplete_posts(self.archive, group_id) if full else {}
-        with (
-            ThreadPoolExecutor(workers, thread_name_prefix="groupsync-fetch") as pool,
-            self.archive.batch() as tick,
-        ):
-            try:
-                for thread in todo:
-                    known = None
-                    if full and thread["id"] in stored:
-                        known = self.archive.post_change_keys(thread["id"])
-                    conversation_id = conversations.get(thread["id"])
-                    future = pool.submit(
-                        self._fetch_thread,
-                        group_id,
-                        thread,
-                        known,
-                        conversation_id,
-                        incomplete.get(thread["id"], set()),
-                    )
-                    pending.append((thread, future))
-                    while len(pending) >= workers * 2:
-                        self._store_next(group_id, pending, stored)
-                        tick()
-                while pending:
-                    self._store_next(group_id, pending, stored)
-                    tick()
-            except BaseException:
-                for _, future in pending:
-                    future.cancel()
-                raise
-
-    def _store_next(
-        self,
-        group_id: str,
-        pending: deque[tuple[ConversationThread, Future[_Fetched | None]]],
-        stored: dict[str, ThreadSignals],
-    ) -> None:
-        self._check_stop()  # between two threads' transactions, never inside one
-        thread, future = pending.popleft()
-        fetched = future.result()
-        if fetched is None:
-            return
-        self._store_thread(group_id, fetched, stored.get(thread["id"]))
-        self._emit(stage="posts", group=group_id)
 
     def _fetch_thread(
         self,

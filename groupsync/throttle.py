@@ -15,6 +15,12 @@ started.
 
 A 429's ``Retry-After`` is shared the same way: ``block(seconds)`` stops every process
 sharing the file until then.
+
+Per mailbox. Graph counts Outlook requests per app **and mailbox** (10,000 per 10 minutes),
+so a throttle made with ``per_mailbox=True`` keeps one window, and one Retry-After, per
+mailbox named in ``acquire(mailbox)`` / ``block(seconds, mailbox)``; calls that name none
+(the directory: ``/groups``, ``/me``) share one more. Off (the connector's profile), every
+call of the connection shares one window whatever it names.
 """
 
 from __future__ import annotations
@@ -97,8 +103,9 @@ class Throttle:
 
     Parameters: ``rate`` (``None`` turns counting off; ``block`` still works), ``path`` of
     the shared state file (``None``: this process only), ``key`` separating connections
-    that share a file (the Graph URL plus the identity), ``clock``, and ``lease``, the
-    longest a call can be in flight before a dead process's row is let go.
+    that share a file (the Graph URL plus the identity), ``clock``, ``lease``, the
+    longest a call can be in flight before a dead process's row is let go, and
+    ``per_mailbox`` (one window and one Retry-After per mailbox, Graph's own accounting).
     """
 
     def __init__(
@@ -109,9 +116,11 @@ class Throttle:
         key: str = "default",
         clock: Clock = SYSTEM_CLOCK,
         lease: float = 300.0,
+        per_mailbox: bool = False,
     ) -> None:
         self.rate = rate
         self.key = key
+        self.per_mailbox = per_mailbox
         self.clock = clock
         self.lease = lease
         self.stats = ThrottleStats()
@@ -160,11 +169,18 @@ class Throttle:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def acquire(self) -> Slot:
-        """Wait until a call may start, then take its place in the window."""
+    def key_for(self, mailbox: str | None = None) -> str:
+        """The window a call to ``mailbox`` counts in (the connection's, unless per mailbox)."""
+        if not self.per_mailbox:
+            return self.key
+        return f"{self.key}|mailbox:{mailbox or '-'}"
+
+    def acquire(self, mailbox: str | None = None) -> Slot:
+        """Wait until a call to ``mailbox`` may start, then take its place in the window."""
+        key = self.key_for(mailbox)
         waited = False
         while True:
-            row_id, wait, blocked = self._try_acquire()
+            row_id, wait, blocked = self._try_acquire(key)
             if row_id is not None or (wait <= 0 and self.rate is None):
                 if waited:
                     self.stats.waits += 1
@@ -176,17 +192,18 @@ class Throttle:
                 self.stats.blocked += wait
             self.clock.sleep(wait)
 
-    def block(self, seconds: float) -> None:
-        """Nobody sharing this throttle starts a call for ``seconds`` (a 429's Retry-After)."""
+    def block(self, seconds: float, mailbox: str | None = None) -> None:
+        """Nobody sharing this window starts a call for ``seconds`` (a 429's Retry-After);
+        per mailbox, only calls to the mailbox the 429 answered."""
         until = self.clock.time() + seconds
         with self._lock:
             self._db.execute(
                 "INSERT INTO blocks (key, until) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET until = max(until, excluded.until)",
-                (self.key, until),
+                (self.key_for(mailbox), until),
             )
 
-    def in_window(self) -> int:
+    def in_window(self, mailbox: str | None = None) -> int:
         """Calls currently counted in the window (for progress displays and tests)."""
         if self.rate is None:
             return 0
@@ -194,23 +211,23 @@ class Throttle:
         with self._lock:
             (count,) = self._db.execute(
                 "SELECT count(*) FROM calls WHERE key = ? AND coalesce(done, started + ?) >= ?",
-                (self.key, self.lease, now - self.rate[1] - _MARGIN),
+                (self.key_for(mailbox), self.lease, now - self.rate[1] - _MARGIN),
             ).fetchone()
         return int(count)
 
-    def _try_acquire(self) -> tuple[int | None, float, bool]:
+    def _try_acquire(self, key: str) -> tuple[int | None, float, bool]:
         """One attempt: ``(row id, 0, False)`` when allowed, else ``(None, seconds, blocked)``."""
         now = self.clock.time()
         with self._lock:
             db = self._db
             if self.rate is None:  # nothing to count: only a shared Retry-After to read
-                row = db.execute("SELECT until FROM blocks WHERE key = ?", (self.key,)).fetchone()
+                row = db.execute("SELECT until FROM blocks WHERE key = ?", (key,)).fetchone()
                 if row and row[0] > now:
                     return None, row[0] - now, True
                 return None, 0.0, False
             db.execute("BEGIN IMMEDIATE")
             try:
-                row = db.execute("SELECT until FROM blocks WHERE key = ?", (self.key,)).fetchone()
+                row = db.execute("SELECT until FROM blocks WHERE key = ?", (key,)).fetchone()
                 if row and row[0] > now:
                     db.execute("COMMIT")
                     return None, row[0] - now, True
@@ -218,20 +235,20 @@ class Throttle:
                 horizon = now - window - _MARGIN
                 db.execute(
                     "DELETE FROM calls WHERE key = ? AND coalesce(done, started + ?) < ?",
-                    (self.key, self.lease, horizon),
+                    (key, self.lease, horizon),
                 )
                 (count,) = db.execute(
-                    "SELECT count(*) FROM calls WHERE key = ?", (self.key,)
+                    "SELECT count(*) FROM calls WHERE key = ?", (key,)
                 ).fetchone()
                 if count < limit:
                     cursor = db.execute(
-                        "INSERT INTO calls (key, started) VALUES (?, ?)", (self.key, now)
+                        "INSERT INTO calls (key, started) VALUES (?, ?)", (key, now)
                     )
                     db.execute("COMMIT")
                     return cursor.lastrowid, 0.0, False
                 (oldest_done,) = db.execute(
                     "SELECT min(coalesce(done, started + ?)) FROM calls WHERE key = ?",
-                    (self.lease, self.key),
+                    (self.lease, key),
                 ).fetchone()
                 db.execute("COMMIT")
             except BaseException:

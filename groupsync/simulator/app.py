@@ -14,7 +14,15 @@ from urllib.parse import unquote, urlsplit
 
 from . import control
 from .data import FILE_ATTACHMENT, JSON, encode_b64
-from .faults import ConcurrencyGate, FaultInjector, RateLimiter, gateway_timeout, service_down
+from .faults import (
+    ConcurrencyGate,
+    FaultInjector,
+    MailboxLimits,
+    RateLimiter,
+    gateway_timeout,
+    mailbox_of,
+    service_down,
+)
 from .group_delta import GroupChanges
 from .log import RequestLog
 from .payloads import read_body
@@ -42,7 +50,10 @@ class SimulatorOptions:
     ``seed`` (for every random choice), ``persist`` (write changed groups back to the data
     dir), ``thread_order`` (``"newest"`` or ``"random"``), ``empty_page_every`` (insert an
     empty page at every Nth page boundary), ``truncate_posts_at`` (posts lists stop at N
-    posts without a nextLink; 0 = off).
+    posts without a nextLink; 0 = off), ``mailbox_rate`` (``(calls, seconds)`` per group
+    mailbox, Graph's 10,000/600 scaled down as needed; ``None`` = off) and
+    ``concurrency_scope`` (``"app"``: ``max_concurrency`` for all requests together, the
+    docs' wording; ``"mailbox"``: for each mailbox, the reading of Q&A answers).
     """
 
     page_size: int = 10
@@ -57,6 +68,8 @@ class SimulatorOptions:
     thread_order: str = "newest"
     empty_page_every: int = 0
     truncate_posts_at: int = 0
+    mailbox_rate: tuple[int, float] | None = None
+    concurrency_scope: str = "app"
 
     def __post_init__(self) -> None:
         if self.page_size < 1 or self.max_top < 1:
@@ -65,9 +78,11 @@ class SimulatorOptions:
             raise ValueError("fail_rate and write_504_rate are probabilities in [0, 1]")
         if self.thread_order not in ("newest", "random"):
             raise ValueError("thread_order must be 'newest' or 'random'")
-        if self.rate is not None and (len(self.rate) != 2 or self.rate[0] < 1
-                                      or self.rate[1] <= 0):
-            raise ValueError("rate must be (calls >= 1, seconds > 0)")
+        for rate in (self.rate, self.mailbox_rate):
+            if rate is not None and (len(rate) != 2 or rate[0] < 1 or rate[1] <= 0):
+                raise ValueError("rate and mailbox_rate must be (calls >= 1, seconds > 0)")
+        if self.concurrency_scope not in ("app", "mailbox"):
+            raise ValueError("concurrency_scope must be 'app' or 'mailbox'")
         if min(self.latency_ms, self.max_concurrency, self.empty_page_every,
                self.truncate_posts_at) < 0:
             raise ValueError("latency_ms, max_concurrency, empty_page_every and "
@@ -94,6 +109,7 @@ class Simulator:
         self._lock = threading.RLock()
         self._rate = RateLimiter()
         self._gate = ConcurrencyGate()
+        self._mailboxes = MailboxLimits()
         self._faults = FaultInjector(self.options.seed)
 
     # -- WSGI -------------------------------------------------------------------------------
@@ -143,7 +159,8 @@ class Simulator:
         options = self.options
         if options.rate is not None:
             self._rate.check(time.monotonic(), int(options.rate[0]), float(options.rate[1]))
-        self._gate.enter(options.max_concurrency)
+        gate = self._concurrency_gate(segments)
+        gate.enter(options.max_concurrency)
         try:
             if options.latency_ms:
                 time.sleep(options.latency_ms / 1000)
@@ -160,7 +177,18 @@ class Simulator:
                 raise gateway_timeout()
             return response
         finally:
-            self._gate.leave()
+            gate.leave()
+
+    def _concurrency_gate(self, segments: list[str]) -> ConcurrencyGate:
+        """Graph's per-mailbox window, then the gate the concurrency reading picks: the
+        app's, or the mailbox's (directory calls keep the app's under both readings)."""
+        mailbox = mailbox_of(segments)
+        rate = self.options.mailbox_rate
+        if mailbox is not None and rate is not None:
+            self._mailboxes.check_window(mailbox, time.monotonic(), int(rate[0]), float(rate[1]))
+        if mailbox is not None and self.options.concurrency_scope == "mailbox":
+            return self._mailboxes.gate(mailbox)
+        return self._gate
 
     def _authenticate(self, environ: dict[str, Any]) -> Identity:
         scheme, _, token = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")

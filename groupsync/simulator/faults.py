@@ -109,3 +109,33 @@ def service_down() -> SimHTTPError:
         "The service is temporarily unavailable.",
         [("Retry-After", "1")],
     )
+
+
+class MailboxLimits:
+    """Graph's Outlook limits kept per group mailbox: a request window (10,000 per 10 minutes
+    per app and mailbox in Graph; scaled down for tests) and, under the per-mailbox reading
+    of the concurrency cap, a gate per mailbox. Requests that name no mailbox (``/groups``,
+    ``/me``) are directory calls and count in neither."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._windows: dict[str, RateLimiter] = {}
+        self._gates: dict[str, ConcurrencyGate] = {}
+
+    def check_window(self, mailbox: str, now: float, calls: int, seconds: float) -> None:
+        """Count an arrival in ``mailbox``'s window; 429 with Retry-After when over."""
+        with self._lock:
+            window = self._windows.setdefault(mailbox, RateLimiter())
+        window.check(now, calls, seconds)
+
+    def gate(self, mailbox: str) -> ConcurrencyGate:
+        """The mailbox's in-flight counter (per-mailbox reading of the concurrency cap)."""
+        with self._lock:
+            return self._gates.setdefault(mailbox, ConcurrencyGate())
+
+
+def mailbox_of(segments: list[str]) -> str | None:
+    """The group mailbox a request reaches (``/groups/{id}/...``), or ``None``."""
+    if len(segments) >= 3 and segments[0].lower() == "groups":
+        return segments[1]
+    return None
