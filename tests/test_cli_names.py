@@ -1,5 +1,5 @@
 """GROUP given by id, nickname, address or display name on every command, and ids checked
-before any request or archive write (groupsync.groupref, groupsync.ids, cli.py's callbacks).
+before any request or archive write (groupsync.groupref, groupsync.ids, the CLI's callbacks).
 
 The commands run in-process (CliRunner) against the simulator served on a local port, so
 its request log shows what reached "Graph"; one test runs the real `groupsync` process.

@@ -6,10 +6,21 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from ..events import HookOutput
+
+class Printed(Protocol):
+    """What a hook printed and how it ended (``events.HookOutput`` is one): the archive
+    package names the shape it stores rather than importing the use case above it."""
+
+    @property
+    def status(self) -> int | None: ...
+
+    @property
+    def stdout(self) -> str: ...
+
+    @property
+    def stderr(self) -> str: ...
 
 
 class HookOutputLog:
@@ -35,7 +46,7 @@ class HookOutputLog:
             "status INTEGER, stdout TEXT, stderr TEXT)"
         )
 
-    def save(self, event_id: int, at: str, output: HookOutput) -> None:
+    def save(self, event_id: int, at: str, output: Printed) -> None:
         with self.conn:
             self.conn.execute("BEGIN")
             self.conn.execute(
