@@ -68,7 +68,9 @@ __all__ = [
     "ExportReport",
     "export",
     "message_id",
+    "new_folder",
     "parse_bound",
+    "selection",
 ]
 
 FORMATS = ("eml", "mbox", "jsonl")
@@ -737,6 +739,31 @@ class _Post:
         self.version: dict[str, Any] = json.loads(version_json)
 
 
+def new_folder(options: Any, verb: str) -> Path:
+    """Check ``options``' dates, then make ``options.out``, which must be new or empty, a
+    private folder: an export never mixes with files already there."""
+    parse_bound(options.since)
+    parse_bound(options.until, end=True)
+    out = Path(options.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportError(f"{out} exists and is not an empty folder; {verb} into a new one")
+    try:
+        private_dir(out)
+    except OSError as ex:
+        raise ExportError(f"cannot create {out}: {ex.strerror}") from None
+    return out
+
+
+def selection(options: Any) -> dict[str, Any]:
+    """How an export chose its posts, as its manifest and ``exports`` row record it."""
+    return {
+        "groups": options.group_ids or None,
+        "since": options.since,
+        "until": options.until,
+        "include_deleted": options.include_deleted,
+    }
+
+
 def export(
     archive: Archive,
     options: ExportOptions,
@@ -753,24 +780,10 @@ def export(
     """
     if options.format not in FORMATS:
         raise ExportError(f"unknown format {options.format!r}; one of {', '.join(FORMATS)}")
-    parse_bound(options.since)
-    parse_bound(options.until, end=True)
-    out = Path(options.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ExportError(f"{out} exists and is not an empty folder; export into a new one")
-    try:
-        private_dir(out)
-    except OSError as ex:
-        raise ExportError(f"cannot create {out}: {ex.strerror}") from None
+    out = new_folder(options, "export")
     started = now()
     head = archive.chain_head()
-    filters = {
-        "groups": options.group_ids or None,
-        "since": options.since,
-        "until": options.until,
-        "include_deleted": options.include_deleted,
-        "query": options.query,
-    }
+    filters = {**selection(options), "query": options.query}
     audit = _Audit(archive, now)
     export_id = audit.start(
         {

@@ -52,9 +52,11 @@ from .export import (
     _HashingFile,
     _Post,
     _when,
+    new_folder,
     parse_bound,
+    selection,
 )
-from .files import private_dir, write_private
+from .files import write_private
 from .html import to_text
 from .integrity import Problem
 from .version import __version__
@@ -554,22 +556,11 @@ def produce(
     every post the other options select. Each selected post comes with all its attachments.
     """
     check_prefix(options.prefix)
-    parse_bound(options.since)
-    parse_bound(options.until, end=True)
-    out = Path(options.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ExportError(f"{out} exists and is not an empty folder; produce into a new one")
-    try:
-        private_dir(out)
-    except OSError as ex:
-        raise ExportError(f"cannot create {out}: {ex.strerror}") from None
+    out = new_folder(options, "produce")
     started = now()
     head = archive.chain_head()
     filters = {
-        "groups": options.group_ids or None,
-        "since": options.since,
-        "until": options.until,
-        "include_deleted": options.include_deleted,
+        **selection(options),
         **options.selection,
         "posts_selected": None if post_ids is None else len(set(post_ids)),
     }

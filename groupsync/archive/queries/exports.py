@@ -31,17 +31,11 @@ def _in_groups(column: str, group_ids: list[str]) -> tuple[str, dict[str, Any]]:
     return f"WHERE {column} IN {values}", params
 
 
-def exported_posts(
-    archive: Connection,
-    group_ids: list[str],
-    since: str | None,
-    until: str | None,
-    include_deleted: bool,
-) -> Iterator[tuple[Any, ...]]:
-    """The posts to export with their latest version, in group and delivery order:
-    ``(id, group_id, thread_id, conversation_id, changeKey, deleted_at, in_reply_to_id,
-    attachments_note, topic, json, sha256, delivered)``. ``since``/``until`` bound the
-    first 19 characters of the delivery time."""
+def _post_filter(
+    group_ids: list[str], since: str | None, until: str | None, include_deleted: bool
+) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (on ``posts p``) and parameters every export selects posts by:
+    groups, a delivery-time window (the first 19 characters) and deleted posts or not."""
     where: list[str] = []
     params: dict[str, Any] = {"since": since, "until": until}
     if group_ids:
@@ -55,7 +49,21 @@ def exported_posts(
         where.append(f"{moment} <= :until")
     if not include_deleted:
         where.append("p.deleted_at IS NULL")
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return (f"WHERE {' AND '.join(where)}" if where else ""), params
+
+
+def exported_posts(
+    archive: Connection,
+    group_ids: list[str],
+    since: str | None,
+    until: str | None,
+    include_deleted: bool,
+) -> Iterator[tuple[Any, ...]]:
+    """The posts to export with their latest version, in group and delivery order:
+    ``(id, group_id, thread_id, conversation_id, changeKey, deleted_at, in_reply_to_id,
+    attachments_note, topic, json, sha256, delivered)``. ``since``/``until`` bound the
+    first 19 characters of the delivery time."""
+    clause, params = _post_filter(group_ids, since, until, include_deleted)
     yield from archive.conn.execute(
         f"""
         SELECT p.id, p.group_id, p.thread_id, p.conversation_id, p.changeKey,
@@ -156,20 +164,7 @@ def production_posts(
     order: group, then conversation and thread (each by its first post's delivery, then id),
     then delivery and id. The same columns as ``exported_posts``. The order is sorted on ids
     alone and the rows fetched 500 at a time, so the sort never holds the versions' JSON."""
-    where: list[str] = []
-    params: dict[str, Any] = {"since": since, "until": until}
-    if group_ids:
-        values, more = in_list("group", group_ids)
-        where.append(f"p.group_id IN {values}")
-        params.update(more)
-    moment = "substr(coalesce(p.receivedDateTime, p.createdDateTime), 1, 19)"
-    if since:
-        where.append(f"{moment} >= :since")
-    if until:
-        where.append(f"{moment} <= :until")
-    if not include_deleted:
-        where.append("p.deleted_at IS NULL")
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    clause, params = _post_filter(group_ids, since, until, include_deleted)
     delivered = "coalesce(p.receivedDateTime, p.createdDateTime, '')"
     ordered = [
         r[0]
