@@ -140,7 +140,7 @@ def test_cli_search_table_of_threads(sample):
     head, rule, row = result.stdout.splitlines()[:3]
     assert head.split() == ["newest", "group", "posts", "topic", "snippet"]
     assert "Engineering" in row and " 6 " in row and "Incident 2024-08-19" in row
-    assert result.stderr.strip() == "1-1 of 1 threads (6 posts match)"
+    assert result.stderr.strip() == "1-1 of 1 thread (6 matching posts)"
     posts = invoke(db, "search", "latency", "--table", "--posts")
     assert posts.stdout.splitlines()[0].split() == ["date", "group", "sender", "topic",
                                                     "snippet"]  # fmt: skip

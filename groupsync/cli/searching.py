@@ -226,6 +226,10 @@ def index_command(ctx, rebuild, check, keep_deleted, index_path):
     echo_index_report(report)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _echo_thread_table(results, offset: int) -> None:
     """``search --table``: a thread a line, its newest match's date and matching posts."""
     if results.threads:
@@ -242,7 +246,10 @@ def _echo_thread_table(results, offset: int) -> None:
         click.echo(tabulate(rows, headers=SEARCH_THREAD_COLUMNS, tablefmt="simple"))
         shown = f"{offset + 1}-{offset + len(results.threads)}"
         click.echo(
-            safe_text(f"{shown} of {results.total} threads ({results.posts} posts match)"),
+            safe_text(
+                f"{shown} of {_count(results.total, 'thread')} "
+                f"({_count(results.posts, 'matching post')})"
+            ),
             err=True,
         )
 
