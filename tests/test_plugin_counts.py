@@ -86,6 +86,25 @@ async def test_home_counts_match_the_tables_they_link_to(ds, archive):
 
 
 @pytest.mark.asyncio
+async def test_home_latest_post_leaves_deleted_threads_out(archive, tmp_path):
+    """"Latest post" is the newest live thread's, like the counts beside it: with a group's
+    newest thread deleted upstream, the date shown is the next one's."""
+    path = copy_sample(archive["path"], tmp_path / "latest.db")
+    newest, second = rows(path, "select id, lastDeliveredDateTime from threads where group_id = ? "
+                          "and deleted_at is null order by lastDeliveredDateTime desc limit 2",
+                          [ENGINEERING])  # fmt: skip
+    assert newest[1] > second[1]
+    rows(path, "update threads set deleted_at = '2026-01-01T00:00:00Z' where id = ?", [newest[0]])
+    ds = make_datasette(path, immutable=True)
+    home = page((await ds.client.get("/-/groupsync/")).text)
+    engineering = next(r for r in home.select("table.groupsync-groups tbody tr")
+                       if "Engineering" in r.get_text())  # fmt: skip
+    assert engineering.select("td")[-1].get_text().strip() == (
+        f"{second[1][:10]} {second[1][11:16]} UTC"
+    )
+
+
+@pytest.mark.asyncio
 async def test_thread_view_counts_match_its_table_links(ds, archive):
     path = archive["path"]
     for group_id, thread_id, deleted in rows(

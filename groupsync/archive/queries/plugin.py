@@ -61,7 +61,8 @@ GROUP_SUMMARIES = f"""
 select g.id, g.displayName, g.visibility, g.deleted_at,
   (select count(*) from threads t where t.group_id = g.id and t.deleted_at is null),
   (select count(*) from posts p where p.group_id = g.id and p.deleted_at is null),
-  (select max(t.lastDeliveredDateTime) from threads t where t.group_id = g.id)
+  (select max(t.lastDeliveredDateTime) from threads t
+   where t.group_id = g.id and t.deleted_at is null)
 from groups g where {MAILBOX_GROUPS} order by g.displayName collate nocase, g.id
 """
 # Where a post is shown: ``(group_id, thread_id)``.
