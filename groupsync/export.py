@@ -67,6 +67,7 @@ __all__ = [
     "ExportOptions",
     "ExportReport",
     "export",
+    "manifest_head",
     "message_id",
     "new_folder",
     "parse_bound",
@@ -754,6 +755,31 @@ def new_folder(options: Any, verb: str) -> Path:
     return out
 
 
+def manifest_head(
+    archive: Archive,
+    export_id: int | None,
+    fmt: str,
+    started: str,
+    finished: str,
+    head: tuple[int, str] | None,
+    filters: dict[str, Any],
+) -> dict[str, Any]:
+    """What every manifest opens with: the version, the export, its times, the archive with
+    its chain head, and how the posts were chosen."""
+    return {
+        "groupsync": __version__,
+        "export_id": export_id,
+        "format": fmt,
+        "started_at": started,
+        "finished_at": finished,
+        "archive": {
+            "path": str(Path(archive.path).resolve()) if archive.path != ":memory:" else None,
+            "chain_head": {"run_id": head[0], "digest": head[1]} if head else None,
+        },
+        "filters": filters,
+    }
+
+
 def selection(options: Any) -> dict[str, Any]:
     """How an export chose its posts, as its manifest and ``exports`` row record it."""
     return {
@@ -808,18 +834,9 @@ def export(
     try:
         exporter.run()
         manifest = {
-            "groupsync": __version__,
-            "export_id": export_id,
-            "format": options.format,
-            "started_at": started,
-            "finished_at": now(),
+            **manifest_head(archive, export_id, options.format, started, now(), head, filters),
             "identity": identity,
             "os_user": os_user,
-            "archive": {
-                "path": str(Path(archive.path).resolve()) if archive.path != ":memory:" else None,
-                "chain_head": {"run_id": head[0], "digest": head[1]} if head else None,
-            },
-            "filters": filters,
             "counts": {
                 "groups": report.groups,
                 "posts": report.posts,

@@ -52,6 +52,7 @@ from .export import (
     _HashingFile,
     _Post,
     _when,
+    manifest_head,
     new_folder,
     parse_bound,
     selection,
@@ -59,7 +60,6 @@ from .export import (
 from .files import write_private
 from .html import to_text
 from .integrity import Problem
-from .version import __version__
 
 __all__ = [
     "CSV_FILE",
@@ -588,18 +588,9 @@ def produce(
     try:
         producer.run()
         manifest = {
-            "groupsync": __version__,
-            "export_id": export_id,
-            "format": "production",
-            "started_at": started,
-            "finished_at": now(),
+            **manifest_head(archive, export_id, "production", started, now(), head, filters),
             "identity": identity,
             "os_user": os_user,
-            "archive": {
-                "path": str(Path(archive.path).resolve()) if archive.path != ":memory:" else None,
-                "chain_head": {"run_id": head[0], "digest": head[1]} if head else None,
-            },
-            "filters": filters,
             "counts": {
                 "groups": report.groups,
                 "posts": report.posts,
