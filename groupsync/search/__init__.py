@@ -185,6 +185,9 @@ from .schema import (
     MailText as MailText,
 )
 from .schema import (
+    PairText as PairText,
+)
+from .schema import (
     field_list as field_list,
 )
 from .searchers import (

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import operator
-import pickle
 import struct
 import sys
 import zlib
@@ -14,15 +13,20 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import numpy as np
 from whoosh.codec.whoosh3 import (
     LENGTHS_COLUMN,
     WHOOSH3_HEADER_MAGIC,
     W3Codec,
+    W3FieldCursor,
     W3FieldWriter,
     W3LeafMatcher,
     W3PostingsWriter,
+    W3TermInfo,
+    W3TermsReader,
 )
 from whoosh.formats import Positions
+from whoosh.reading import TermNotFound
 from whoosh.util.numeric import byte_to_length, length_to_byte
 
 from .analysis import fold, terms_of
@@ -46,18 +50,8 @@ class CompactPositions(Positions):
     __module__ = "groupsync.search"
 
     def word_values(self, value, analyzer, **kwargs):  # type: ignore[no-untyped-def]
-        boost = self.field_boost
-        positions: dict[str, array] = {}
         terms = terms_of(value) if isinstance(value, str) else [fold(v) for v in value]
-        for pos, term in enumerate(terms[:MAX_POSITIONS]):
-            found = positions.get(term)
-            if found is None:
-                positions[term] = array("H", (pos,))
-            else:
-                found.append(pos)
-        for term, poslist in positions.items():
-            if term:
-                yield term, len(poslist), len(poslist) * boost, _le(poslist).tobytes()
+        return positional_values(enumerate(terms[:MAX_POSITIONS]), self.field_boost)
 
     def encode(self, poslist):  # type: ignore[no-untyped-def]
         return _le(array("H", poslist)).tobytes()
@@ -70,6 +64,23 @@ class CompactPositions(Positions):
 
     def decode_weight(self, valuestring):  # type: ignore[no-untyped-def]
         return self.decode_frequency(valuestring) * self.field_boost
+
+
+def positional_values(
+    occurrences: Iterable[tuple[int, str]], boost: float = 1.0
+) -> Iterator[tuple[str, int, float, bytes]]:
+    """Whoosh's (term, frequency, weight, value) per term of (position, term) pairs in
+    order, the value the positions as 16-bit integers."""
+    positions: dict[str, array] = {}
+    for pos, term in occurrences:
+        found = positions.get(term)
+        if found is None:
+            positions[term] = array("H", (pos,))
+        else:
+            found.append(pos)
+    for term, poslist in positions.items():
+        if term:
+            yield term, len(poslist), len(poslist) * boost, _le(poslist).tobytes()
 
 
 def _le(data: array) -> array:
@@ -241,6 +252,50 @@ def _unpack_raw(data: bytes | memoryview, with_values: bool) -> tuple[list[int],
     return ids, weights, rest
 
 
+_NP_TYPES: dict[bytes, np.dtype[Any]] = {
+    code: np.dtype(kind)
+    for code, kind in ((b"B", "u1"), (b"H", "<u2"), (b"I", "<u4"), (b"Q", "<u8"), (b"f", "<f4"))
+}
+
+
+def _summed(first: int, steps: np.ndarray) -> np.ndarray:
+    """``first`` followed by the running sums of ``steps`` from it, as int64."""
+    out = np.empty(len(steps) + 1, np.int64)
+    out[0] = first
+    np.cumsum(steps, out=out[1:])
+    out[1:] += first
+    return out
+
+
+def block_keys_array(data: bytes | memoryview) -> np.ndarray | None:
+    """The occurrence keys (docnum << 16 | position) of a positional block, ascending, as
+    a numpy array: what a phrase intersects. The list code above decodes a key at a time
+    in Python, a tenth of a microsecond each; a phrase of common words has millions of
+    them (docs/performance.md). None when the block keeps no positions."""
+    first, values = _parts(data)
+    count, start, idcode, wcode, vcode = _BLOCK_HEAD.unpack_from(first)
+    if vcode not in (b"K", b"D"):
+        return None
+    pos = _BLOCK_HEAD.size
+    kind = _NP_TYPES[idcode]
+    ids = _summed(start, np.frombuffer(first, kind, count - 1, pos))
+    pos += kind.itemsize * (count - 1)
+    tfs: np.ndarray | None = None
+    if wcode in (b"B", b"f"):
+        tfs = np.frombuffer(first, _NP_TYPES[wcode], count, pos).astype(np.int64)
+    rest = values()
+    if vcode == b"K":
+        (key,) = struct.unpack_from("<Q", rest, 1)
+        return _summed(key, np.frombuffer(rest, _NP_TYPES[rest[:1]], offset=9))
+    gaps = np.frombuffer(rest, _NP_TYPES[rest[:1]], offset=1).astype(np.int64)
+    if tfs is None:  # one position a posting: each gap is from 0
+        return (ids << _SHIFT) + gaps
+    summed = np.cumsum(gaps)
+    firsts = np.cumsum(tfs) - tfs  # where each posting's gaps begin
+    before = summed[firsts] - gaps[firsts]  # the sum before them
+    return summed + np.repeat((ids << _SHIFT) - before, tfs)
+
+
 def _unpack_block(data: bytes | memoryview, fixedsize: int | None) -> tuple[list[int], Any, Any]:
     """A block for Whoosh's matchers: ids, weights and one value per posting."""
     first, values = _parts(data)
@@ -265,11 +320,195 @@ def _unpack_block(data: bytes | memoryview, fixedsize: int | None) -> tuple[list
     return ids, weights, tuple(rest[a:b] for a, b in zip(ends, ends[1:], strict=False))
 
 
+# -- the terms dictionary ------------------------------------------------------------------
+#
+# W3 keeps a term's statistics in 23 fixed bytes plus 12 for where its postings are, and
+# writes even a word of one posting as a block in the postings file (W3's inlining is never
+# reached: its writer calls a method its term info does not have). Mail's long tail makes
+# most of a dictionary such words. CompactTermInfo packs the statistics as varints and
+# keeps the postings of a term of few posts inside its entry.
+
+INLINE_LIMIT = 8  # a term of fewer postings keeps them in its dictionary entry
+
+
+def _varint(value: int, out: bytearray) -> None:
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _number(value: float, flag: int, out: bytearray) -> int:
+    """A weight as a varint when whole (the usual case), else a float; the flag if whole."""
+    if value == int(value) and 0 <= value < 1 << 32:
+        _varint(int(value), out)
+        return flag
+    out += struct.pack("<f", value)
+    return 0
+
+
+def _read_number(data: bytes, pos: int, whole: bool) -> tuple[float, int]:
+    if whole:
+        value, pos = _read_varint(data, pos)
+        return float(value), pos
+    return struct.unpack_from("<f", data, pos)[0], pos + 4
+
+
+_INLINED, _WEIGHT_WHOLE, _MAXWEIGHT_WHOLE, _WEIGHTS_ONE, _WEIGHTS_WHOLE, _VALUES = (
+    1, 2, 4, 8, 16, 32)  # fmt: skip
+
+
+class CompactTermInfo(W3TermInfo):
+    """W3's term info, packed (see above)."""
+
+    _weight: float
+    _df: int
+    _minlength: int | None
+    _maxlength: int
+    _maxweight: float
+    _minid: int | None
+    _maxid: int | None
+    _offset: int | None
+    _length: int | None
+    _inlined: tuple[tuple[int, ...], tuple[float, ...], Any] | None
+
+    def to_bytes(self) -> bytes:
+        out = bytearray(1)
+        flags = 0
+        _varint(self._df, out)
+        flags |= _number(self._weight, _WEIGHT_WHOLE, out)
+        out.append(0 if self._minlength is None else length_to_byte(self._minlength))
+        out.append(length_to_byte(self._maxlength))
+        flags |= _number(self._maxweight, _MAXWEIGHT_WHOLE, out)
+        _varint(0 if self._minid is None else self._minid + 1, out)
+        _varint(0 if self._maxid is None else self._maxid + 1, out)
+        if self._inlined is not None:
+            flags |= _INLINED
+            ids, weights, values = self._inlined
+            for a, b in zip(ids, ids[1:], strict=False):
+                _varint(b - a, out)
+            if all(w == 1.0 for w in weights):
+                flags |= _WEIGHTS_ONE
+            elif all(w == int(w) and 0 <= w < 1 << 32 for w in weights):
+                flags |= _WEIGHTS_WHOLE
+                for w in weights:
+                    _varint(int(w), out)
+            else:
+                out += _packed("f", weights)
+            if values:
+                flags |= _VALUES
+                for value in values:
+                    _varint(len(value), out)
+                    out += value
+        else:
+            _varint(self._offset or 0, out)
+            _varint(self._length or 0, out)
+        out[0] = flags
+        return bytes(out)
+
+    @classmethod
+    def from_bytes(cls, s: bytes) -> CompactTermInfo:
+        data = bytes(s)
+        info = cls()
+        flags = data[0]
+        info._df, pos = _read_varint(data, 1)
+        info._weight, pos = _read_number(data, pos, bool(flags & _WEIGHT_WHOLE))
+        info._minlength = byte_to_length(data[pos])
+        info._maxlength = byte_to_length(data[pos + 1])
+        info._maxweight, pos = _read_number(data, pos + 2, bool(flags & _MAXWEIGHT_WHOLE))
+        minid, pos = _read_varint(data, pos)
+        maxid, pos = _read_varint(data, pos)
+        info._minid = minid - 1 if minid else None
+        info._maxid = maxid - 1 if maxid else None
+        if flags & _INLINED:
+            ids = [info._minid or 0]
+            for _ in range(info._df - 1):
+                step, pos = _read_varint(data, pos)
+                ids.append(ids[-1] + step)
+            weights: list[float] = []
+            if flags & _WEIGHTS_ONE:
+                weights = [1.0] * info._df
+            elif flags & _WEIGHTS_WHOLE:
+                for _ in range(info._df):
+                    weight, pos = _read_varint(data, pos)
+                    weights.append(float(weight))
+            else:
+                weights = list(_unpacked("f", data[pos : pos + 4 * info._df]))
+                pos += 4 * info._df
+            values: Any = None
+            if flags & _VALUES:
+                values = []
+                for _ in range(info._df):
+                    size, pos = _read_varint(data, pos)
+                    values.append(data[pos : pos + size])
+                    pos += size
+                values = tuple(values)
+            info._inlined = (tuple(ids), tuple(weights), values)
+        else:
+            info._offset, pos = _read_varint(data, pos)
+            info._length, pos = _read_varint(data, pos)
+        return info
+
+
+class _CompactFieldCursor(W3FieldCursor):
+    def term_info(self) -> Any:
+        if self._pos is None:
+            return None
+        return CompactTermInfo.from_bytes(self._tindex.dbfile.get(self._datapos, self._datalen))
+
+
+class _CompactTermsReader(W3TermsReader):
+    """W3's terms reader over :class:`CompactTermInfo` entries."""
+
+    def cursor(self, fieldname: str, fieldobj: Any) -> Any:
+        return _CompactFieldCursor(
+            self._tindex, fieldname, self._keycoder, self._keydecoder, fieldobj
+        )
+
+    def items(self) -> Iterator[tuple[Any, CompactTermInfo]]:
+        decode = self._keydecoder
+        return (
+            (decode(key), CompactTermInfo.from_bytes(value))
+            for key, value in self._tindex.items()
+        )
+
+    def items_from(self, fieldname: str, prefix: bytes) -> Iterator[tuple[Any, CompactTermInfo]]:
+        decode = self._keydecoder
+        return (
+            (decode(key), CompactTermInfo.from_bytes(value))
+            for key, value in self._tindex.items_from(self._keycoder(fieldname, prefix))
+        )
+
+    def term_info(self, fieldname: str, tbytes: bytes) -> CompactTermInfo:
+        try:
+            return CompactTermInfo.from_bytes(self._tindex[self._keycoder(fieldname, tbytes)])
+        except KeyError:
+            raise TermNotFound(f"No term {fieldname}:{tbytes!r}") from None
+
+    def frequency(self, fieldname: str, tbytes: bytes) -> float:
+        return CompactTermInfo.from_bytes(self._tindex[self._keycoder(fieldname, tbytes)]).weight()
+
+    def doc_frequency(self, fieldname: str, tbytes: bytes) -> int:
+        return _read_varint(self._tindex[self._keycoder(fieldname, tbytes)], 1)[0]
+
+
 class _CompactPostingsWriter(W3PostingsWriter):
     # Whoosh's block statistics, kept by the base class; typed here for mypy.
     _maxweight: float
     _minlength: int | None
     _maxlength: int
+    _terminfo: Any
 
     def add_posting(
         self, id_: int, weight: float, vbytes: bytes, length: int | None = None
@@ -288,26 +527,78 @@ class _CompactPostingsWriter(W3PostingsWriter):
             if length > self._maxlength:
                 self._maxlength = length
 
+    def finish_postings(self) -> Any:
+        """W3's, with a term of few postings kept in its dictionary entry."""
+        terminfo: Any = self._terminfo
+        if not self.written() and len(self) < self._inlinelimit:
+            terminfo.add_block(self)
+            terminfo.set_inlined(self._ids, self._weights, self._values)
+        else:
+            if self._ids:
+                self._write_block(last=True)
+            terminfo.set_extent(self._startoffset, self._postfile.tell() - self._startoffset)
+        self._terminfo = None
+        return terminfo
+
     def _write_block(self, last: bool = False) -> None:
         if not self._blockcount:
             self._postfile.write(WHOOSH3_HEADER_MAGIC)
         self._terminfo.add_block(self)
         databytes = _pack_block(self._ids, self._weights, self._values, self._format)
         ids = self._ids
-        infobytes = pickle.dumps(
-            (len(ids), ids[-1], self._maxweight, 0,
-             length_to_byte(self._minlength), length_to_byte(self._maxlength)),
-            2,
-        )  # fmt: skip
-        blocklength = len(infobytes) + len(databytes)
-        self._postfile.write_int(-blocklength if last else blocklength)
-        self._postfile.write(infobytes)
+        blocklength = _INFO.size - 4 + len(databytes)
+        self._postfile.write(_INFO.pack(
+            -blocklength if last else blocklength, len(ids), ids[-1], self._maxweight,
+            length_to_byte(self._minlength), length_to_byte(self._maxlength)))  # fmt: skip
         self._postfile.write(databytes)
         self._blockcount += 1
         self._new_block()
 
 
+# A block's header: its length after this field (negative for a term's last block), its
+# number of postings, last docnum, greatest weight and shortest and longest field lengths
+# (as Whoosh's length bytes). W3 pickles the same tuple, about 30 bytes where this is 16:
+# a segment of 50,000 posts has some 140,000 blocks, most of them a rare word's only one.
+_INFO = struct.Struct("<iHIfBB")
+
+
 class _CompactLeafMatcher(W3LeafMatcher):
+    # Whoosh's block fields, set by _goto; typed here for mypy.
+    _lastblock: bool
+    _nextoffset: int
+    _dataoffset: int
+    _blocklength: int
+    _maxid: int
+    _maxweight: float
+    _compression: int
+    _minlength: int
+    _maxlength: int
+    _data: Any
+    _ids: Any
+    _weights: Any
+    _values: Any
+    _i: int
+
+    def _goto(self, position: int) -> None:
+        """W3's block step, with the packed header of :data:`_INFO`."""
+        self._data = None
+        self._ids = None
+        self._weights = None
+        self._values = None
+        self._i = 0
+        length, count, maxid, maxweight, shortest, longest = _INFO.unpack(
+            self._postfile.get(position, _INFO.size)
+        )
+        if length < 0:
+            self._lastblock = True
+            length = -length
+        self._nextoffset = position + 4 + length
+        self._dataoffset = position + _INFO.size
+        self._blocklength, self._maxid, self._maxweight = count, maxid, maxweight
+        self._compression = 0
+        self._minlength = byte_to_length(shortest)
+        self._maxlength = byte_to_length(longest)
+
     def _block_data(self) -> Any:
         return self._postfile.get(self._dataoffset, self._nextoffset - self._dataoffset)
 
@@ -340,8 +631,18 @@ class _CompactLeafMatcher(W3LeafMatcher):
         """The current block whole: ids, weights (None when all 1) and, if asked, values."""
         return _unpack_raw(self._block_data(), with_values)
 
+    def block_keys(self) -> np.ndarray | None:
+        """The current block's occurrence keys (:func:`block_keys_array`)."""
+        return block_keys_array(self._block_data())
+
 
 class _CompactFieldWriter(W3FieldWriter):
+    def start_term(self, btext: bytes) -> None:
+        if self._postwriter is None:
+            raise ValueError("start_term before start_field")
+        self._btext = btext
+        self._postwriter.start_postings(self._fieldobj.format, CompactTermInfo())
+
     def add_postings(self, schema: Any, lengths: Any, items: Iterable[tuple]) -> None:
         """Whoosh's loop, with each field's length column read once, not per posting."""
         last_field = last_text = None
@@ -388,6 +689,15 @@ class CompactCodec(W3Codec):
 
     def field_writer(self, storage: Any, segment: Any) -> Any:
         return _CompactFieldWriter(self, storage, segment)
+
+    def terms_reader(self, storage: Any, segment: Any) -> Any:
+        name = segment.make_filename(self.TERMS_EXT)
+        return _CompactTermsReader(
+            self,
+            storage.open_file(name),
+            storage.file_length(name),
+            segment.open_file(storage, self.POSTS_EXT),
+        )
 
     def postings_writer(self, dbfile: Any, byteids: bool = False) -> Any:
         if byteids:

@@ -181,6 +181,7 @@ def _document(row: tuple, attachments: list[tuple], extract: _AttachmentText) ->
         "received": _epoch(received),
         "flags": flags,
         "body": body_text or "",
+        "body_pairs": body_text or "",
         "from": "\n".join(dict.fromkeys(p for p in people if p)),
     }
     if topic:
@@ -196,5 +197,5 @@ def _document(row: tuple, attachments: list[tuple], extract: _AttachmentText) ->
         texts = [extract(*a) for a in attachments]
         text = "\n".join(t for t in texts if t)
         if text:
-            doc["attachment"] = text
+            doc["attachment"] = doc["attachment_pairs"] = text
     return doc

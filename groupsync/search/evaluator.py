@@ -14,13 +14,15 @@ from array import array
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 from whoosh import query as wquery
 from whoosh import scoring as wscoring
 from whoosh.util.numeric import byte_to_length
 
-from .codec import _SHIFT, MAX_PHRASE, _CompactLeafMatcher, _unpacked
+from .codec import _SHIFT, MAX_PHRASE, _CompactLeafMatcher
 from .filters import DocFilter, Filtered, _segment_data, _SegmentData
 from .query import QueryError
+from .schema import PAIRS
 
 # -- bulk evaluation ----------------------------------------------------------------------
 #
@@ -300,8 +302,8 @@ class _Bulk:
     def phrase(
         self, fieldname: str, words: list[str], boost: float, allowed: _Allowed | None
     ) -> dict[int, float]:
-        """Documents with the words at consecutive positions: the set of (doc, start) keys
-        of the first word, intersected with each next word's keys shifted back."""
+        """Documents with the words at consecutive positions, scored by how often (a pair
+        of common words alone is a term's postings; see :meth:`_phrase_units`)."""
         if fieldname not in self.schema or not words:
             return {}
         if len(words) == 1:
@@ -313,54 +315,94 @@ class _Bulk:
         field = self.schema[fieldname]
         if not field.format.supports("positions"):
             raise QueryError(f"{fieldname}: does not keep word positions for phrases")
-        freq = self.reader.doc_frequency
-        order = sorted(range(len(words)), key=lambda i: freq(fieldname, words[i]))
-        # Keys come in ascending order (blocks by docnum, positions within a posting), so
-        # the start keys stay a sorted list: each block of the next word is intersected
-        # with the slice of starts in its own range, a small set (a lookup in one set of a
-        # million keys misses the CPU's caches; this is twice as fast on common words).
-        starts: list[int] | None = None
-        for i in order:
-            narrow = allowed
-            if starts is not None and len(starts) * 4 < self.doccount:
-                narrow = _Allowed(set(map(operator.rshift, starts, _REPEAT_SHIFT)))
-            found: list[int] = []
-            for keys in self._position_keys(fieldname, words[i], narrow):
-                if not keys:
-                    continue
-                self.budget.spend(len(keys) // 4)
-                shifted = list(map(operator.sub, keys, itertools.repeat(i))) if i else keys
-                if starts is None:
-                    found.extend(shifted)
-                    continue
-                lo = bisect.bisect_left(starts, shifted[0])
-                hi = bisect.bisect_right(starts, shifted[-1], lo)
-                if lo < hi:
-                    common = set(starts[lo:hi]).intersection(shifted)
-                    if common:
-                        found.extend(sorted(common))
-            starts = found
-            if not starts:
+        units = self._phrase_units(fieldname, words)
+        if len(units) == 1 and units[0][2] == 0:  # a pair of common words: its postings
+            pairs, pair, _offset = units[0]
+            ids, tfs = self._postings(pairs, pair, allowed)
+            self.budget.spend(len(ids))
+            found_docs, found_counts = ids, tfs
+        else:
+            starts = self._phrase_starts(units, allowed)
+            if starts is None:
                 return {}
-        counts = collections.Counter(map(operator.rshift, starts or (), _REPEAT_SHIFT))
-        if allowed is not None:
-            members = allowed.members
-            counts = collections.Counter({d: n for d, n in counts.items() if d in members})
+            docs, counts = _runs(starts >> _SHIFT)
+            found_docs, found_counts = docs.tolist(), counts.tolist()
+            if allowed is not None:
+                members = allowed.members
+                keep = list(map(members.__contains__, found_docs))
+                found_docs = list(itertools.compress(found_docs, keep))
+                found_counts = list(itertools.compress(found_counts, keep))
+        if not found_docs:
+            return {}
         idf = sum(self.top.idf(fieldname, w) for w in words) / len(words)
-        return self._scores(fieldname, list(counts), list(counts.values()), idf * boost)
+        return self._scores(fieldname, found_docs, found_counts, idf * boost)
 
-    def _position_keys(
-        self, fieldname: str, text: str, allowed: _Allowed | None
-    ) -> Iterator[list[int]]:
-        """Per block, the keys (docnum << 16 | position) of every occurrence of a term."""
-        for ids, weights, keys in self._blocks(fieldname, text, allowed, with_values=True):
-            if isinstance(keys, list):
-                yield keys
-            else:  # values of another codec: positions per posting, joined
-                tfs = weights if weights is not None else itertools.repeat(1, len(ids))
-                docs = itertools.chain.from_iterable(map(itertools.repeat, ids, tfs))
-                yield list(map(operator.or_, map(operator.lshift, docs, _REPEAT_SHIFT),
-                               _unpacked("H", keys)))  # fmt: skip
+    def _phrase_units(self, fieldname: str, words: list[str]) -> list[tuple[str, str, int]]:
+        """What a phrase reads, as (field, term, offset): each pair of neighbouring common
+        words as its term in the field's pair field (see :class:`PairText`), each word in
+        no such pair as itself. Both find exactly the phrase's occurrences."""
+        pairs = PAIRS.get(fieldname)
+        common: frozenset[str] = frozenset()
+        if pairs is not None and pairs in self.schema:
+            common = getattr(self.schema[pairs], "common", frozenset())
+        units: list[tuple[str, str, int]] = []
+        paired: set[int] = set()
+        for i in range(len(words) - 1):
+            if words[i] in common and words[i + 1] in common:
+                units.append((pairs or "", f"{words[i]} {words[i + 1]}", i))
+                paired.update((i, i + 1))
+        units.extend((fieldname, w, i) for i, w in enumerate(words) if i not in paired)
+        return units
+
+    def _phrase_starts(
+        self, units: list[tuple[str, str, int]], allowed: _Allowed | None
+    ) -> np.ndarray | None:
+        """The (doc, start) keys where every unit stands at its offset, or None: the
+        rarest unit's keys, kept sorted, intersected with each next unit's keys shifted
+        back by its offset. A unit's blocks are read only where candidates remain, and a
+        term twice in the phrase is read once."""
+        freq = self.reader.doc_frequency
+        units = sorted(units, key=lambda u: freq(u[0], u[1]))
+        starts: np.ndarray | None = None
+        read: dict[tuple[str, str], np.ndarray] = {}
+        for fieldname, term, offset in units:
+            keys = read.get((fieldname, term))
+            if keys is None:
+                narrow = allowed
+                if starts is not None and len(starts) * 4 < self.doccount:
+                    docs = _runs(starts >> _SHIFT)[0].astype(np.int32)
+                    narrow = _Allowed(array("i", docs.tobytes()), is_sorted=True)
+                keys = read[(fieldname, term)] = self._position_keys(fieldname, term, narrow)
+                self.budget.spend(len(keys) // 4)
+            shifted = keys - offset if offset else keys
+            starts = shifted if starts is None else _common(starts, shifted)
+            if not len(starts):
+                return None
+        return starts
+
+    def _position_keys(self, fieldname: str, text: str, allowed: _Allowed | None) -> np.ndarray:
+        """The keys (docnum << 16 | position) of every occurrence of a term in the blocks
+        that hold documents of ``allowed``, ascending."""
+        parts: list[np.ndarray] = []
+        field = self.schema[fieldname]
+        tbytes = field.to_bytes(text)
+        if (fieldname, tbytes) in self.reader:
+            m = self.reader._terms.matcher(fieldname, tbytes, field.format)
+            if isinstance(m, _CompactLeafMatcher):
+                last = -1
+                while m.is_active():
+                    top = m.block_max_id()
+                    if allowed is None or allowed.any_between(last, top):
+                        keys = m.block_keys()
+                        parts.append(keys if keys is not None else _listed_keys(*m.raw_block(True)))
+                    last = top
+                    m._next_block()
+            else:  # inlined, or written by another codec: positions per posting
+                while m.is_active():
+                    positions = field.format.decode_positions(m.value())
+                    parts.append((m.id() << _SHIFT) + np.array(positions, np.int64))
+                    m.next()
+        return np.concatenate(parts) if parts else _NO_KEYS
 
     def generic(self, q: wquery.Query, allowed: _Allowed | None) -> dict[int, float]:
         """Whoosh's own matcher, document by document (queries not handled above)."""
@@ -418,6 +460,37 @@ class _TermCache:
 
 _TERM_CACHE = _TermCache(int(float(os.environ.get("GROUPSYNC_SEARCH_CACHE_MB", "64")) * 2**20))
 _REPEAT_SHIFT = itertools.repeat(_SHIFT)
+_NO_KEYS = np.zeros(0, np.int64)
+
+
+def _common(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The values in both of two ascending arrays without repeats: each value of the
+    shorter one looked up in the longer (a binary search, in C)."""
+    if len(a) > len(b):
+        a, b = b, a
+    if not len(b):
+        return b
+    at = np.searchsorted(b, a)
+    at[at == len(b)] = 0
+    return a[b[at] == a]
+
+
+def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of an ascending array and how often each comes (np.unique
+    without its sort or hash: the array is sorted already)."""
+    if not len(values):
+        return values, values
+    firsts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+    return values[firsts], np.diff(np.append(firsts, len(values)))
+
+
+def _listed_keys(ids: list[int], weights: Any, values: Any) -> np.ndarray:
+    """Keys of a block of another positional encoding: positions per posting, joined."""
+    if isinstance(values, list):
+        return np.array(values, np.int64)
+    tfs = weights if weights is not None else [1] * len(ids)
+    docs = np.repeat(np.array(ids, np.int64) << _SHIFT, np.array(tfs, np.int64))
+    return docs + np.frombuffer(values, "<u2").astype(np.int64)
 _REPEAT_255 = itertools.repeat(255)
 _REPEAT_8 = itertools.repeat(8)
 

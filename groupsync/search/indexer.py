@@ -25,7 +25,7 @@ from ..errors import GroupsyncError
 from ..files import private_dir, private_umask, tighten
 from .documents import _attachments_of, _AttachmentText, _document
 from .filters import _load_bytes_column, _load_column
-from .schema import CODEC, FLAG_DELETED, INDEX_FORMAT, SCHEMA, _key
+from .schema import CODEC, FLAG_DELETED, INDEX_FORMAT, _key, common_words, schema_with
 from .searchers import close_indexes
 from .state import _read_state, _State, _write_state
 
@@ -147,6 +147,7 @@ _LOCK = threading.Lock()
 # the words of one; docs/performance.md)
 POOL_LIMIT = 768 * 1024 * 1024
 BATCH = 256
+SAMPLE_POSTS = 2_000  # posts whose words choose an index's common words
 
 
 class _TermPool:
@@ -544,7 +545,10 @@ def _rebuild(
                 last[0] = now
                 progress({"stage": "index", "done": min(done, total), "total": total})
 
-        ix = windex.create_in(str(temp), SCHEMA)
+        # the pairs of common words are of this archive's commonest words, counted in its
+        # newest posts, and kept in the index's schema (every segment pairs the same words)
+        common = common_words(queries.sample_texts(archive, SAMPLE_POSTS))
+        ix = windex.create_in(str(temp), schema_with(common))
         try:
             procs = max(1, min(procs, os.cpu_count() or 1, -(-total // (BATCH * 4)) or 1))
             if procs > 1:

@@ -5,14 +5,21 @@ fields and aliases of the query language, the codec, and the post key.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 from whoosh import columns as wcolumns
 from whoosh import fields as wfields
 
-from .analysis import MailTokenizer
-from .codec import CompactCodec, CompactPositions
+from .analysis import MailTokenizer, fold, terms_of
+from .codec import (
+    INLINE_LIMIT,
+    MAX_POSITIONS,
+    CompactCodec,
+    CompactPositions,
+    positional_values,
+)
 
-INDEX_FORMAT = 5  # bump when the schema or the analysis changes: indexes rebuild themselves
+INDEX_FORMAT = 6  # bump when the schema or the analysis changes: indexes rebuild themselves
 
 
 class MailText(wfields.TEXT):
@@ -34,6 +41,76 @@ class MailText(wfields.TEXT):
 
 def _text_field() -> MailText:
     return MailText()
+
+
+class PairText(wfields.TEXT):
+    """Pairs of neighbouring words that are both among an index's commonest (``common``),
+    as terms ``"of the"`` at the first word's position: a phrase of common words is then
+    read from a pair's postings, not from millions of positions of each word (the idea of
+    Lucene's CommonGrams, limited to pairs of two common words, which keeps the dictionary
+    small). Not scored and not searched by people: the evaluator's phrases use it.
+    """
+
+    # Whoosh pickles this class (and ``common``) into the index's table of contents, so
+    # an index keeps the words it was built with.
+    __module__ = "groupsync.search"
+
+    def __init__(self, common: Iterable[str] = ()) -> None:
+        super().__init__(analyzer=MailTokenizer(), phrase=True)
+        self.format = CompactPositions()
+        self.scorable = False
+        self.common = frozenset(common)
+
+    def index(self, value, **kwargs):  # type: ignore[no-untyped-def]
+        common = self.common
+        if not common:
+            return
+        terms = terms_of(value) if isinstance(value, str) else [fold(v) for v in value]
+        terms = terms[:MAX_POSITIONS]
+        flags = list(map(common.__contains__, terms))
+        pairs = (
+            (pos, f"{terms[pos]} {terms[pos + 1]}")
+            for pos, (first, second) in enumerate(zip(flags, flags[1:], strict=False))
+            if first and second
+        )
+        for pair, freq, weight, value in positional_values(pairs):
+            yield pair.encode("utf-8"), freq, weight, value
+
+
+# The fields whose phrases use pairs of common words, and their pair fields.
+PAIRS = {"body": "body_pairs", "attachment": "attachment_pairs"}
+COMMON_WORDS = 48  # how many of an index's commonest words make pairs (docs/performance.md)
+# The commonest words of English, in frequency order: the pairs of an archive with too
+# little text to count its own.
+_ENGLISH = (
+    "the of and to a in is it you that he was for on are with as i his they be at one have "
+    "this from or had by not word but what some we can out other were all there when up use "
+    "your how said an each she which do their time if will way about many then them"
+)
+ENGLISH_COMMON = _ENGLISH.split()
+
+
+def common_words(texts: Iterable[str], count: int = COMMON_WORDS) -> list[str]:
+    """The ``count`` commonest words of ``texts`` (a sample of the archive), or of English
+    when the sample is too small to tell (under 20,000 words)."""
+    counts: dict[str, int] = {}
+    total = 0
+    for text in texts:
+        for term in terms_of(text):
+            counts[term] = counts.get(term, 0) + 1
+            total += 1
+    if total < 20_000:
+        return ENGLISH_COMMON[:count]
+    return sorted(counts, key=lambda t: (-counts[t], t))[:count]
+
+
+def schema_with(common: Iterable[str]) -> wfields.Schema:
+    """The schema with pair fields over the words ``common``: what a new index keeps."""
+    schema = SCHEMA.copy()
+    for name in PAIRS.values():
+        schema.remove(name)
+        schema.add(name, PairText(common))
+    return schema
 
 
 FLAG_ATTACHMENT = 1
@@ -62,6 +139,8 @@ SCHEMA = wfields.Schema(
     thread=wfields.COLUMN(wcolumns.NumericColumn("Q")),
     received=wfields.COLUMN(wcolumns.NumericColumn("I")),
     flags=wfields.COLUMN(wcolumns.NumericColumn("B")),
+    body_pairs=PairText(),
+    attachment_pairs=PairText(),
     **{"from": _text_field()},
 )
 DEFAULT_FIELDS = ["topic", "body", "from", "filename", "attachment"]
@@ -98,7 +177,7 @@ def field_list() -> str:
     )
 
 
-CODEC = CompactCodec(blocklimit=512)
+CODEC = CompactCodec(blocklimit=512, inlinelimit=INLINE_LIMIT)
 
 
 def _key(post_id: str) -> bytes:

@@ -75,6 +75,18 @@ def document_rows(archive: Connection, upto: int, keep_deleted: bool) -> Iterato
     )
 
 
+def sample_texts(archive: Connection, limit: int) -> list[str]:
+    """The bodies of the newest ``limit`` live posts: what a rebuild counts words in."""
+    return [
+        row[0]
+        for row in archive.conn.execute(
+            "SELECT body_text FROM posts WHERE deleted_at IS NULL AND body_text IS NOT NULL "
+            "ORDER BY change_seq DESC LIMIT :limit",
+            {"limit": limit},
+        )
+    ]
+
+
 def live_attachments(
     archive: Connection, post_ids: list[str] | None
 ) -> Iterable[tuple[str, str | None, str | None, str | None, int | None]]:
