@@ -97,18 +97,14 @@ def search_command(
     paths = list(dict.fromkeys(archives)) or [settings.db]
     for path in paths:
         _access_checked(path)  # a search is logged: refuse now if it cannot be
+    options = {"limit": limit, "offset": offset, "group": group, "sort": sort,
+               "include_deleted": include_deleted}  # fmt: skip
     if archives:
         if index_path:
             raise click.UsageError("--index does not go with --archive (each index is beside it)")
-        results = search_shards(
-            archives, query, per_post=per_post, limit=limit, offset=offset, group=group,
-            sort=sort, include_deleted=include_deleted,
-        )  # fmt: skip
+        results = search_shards(archives, query, per_post=per_post, **options)
     else:
-        results = _search_one(
-            settings, index_path, query, per_post=per_post, limit=limit, offset=offset,
-            group=group, sort=sort, include_deleted=include_deleted,
-        )  # fmt: skip
+        results = _search_one(settings, index_path, query, per_post=per_post, **options)
     target = query if group is None else f"{query} [group {group}]"
     matched = getattr(results, "posts", results.total)  # posts, whether listed by thread or not
     for path in paths:
@@ -131,25 +127,14 @@ def search_shards(paths, query, *, per_post, **options):
         return run(opened, query, catch_up=True, progress=progress, **options)
 
 
-def _search_one(
-    settings, index_path, query, *, per_post, limit, offset, group, sort, include_deleted
-):
+def _search_one(settings, index_path, query, *, per_post, **options):
+    """The archive (--db) searched, opened read-only."""
     from .. import search as fulltext
 
     run: Any = fulltext.search if per_post else fulltext.search_threads
     with Progress(sys.stderr.isatty()) as progress, Archive(settings.db, readonly=True) as archive:
-        return run(
-            archive,
-            search_index_path(settings, index_path),
-            query,
-            limit=limit,
-            offset=offset,
-            group=group,
-            sort=sort,
-            include_deleted=include_deleted,
-            catch_up=True,
-            progress=progress,
-        )
+        return run(archive, search_index_path(settings, index_path), query, catch_up=True,
+                   progress=progress, **options)  # fmt: skip
 
 
 def _echo_search(results, offset, as_table) -> None:
