@@ -33,7 +33,7 @@ after writing the manifest. Only the disk or the archive failing (``OSError``,
 
 from __future__ import annotations
 
-import contextlib
+import abc
 import hashlib
 import json
 import mimetypes
@@ -252,6 +252,20 @@ class ExportReport:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def counts(self, **more: int) -> dict[str, int]:
+        """The manifest's ``counts``: groups, posts and attachments, then ``more`` (a
+        production's documents and families), then files, bytes and failures."""
+        return {
+            "groups": self.groups,
+            "posts": self.posts,
+            "attachments": self.attachments,
+            "attachments_without_bytes": self.attachments_without_bytes,
+            **more,
+            "files": self.files,
+            "bytes": self.bytes,
+            "failed": self.failed,
+        }
+
 
 class _HashingFile:
     """A file written once, front to back, hashed on the way."""
@@ -278,9 +292,17 @@ class _HashingFile:
         return entry
 
 
-class _Writing:
+class _Writing(abc.ABC):
     """What an export and a production keep while they write their folder: the files
     written and the failures (both for the manifest), and the report's counts."""
+
+    @abc.abstractmethod
+    def run(self) -> None:
+        """Write the folder's files (all but the manifest)."""
+
+    @abc.abstractmethod
+    def manifest_body(self) -> dict[str, Any]:
+        """The manifest's fields after its head: counts and the like."""
 
     def __init__(self, out: Path, report: ExportReport) -> None:
         self.out = out
@@ -475,6 +497,9 @@ class _Exporter(_Writing):
         finally:
             self._close_open()
         self.report.groups = len(self._groups_seen)
+
+    def manifest_body(self) -> dict[str, Any]:
+        return {"counts": self.report.counts()}
 
     def _close_open(self) -> None:
         if self._open is not None:
@@ -829,58 +854,48 @@ def export(
     audit = _Audit(archive, now, options.format, what="export", out=out,
                    filters={**selection(options), "query": options.query},
                    identity=identity, os_user=os_user)  # fmt: skip
-    exporter = _Exporter(archive, options, progress)
-    report = exporter.report
-    audit.start(report)
-    with audit.recording(report):
-        exporter.run()
-        exporter.write_manifest(
-            {
-                **audit.manifest_head(),
-                "counts": {
-                    "groups": report.groups,
-                    "posts": report.posts,
-                    "attachments": report.attachments,
-                    "attachments_without_bytes": report.attachments_without_bytes,
-                    "files": report.files,
-                    "bytes": report.bytes,
-                    "failed": report.failed,
-                },
-            }
-        )
-    return report
+    return audit.run(_Exporter(archive, options, progress))
 
 
+@dataclass
 class _Audit:
     """An export's (or a production's) record: its row in the archive's ``exports`` table
     (none in a read-only archive, which the report's notes then say), and the head of its
     manifest. ``what`` names it in messages; ``fmt`` is the format recorded."""
 
-    def __init__(
-        self,
-        archive: Archive,
-        now: Callable[[], str],
-        fmt: str,
-        *,
-        what: str,
-        out: Path,
-        filters: dict[str, Any],
-        identity: str | None,
-        os_user: str | None,
-    ) -> None:
-        self.archive = archive
-        self.now = now
-        self.fmt = fmt
-        self.what = what
-        self.out = out
-        self.filters = filters
-        self.identity = identity
-        self.os_user = os_user
-        self.started = now()
-        self.head = archive.chain_head()
-        self.export_id: int | None = None
+    archive: Archive
+    now: Callable[[], str]
+    fmt: str
+    what: str
+    out: Path
+    filters: dict[str, Any]
+    identity: str | None
+    os_user: str | None
+    export_id: int | None = None
 
-    def start(self, report: ExportReport) -> None:
+    def __post_init__(self) -> None:
+        self.started = self.now()
+        self.head = self.archive.chain_head()
+
+    def run(self, writer: _Writing) -> ExportReport:
+        """Record ``writer``'s run: the row started, then failed (a disk error raised as an
+        ``ExportError``) or finished once the manifest is written."""
+        report = writer.report
+        self._start(report)
+        try:
+            writer.run()
+            writer.write_manifest({**self._manifest_head(), **writer.manifest_body()})
+        except BaseException as ex:
+            self.failed(self.export_id, str(ex) or type(ex).__name__, report.posts)
+            if isinstance(ex, OSError):  # a full disk, a folder that went away
+                raise ExportError(
+                    f"cannot write the {self.what} into {self.out}: {ex.strerror}"
+                ) from None
+            raise
+        self.complete(self.export_id, report)
+        return report
+
+    def _start(self, report: ExportReport) -> None:
         """Add the row (in a writable archive) and fill the report's record fields."""
         if self.archive.readonly:
             report.notes.append(
@@ -904,7 +919,7 @@ class _Audit:
         report.export_id = self.export_id
         report.chain_digest = self.head[1] if self.head else None
 
-    def manifest_head(self) -> dict[str, Any]:
+    def _manifest_head(self) -> dict[str, Any]:
         """The manifest's first fields: :func:`manifest_head`'s, then who made it."""
         return {
             **manifest_head(self.archive, self.export_id, self.fmt, self.started, self.now(),
@@ -912,21 +927,6 @@ class _Audit:
             "identity": self.identity,
             "os_user": self.os_user,
         }
-
-    @contextlib.contextmanager
-    def recording(self, report: ExportReport) -> Iterator[None]:
-        """Mark the row failed if the block raises (a disk error as an ``ExportError``),
-        finished if not."""
-        try:
-            yield
-        except BaseException as ex:
-            self.failed(self.export_id, str(ex) or type(ex).__name__, report.posts)
-            if isinstance(ex, OSError):  # a full disk, a folder that went away
-                raise ExportError(
-                    f"cannot write the {self.what} into {self.out}: {ex.strerror}"
-                ) from None
-            raise
-        self.complete(self.export_id, report)
 
     def failed(self, export_id: int | None, error: str, posts: int) -> None:
         if export_id is None:

@@ -510,6 +510,27 @@ class _Producer(_Writing):
         finally:
             self._done(handle)
 
+    def manifest_body(self) -> dict[str, Any]:
+        return {
+            "counts": self.report.counts(documents=self.documents, families=self.families),
+            "production": {
+                "prefix": self.options.prefix,
+                "first": self.first,
+                "last": self.last,
+                "load_files": {"dat": DAT_FILE, "csv": CSV_FILE},
+                "dat": {
+                    "encoding": "utf-8 with BOM",
+                    "delimiter": "U+0014",
+                    "quote": "U+00FE",
+                    "newline": "U+00AE",
+                    "line_end": "CRLF",
+                },
+                "fields": list(FIELDS),
+                "duplicates": self.duplicates(),
+                "truncated": self.truncated,
+            },
+        }
+
     def duplicates(self) -> list[dict[str, Any]]:
         return [
             {"sha256": sha256, "control_numbers": numbers}
@@ -542,44 +563,7 @@ def produce(
     }
     audit = _Audit(archive, now, "production", what="production", out=out, filters=filters,
                    identity=identity, os_user=os_user)  # fmt: skip
-    producer = _Producer(archive, options, post_ids, progress)
-    report = producer.report
-    audit.start(report)
-    with audit.recording(report):
-        producer.run()
-        producer.write_manifest(
-            {
-                **audit.manifest_head(),
-                "counts": {
-                    "groups": report.groups,
-                    "posts": report.posts,
-                    "attachments": report.attachments,
-                    "attachments_without_bytes": report.attachments_without_bytes,
-                    "documents": producer.documents,
-                    "families": producer.families,
-                    "files": report.files,
-                    "bytes": report.bytes,
-                    "failed": report.failed,
-                },
-                "production": {
-                    "prefix": options.prefix,
-                    "first": producer.first,
-                    "last": producer.last,
-                    "load_files": {"dat": DAT_FILE, "csv": CSV_FILE},
-                    "dat": {
-                        "encoding": "utf-8 with BOM",
-                        "delimiter": "U+0014",
-                        "quote": "U+00FE",
-                        "newline": "U+00AE",
-                        "line_end": "CRLF",
-                    },
-                    "fields": list(FIELDS),
-                    "duplicates": producer.duplicates(),
-                    "truncated": producer.truncated,
-                },
-            }
-        )
-    return report
+    return audit.run(_Producer(archive, options, post_ids, progress))
 
 
 def check_production(
