@@ -21,10 +21,10 @@ from .base import (
     cli,
     echo_json,
     echo_table,
+    index_option,
     search_index_path,
     settings_from,
 )
-from .searching import index_option
 
 
 def _governance_archive(settings):
@@ -176,7 +176,7 @@ def hold_list(ctx, as_json):
 @hold_group.command(name="show")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
-@index_option
+@index_option()
 @click.pass_context
 def hold_show(ctx, name, as_json, index_path):
     """A hold and the posts it covers now (mail that arrived since included)."""
@@ -240,7 +240,7 @@ def hold_release(ctx, name):
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000),
               help="Posts removed per transaction.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@index_option
+@index_option()
 @click.pass_context
 def purge_command(ctx, dry_run, batch_size, as_json, index_path):
     """Remove posts past their retention policy and under no legal hold: bodies, versions,

@@ -21,19 +21,12 @@ from .base import (
     cli,
     echo_index_report,
     echo_json,
+    index_option,
     search_index_path,
     settings_from,
     table_option,
 )
 from .syncing import Progress
-
-INDEX_HELP = "Search index folder [default: the database path + .whoosh]."
-index_option = click.option(
-    "--index", "index_path", type=click.Path(file_okay=False), help=INDEX_HELP
-)
-
-
-
 
 SEARCH_COLUMNS = ["date", "group", "sender", "topic", "snippet"]
 SEARCH_THREAD_COLUMNS = ["newest", "group", "posts", "topic", "snippet"]
@@ -71,7 +64,7 @@ def _bold_snippet(hit, width: int = 110) -> str:
     "--posts", "per_post", is_flag=True, help="One hit per post, not one entry per thread."
 )
 @table_option
-@index_option
+@index_option()
 @archives_option(
     "Search these archives together, ranked as one (shards; each with its index "
     "beside it, ARCHIVE.whoosh); repeat for each. Instead of --db."
@@ -178,7 +171,7 @@ def _echo_search(results, offset, as_table) -> None:
     default=None,
     help="Keep posts deleted upstream, marked; the choice sticks until changed.",
 )
-@index_option
+@index_option()
 @click.pass_context
 def index_command(ctx, rebuild, check, keep_deleted, index_path):
     """Bring the search index up to the archive (each sync does this on its own).
