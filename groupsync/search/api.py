@@ -64,9 +64,11 @@ class SearchHit:
         return out
 
 
-@dataclass
-class SearchResults:
-    """A page of hits. ``total`` counts every match; ``parsed`` is the query as run."""
+@dataclass(kw_only=True)
+class _Page:
+    """What a page of results says besides its entries: the query as asked and as run
+    (``parsed``), how many match (``total``), the page and its order, how many changes the
+    index is behind, and a correction of the query when nothing matched."""
 
     query: str
     parsed: str
@@ -74,10 +76,16 @@ class SearchResults:
     offset: int
     limit: int
     sort: str
-    hits: list[SearchHit]
     behind: int = 0
     notes: list[str] = field(default_factory=list)
-    suggestion: str | None = None  # the query with corrected words, when nothing matched
+    suggestion: str | None = None
+
+
+@dataclass(kw_only=True)
+class SearchResults(_Page):
+    """A page of hits. ``total`` counts every match."""
+
+    hits: list[SearchHit]
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"value": [h.as_dict() for h in self.hits], "total": self.total}
@@ -109,22 +117,13 @@ class ThreadHit:
         }
 
 
-@dataclass
-class ThreadResults:
+@dataclass(kw_only=True)
+class ThreadResults(_Page):
     """A page of threads. ``total`` counts the threads that match, ``posts`` their
     matching posts."""
 
-    query: str
-    parsed: str
-    total: int
     posts: int
-    offset: int
-    limit: int
-    sort: str
     threads: list[ThreadHit]
-    behind: int = 0
-    notes: list[str] = field(default_factory=list)
-    suggestion: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
