@@ -501,3 +501,14 @@ def read_commands(group: str, conversation: str, thread: str, post: str) -> list
         ["post", g, t, p, "--versions"],
         ["attachments", g, t, p],
     ]
+
+
+@pytest.fixture
+def closes_logs() -> Iterator[None]:
+    """After the test, close the access logs and search indexes the process keeps open
+    (a test module that serves or logs uses it for every test: ``usefixtures``)."""
+    yield
+    from groupsync import access, search
+
+    access.close_access_logs()
+    search.close_indexes()
