@@ -512,3 +512,17 @@ def closes_logs() -> Iterator[None]:
 
     access.close_access_logs()
     search.close_indexes()
+
+
+def cli_env(
+    url: str, db: str | os.PathLike[str], *, token: str = "e2e-token", rate: str = "0"
+) -> dict[str, str]:
+    """The environment of a real ``groupsync`` process: Graph at ``url`` (a simulator
+    takes any token), the archive ``db``, the rate limit off unless given."""
+    return {
+        **os.environ,
+        "GROUPSYNC_GRAPH_URL": url,
+        "GROUPSYNC_ACCESS_TOKEN": token,
+        "GROUPSYNC_DB": str(db),
+        "GROUPSYNC_RATE": rate,
+    }
