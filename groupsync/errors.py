@@ -129,6 +129,10 @@ class GraphError(GroupsyncError):
     ``request-id`` Microsoft support asks for. ``message`` is written for a person.
     """
 
+    # The message of a subclass whose message does not depend on the answer ({status}
+    # filled in); the others say theirs in ``describe``.
+    fixed_message: str | None = None
+
     def __init__(
         self,
         message: str,
@@ -167,7 +171,10 @@ class GraphError(GroupsyncError):
         subclass = _STATUS_CLASSES.get(status)
         if subclass is None:
             subclass = ServiceUnavailableError if status >= 500 else GraphError
-        message = subclass.describe(status, code, graph_message, what)
+        if subclass.fixed_message is not None:
+            message = subclass.fixed_message.format(status=status)
+        else:
+            message = subclass.describe(status, code, graph_message, what)
         return subclass(
             message,
             status=status,
@@ -193,9 +200,7 @@ class BadRequestError(GraphError):
 
 
 class UnauthorizedError(GraphError):
-    @staticmethod
-    def describe(status: int, code: str | None, graph_message: str | None, what: str | None) -> str:
-        return "Graph refused the access token (401); run `groupsync login` again"
+    fixed_message = "Graph refused the access token (401); run `groupsync login` again"
 
 
 class ForbiddenError(GraphError):
@@ -217,15 +222,11 @@ class NotFoundError(GraphError):
 
 
 class ThrottledError(GraphError):
-    @staticmethod
-    def describe(status: int, code: str | None, graph_message: str | None, what: str | None) -> str:
-        return "Graph kept throttling the requests (429) after every retry; try again later"
+    fixed_message = "Graph kept throttling the requests (429) after every retry; try again later"
 
 
 class ServiceUnavailableError(GraphError):
-    @staticmethod
-    def describe(status: int, code: str | None, graph_message: str | None, what: str | None) -> str:
-        return f"Graph is unavailable ({status}) after every retry; try again later"
+    fixed_message = "Graph is unavailable ({status}) after every retry; try again later"
 
 
 class TransportError(GraphError):

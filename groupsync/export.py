@@ -33,6 +33,7 @@ after writing the manifest. Only the disk or the archive failing (``OSError``,
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import mimetypes
@@ -251,6 +252,20 @@ class ExportReport:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def counts(self, **more: int) -> dict[str, int]:
+        """The manifest's ``counts``: groups, posts and attachments, then ``more`` (a
+        production's documents and families), then files, bytes and failures."""
+        return {
+            "groups": self.groups,
+            "posts": self.posts,
+            "attachments": self.attachments,
+            "attachments_without_bytes": self.attachments_without_bytes,
+            **more,
+            "files": self.files,
+            "bytes": self.bytes,
+            "failed": self.failed,
+        }
+
 
 class _HashingFile:
     """A file written once, front to back, hashed on the way."""
@@ -275,6 +290,53 @@ class _HashingFile:
         if self.posts:
             entry["posts"] = self.posts
         return entry
+
+
+class _Writing(abc.ABC):
+    """What an export and a production keep while they write their folder: the files
+    written and the failures (both for the manifest), and the report's counts."""
+
+    @abc.abstractmethod
+    def run(self) -> None:
+        """Write the folder's files (all but the manifest)."""
+
+    @abc.abstractmethod
+    def manifest_body(self) -> dict[str, Any]:
+        """The manifest's fields after its head: counts and the like."""
+
+    def __init__(self, out: Path, report: ExportReport) -> None:
+        self.out = out
+        self.report = report
+        self.files: list[dict[str, Any]] = []
+        self.failures: list[dict[str, Any]] = []
+
+    def _done(self, handle: _HashingFile) -> None:
+        entry = handle.close()
+        self.files.append(entry)
+        self.report.files += 1
+        self.report.bytes += entry["size"]
+
+    def write_manifest(self, head: dict[str, Any]) -> None:
+        """The manifest: ``head``, then every file written and every failure; the report
+        says where it is and its SHA-256."""
+        manifest = {**head, "files": self.files, "failures": self.failures}
+        data = (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+        write_private(self.out / MANIFEST, data)
+        self.report.manifest = str(self.out / MANIFEST)
+        self.report.manifest_sha256 = hashlib.sha256(data).hexdigest()
+
+    def _failed(self, post: _Post, what: str, error: Exception) -> None:
+        """Something of ``post`` left out, for the manifest's ``failures``."""
+        self.failures.append(
+            {
+                "post_id": post.id,
+                "group_id": post.group_id,
+                "thread_id": post.thread_id,
+                "what": what,
+                "reason": f"{type(error).__name__}: {error}"[:1000],
+            }
+        )
+        self.report.failed += 1
 
 
 _ENVELOPE = re.compile(r"[!-~]{1,254}")
@@ -326,20 +388,18 @@ def _when(value: str | None) -> datetime | None:
         return None
 
 
-class _Exporter:
+class _Exporter(_Writing):
     def __init__(
         self,
         archive: Archive,
         options: ExportOptions,
         progress: Callable[[dict[str, Any]], None] | None,
     ) -> None:
+        report = ExportReport(format=options.format, out=str(options.out))
+        super().__init__(Path(options.out), report)
         self.archive = archive
         self.options = options
         self.progress = progress
-        self.out = Path(options.out)
-        self.report = ExportReport(format=options.format, out=str(self.out))
-        self.files: list[dict[str, Any]] = []
-        self.failures: list[dict[str, Any]] = []
         self.groups = self._groups()
         self.roots = self._thread_roots()
         self._open: _HashingFile | None = None
@@ -438,29 +498,13 @@ class _Exporter:
             self._close_open()
         self.report.groups = len(self._groups_seen)
 
-    def _failed(self, post: _Post, what: str, error: Exception) -> None:
-        """Something of ``post`` left out of the export, for the manifest's ``failures``."""
-        self.failures.append(
-            {
-                "post_id": post.id,
-                "group_id": post.group_id,
-                "thread_id": post.thread_id,
-                "what": what,
-                "reason": f"{type(error).__name__}: {error}"[:1000],
-            }
-        )
-        self.report.failed += 1
+    def manifest_body(self) -> dict[str, Any]:
+        return {"counts": self.report.counts()}
 
     def _close_open(self) -> None:
         if self._open is not None:
             self._done(self._open)
             self._open = None
-
-    def _done(self, handle: _HashingFile) -> None:
-        entry = handle.close()
-        self.files.append(entry)
-        self.report.files += 1
-        self.report.bytes += entry["size"]
 
     def _group_file(self, group_id: str, suffix: str) -> _HashingFile:
         if self._open is None or self._open_group != group_id:
@@ -807,72 +851,82 @@ def export(
     if options.format not in FORMATS:
         raise ExportError(f"unknown format {options.format!r}; one of {', '.join(FORMATS)}")
     out = new_folder(options, "export")
-    started = now()
-    head = archive.chain_head()
-    filters = {**selection(options), "query": options.query}
-    audit = _Audit(archive, now)
-    export_id = audit.start(
-        {
-            "started_at": started,
-            "identity": identity,
-            "os_user": os_user,
-            "format": options.format,
-            "out": str(out.resolve()),
-            "filters": json.dumps(filters, ensure_ascii=False),
-            "chain_digest": head[1] if head else None,
-        }
-    )
-    exporter = _Exporter(archive, options, progress)
-    report = exporter.report
-    report.export_id = export_id
-    if archive.readonly:
-        report.notes.append(
-            f"the archive {archive.path} is read-only: this export is not recorded in its "
-            "exports table (the manifest still names the archive and its chain head)"
-        )
-    report.chain_digest = head[1] if head else None
-    try:
-        exporter.run()
-        manifest = {
-            **manifest_head(archive, export_id, options.format, started, now(), head, filters),
-            "identity": identity,
-            "os_user": os_user,
-            "counts": {
-                "groups": report.groups,
-                "posts": report.posts,
-                "attachments": report.attachments,
-                "attachments_without_bytes": report.attachments_without_bytes,
-                "files": report.files,
-                "bytes": report.bytes,
-                "failed": report.failed,
-            },
-            "files": exporter.files,
-            "failures": exporter.failures,
-        }
-        data = (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
-        write_private(out / MANIFEST, data)
-        report.manifest = str(out / MANIFEST)
-        report.manifest_sha256 = hashlib.sha256(data).hexdigest()
-    except BaseException as ex:
-        audit.failed(export_id, str(ex) or type(ex).__name__, report.posts)
-        if isinstance(ex, OSError):  # a full disk, a folder that went away
-            raise ExportError(f"cannot write the export into {out}: {ex.strerror}") from None
-        raise
-    audit.complete(export_id, report)
-    return report
+    audit = _Audit(archive, now, options.format, what="export", out=out,
+                   filters={**selection(options), "query": options.query},
+                   identity=identity, os_user=os_user)  # fmt: skip
+    return audit.run(_Exporter(archive, options, progress))
 
 
+@dataclass
 class _Audit:
-    """The export's row in the archive's ``exports`` table; none in a read-only archive."""
+    """An export's (or a production's) record: its row in the archive's ``exports`` table
+    (none in a read-only archive, which the report's notes then say), and the head of its
+    manifest. ``what`` names it in messages; ``fmt`` is the format recorded."""
 
-    def __init__(self, archive: Archive, now: Callable[[], str]) -> None:
-        self.archive = archive
-        self.now = now
+    archive: Archive
+    now: Callable[[], str]
+    fmt: str
+    what: str
+    out: Path
+    filters: dict[str, Any]
+    identity: str | None
+    os_user: str | None
+    export_id: int | None = None
 
-    def start(self, values: dict[str, Any]) -> int | None:
+    def __post_init__(self) -> None:
+        self.started = self.now()
+        self.head = self.archive.chain_head()
+
+    def run(self, writer: _Writing) -> ExportReport:
+        """Record ``writer``'s run: the row started, then failed (a disk error raised as an
+        ``ExportError``) or finished once the manifest is written."""
+        report = writer.report
+        self._start(report)
+        try:
+            writer.run()
+            writer.write_manifest({**self._manifest_head(), **writer.manifest_body()})
+        except BaseException as ex:
+            self.failed(self.export_id, str(ex) or type(ex).__name__, report.posts)
+            if isinstance(ex, OSError):  # a full disk, a folder that went away
+                raise ExportError(
+                    f"cannot write the {self.what} into {self.out}: {ex.strerror}"
+                ) from None
+            raise
+        self.complete(self.export_id, report)
+        return report
+
+    def _start(self, report: ExportReport) -> None:
+        """Add the row (in a writable archive) and fill the report's record fields."""
         if self.archive.readonly:
-            return None
-        return queries.start_export(self.archive, values)
+            report.notes.append(
+                f"the archive {self.archive.path} is read-only: this {self.what} is not "
+                "recorded in its exports table (the manifest still names the archive and its "
+                "chain head)"
+            )
+        else:
+            self.export_id = queries.start_export(
+                self.archive,
+                {
+                    "started_at": self.started,
+                    "identity": self.identity,
+                    "os_user": self.os_user,
+                    "format": self.fmt,
+                    "out": str(self.out.resolve()),
+                    "filters": json.dumps(self.filters, ensure_ascii=False),
+                    "chain_digest": self.head[1] if self.head else None,
+                },
+            )
+        report.export_id = self.export_id
+        report.chain_digest = self.head[1] if self.head else None
+
+    def _manifest_head(self) -> dict[str, Any]:
+        """The manifest's first fields: :func:`manifest_head`'s, then who made it."""
+        return {
+            **manifest_head(self.archive, self.export_id, self.fmt, self.started, self.now(),
+                            self.head, self.filters),  # fmt: skip
+            "identity": self.identity,
+            "os_user": self.os_user,
+        }
 
     def failed(self, export_id: int | None, error: str, posts: int) -> None:
         if export_id is None:

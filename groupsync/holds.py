@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -82,17 +82,7 @@ class Hold:
         }
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            **self.criteria(),
-            "note": self.note,
-            "created_by": self.created_by,
-            "created_at": self.created_at,
-            "released_by": self.released_by,
-            "released_at": self.released_at,
-            "active": self.active,
-        }
+        return {**asdict(self), "active": self.active}
 
 
 def _hold(row: dict[str, Any]) -> Hold:

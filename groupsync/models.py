@@ -257,7 +257,14 @@ _GROUP = {
 }
 
 
-def _check(kind: str, data: Any, checks: Mapping[str, Callable[[Any], bool]]) -> dict[str, Any]:
+def _check(
+    kind: str,
+    data: Any,
+    checks: Mapping[str, Callable[[Any], bool]],
+    nested: tuple[str, Callable[[Any], Any]] | None = None,
+) -> Any:
+    """``data`` as a ``kind``, checked; ``nested`` names the list of items it carries (a
+    conversation's threads, a post's attachments) and how each of them is checked."""
     if not isinstance(data, dict):
         raise ModelError(f"{kind}: expected a JSON object, got {type(data).__name__}")
     if not isinstance(data.get("id"), str) or not data["id"]:
@@ -265,6 +272,10 @@ def _check(kind: str, data: Any, checks: Mapping[str, Callable[[Any], bool]]) ->
     for key, check in checks.items():
         if key in data and not check(data[key]):
             raise ModelError(f"{kind} {data['id']}: {key} has an unexpected value {data[key]!r}")
+    if nested is not None:
+        key, parse = nested
+        for item in data.get(key) or []:
+            parse(item)
     return data
 
 
@@ -289,26 +300,20 @@ def group_kind(group: Mapping[str, Any]) -> str:
 
 
 def parse_group(data: Any) -> Group:
-    return _check("group", data, _GROUP)  # type: ignore[return-value]
+    return _check("group", data, _GROUP)
 
 
 def parse_conversation(data: Any) -> Conversation:
-    conversation = _check("conversation", data, _CONVERSATION)
-    for thread in conversation.get("threads") or []:
-        parse_thread(thread)
-    return conversation  # type: ignore[return-value]
+    return _check("conversation", data, _CONVERSATION, ("threads", parse_thread))
 
 
 def parse_thread(data: Any) -> ConversationThread:
-    return _check("conversationThread", data, _THREAD)  # type: ignore[return-value]
+    return _check("conversationThread", data, _THREAD)
 
 
 def parse_attachment(data: Any) -> Attachment:
-    return _check("attachment", data, _ATTACHMENT)  # type: ignore[return-value]
+    return _check("attachment", data, _ATTACHMENT)
 
 
 def parse_post(data: Any) -> Post:
-    post = _check("post", data, _POST)
-    for attachment in post.get("attachments") or []:
-        parse_attachment(attachment)
-    return post  # type: ignore[return-value]
+    return _check("post", data, _POST, ("attachments", parse_attachment))

@@ -52,12 +52,11 @@ from .export import (
     _HashingFile,
     _Post,
     _when,
-    manifest_head,
+    _Writing,
     new_folder,
     parse_bound,
     selection,
 )
-from .files import write_private
 from .html import to_text
 from .integrity import Problem
 
@@ -263,7 +262,7 @@ def _sent(value: str | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ""
 
 
-class _Producer:
+class _Producer(_Writing):
     def __init__(
         self,
         archive: Archive,
@@ -271,18 +270,15 @@ class _Producer:
         post_ids: Collection[str] | None,
         progress: Callable[[dict[str, Any]], None] | None,
     ) -> None:
+        super().__init__(Path(options.out), ExportReport(format="production", out=str(options.out)))
         self.archive = archive
         self.options = options
         self.post_ids = None if post_ids is None else set(post_ids)
         self.progress = progress
-        self.out = Path(options.out)
         self.messages = _Exporter(
             archive, ExportOptions(format="eml", out=self.out, group_ids=options.group_ids), None
         )
         self.groups = self.messages.groups
-        self.report = ExportReport(format="production", out=str(self.out))
-        self.files: list[dict[str, Any]] = []
-        self.failures: list[dict[str, Any]] = []
         self.truncated: list[dict[str, Any]] = []
         self.by_hash: dict[str, list[str]] = {}
         self.number = 0
@@ -514,23 +510,26 @@ class _Producer:
         finally:
             self._done(handle)
 
-    def _done(self, handle: _HashingFile) -> None:
-        entry = handle.close()
-        self.files.append(entry)
-        self.report.files += 1
-        self.report.bytes += entry["size"]
-
-    def _failed(self, post: _Post, what: str, error: Exception) -> None:
-        self.failures.append(
-            {
-                "post_id": post.id,
-                "group_id": post.group_id,
-                "thread_id": post.thread_id,
-                "what": what,
-                "reason": f"{type(error).__name__}: {error}"[:1000],
-            }
-        )
-        self.report.failed += 1
+    def manifest_body(self) -> dict[str, Any]:
+        return {
+            "counts": self.report.counts(documents=self.documents, families=self.families),
+            "production": {
+                "prefix": self.options.prefix,
+                "first": self.first,
+                "last": self.last,
+                "load_files": {"dat": DAT_FILE, "csv": CSV_FILE},
+                "dat": {
+                    "encoding": "utf-8 with BOM",
+                    "delimiter": "U+0014",
+                    "quote": "U+00FE",
+                    "newline": "U+00AE",
+                    "line_end": "CRLF",
+                },
+                "fields": list(FIELDS),
+                "duplicates": self.duplicates(),
+                "truncated": self.truncated,
+            },
+        }
 
     def duplicates(self) -> list[dict[str, Any]]:
         return [
@@ -557,81 +556,14 @@ def produce(
     """
     check_prefix(options.prefix)
     out = new_folder(options, "produce")
-    started = now()
-    head = archive.chain_head()
     filters = {
         **selection(options),
         **options.selection,
         "posts_selected": None if post_ids is None else len(set(post_ids)),
     }
-    audit = _Audit(archive, now)
-    export_id = audit.start(
-        {
-            "started_at": started,
-            "identity": identity,
-            "os_user": os_user,
-            "format": "production",
-            "out": str(out.resolve()),
-            "filters": json.dumps(filters, ensure_ascii=False),
-            "chain_digest": head[1] if head else None,
-        }
-    )
-    producer = _Producer(archive, options, post_ids, progress)
-    report = producer.report
-    report.export_id = export_id
-    report.chain_digest = head[1] if head else None
-    if archive.readonly:
-        report.notes.append(
-            f"the archive {archive.path} is read-only: this production is not recorded in its "
-            "exports table (the manifest still names the archive and its chain head)"
-        )
-    try:
-        producer.run()
-        manifest = {
-            **manifest_head(archive, export_id, "production", started, now(), head, filters),
-            "identity": identity,
-            "os_user": os_user,
-            "counts": {
-                "groups": report.groups,
-                "posts": report.posts,
-                "attachments": report.attachments,
-                "attachments_without_bytes": report.attachments_without_bytes,
-                "documents": producer.documents,
-                "families": producer.families,
-                "files": report.files,
-                "bytes": report.bytes,
-                "failed": report.failed,
-            },
-            "production": {
-                "prefix": options.prefix,
-                "first": producer.first,
-                "last": producer.last,
-                "load_files": {"dat": DAT_FILE, "csv": CSV_FILE},
-                "dat": {
-                    "encoding": "utf-8 with BOM",
-                    "delimiter": "U+0014",
-                    "quote": "U+00FE",
-                    "newline": "U+00AE",
-                    "line_end": "CRLF",
-                },
-                "fields": list(FIELDS),
-                "duplicates": producer.duplicates(),
-                "truncated": producer.truncated,
-            },
-            "files": producer.files,
-            "failures": producer.failures,
-        }
-        data = (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
-        write_private(out / MANIFEST, data)
-        report.manifest = str(out / MANIFEST)
-        report.manifest_sha256 = hashlib.sha256(data).hexdigest()
-    except BaseException as ex:
-        audit.failed(export_id, str(ex) or type(ex).__name__, report.posts)
-        if isinstance(ex, OSError):
-            raise ExportError(f"cannot write the production into {out}: {ex.strerror}") from None
-        raise
-    audit.complete(export_id, report)
-    return report
+    audit = _Audit(archive, now, "production", what="production", out=out, filters=filters,
+                   identity=identity, os_user=os_user)  # fmt: skip
+    return audit.run(_Producer(archive, options, post_ids, progress))
 
 
 def check_production(

@@ -12,6 +12,7 @@ clocks; and the real CLI process (``run_cli``) for what needs a process.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -501,3 +502,89 @@ def read_commands(group: str, conversation: str, thread: str, post: str) -> list
         ["post", g, t, p, "--versions"],
         ["attachments", g, t, p],
     ]
+
+
+@pytest.fixture
+def closes_logs() -> Iterator[None]:
+    """After the test, close the access logs and search indexes the process keeps open
+    (a test module that serves or logs uses it for every test: ``usefixtures``)."""
+    yield
+    from groupsync import access, search
+
+    access.close_access_logs()
+    search.close_indexes()
+
+
+def cli_env(
+    url: str, db: str | os.PathLike[str], *, token: str = "e2e-token", rate: str = "0"
+) -> dict[str, str]:
+    """The environment of a real ``groupsync`` process: Graph at ``url`` (a simulator
+    takes any token), the archive ``db``, the rate limit off unless given."""
+    return {
+        **os.environ,
+        "GROUPSYNC_GRAPH_URL": url,
+        "GROUPSYNC_ACCESS_TOKEN": token,
+        "GROUPSYNC_DB": str(db),
+        "GROUPSYNC_RATE": rate,
+    }
+
+
+@contextlib.contextmanager
+def serving(
+    args: list[str], cwd: str | os.PathLike[str], env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """``groupsync *args`` (a ``serve``) on a free loopback port until the block ends:
+    yields its base URL (what it prints, less groupsync's home)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "groupsync", *args, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        if not url:
+            pytest.fail(f"groupsync serve did not start: {process.stderr.read()}")  # type: ignore[union-attr]
+        assert url.endswith("/-/groupsync/"), url  # serve prints groupsync's home
+        yield url.removesuffix("/-/groupsync/")
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)
+
+
+# Debian's headless Chromium, driven by Playwright (test_browser.py, test_browser_login.py).
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+
+
+def _chromium_or_skip() -> Any:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - the dev extra installs it
+        pytest.skip("Playwright's Python package is not installed (pip install -e '.[dev]')")
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (scripts/test installs it with apt-get)")
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_playwright = _chromium_or_skip()
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -28,11 +28,7 @@ ACTOR = "os:auditor-test"
 AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 
 
-@pytest.fixture(autouse=True)
-def _closed():
-    yield
-    access.close_access_logs()
-    search.close_indexes()
+pytestmark = pytest.mark.usefixtures("closes_logs")
 
 
 @pytest.fixture(scope="module")

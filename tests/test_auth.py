@@ -554,23 +554,24 @@ def test_app_login_with_pem_certificate(
     assert header["x5t"].rstrip("=") == b64url(bytes.fromhex(sha1))
 
 
-def test_app_login_with_encrypted_pfx(
-    tmp_path: Path, cache_path: Path, entra: FakeEntra, certificate: tuple[Any, Any]
-) -> None:
-    from cryptography.hazmat.primitives import hashes, serialization
+def write_pfx(path: Path, certificate: tuple[Any, Any], name: bytes, password: bytes) -> Path:
+    """The key and certificate as a PKCS#12 file encrypted with ``password``."""
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.serialization import pkcs12
 
     key, cert = certificate
-    pfx = tmp_path / "app.pfx"
-    pfx.write_bytes(
-        pkcs12.serialize_key_and_certificates(
-            b"groupsync",
-            key,
-            cert,
-            None,
-            serialization.BestAvailableEncryption(b"hunter2"),
-        )
-    )
+    encryption = serialization.BestAvailableEncryption(password)
+    path.write_bytes(pkcs12.serialize_key_and_certificates(name, key, cert, None, encryption))
+    return path
+
+
+def test_app_login_with_encrypted_pfx(
+    tmp_path: Path, cache_path: Path, entra: FakeEntra, certificate: tuple[Any, Any]
+) -> None:
+    from cryptography.hazmat.primitives import hashes
+
+    key, cert = certificate
+    pfx = write_pfx(tmp_path / "app.pfx", certificate, b"groupsync", b"hunter2")
     s = settings(
         cache_path, auth_mode="app", certificate_path=str(pfx), certificate_password="hunter2"
     )
@@ -586,16 +587,7 @@ def test_app_login_with_encrypted_pfx(
 def test_wrong_pfx_password_is_one_line_auth_error(
     tmp_path: Path, cache_path: Path, entra: FakeEntra, certificate: tuple[Any, Any]
 ) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.serialization import pkcs12
-
-    key, cert = certificate
-    pfx = tmp_path / "app.p12"
-    pfx.write_bytes(
-        pkcs12.serialize_key_and_certificates(
-            b"x", key, cert, None, serialization.BestAvailableEncryption(b"right")
-        )
-    )
+    pfx = write_pfx(tmp_path / "app.p12", certificate, b"x", b"right")
     wrong = "wrong-passphrase-42"
     s = settings(cache_path, auth_mode="app", certificate_path=str(pfx), certificate_password=wrong)
     with pytest.raises(AuthError, match="password") as info:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -32,13 +30,13 @@ from .conftest import (
     NEWSLETTER_TOPIC,
     ROOT,
     SAMPLE_DATA,
+    serving,
     sync_sample,
 )
 
 # scripts/test runs these again on the Datasette 1.0 alpha (its SQL editor: .cm-editor).
 pytestmark = [pytest.mark.browser, pytest.mark.datasette1]
 
-CHROMIUM = Path("/usr/bin/chromium")
 KICKOFF_TOPIC = "Spring 2024 campaign kickoff"  # its replies quote Outlook's way (divRplyFwdMsg)
 # Every way a mail body could try to run script or reach out, each setting a marker.
 PWN = """<p>Follow-up from the billing department.</p>
@@ -56,28 +54,6 @@ PWN = """<p>Follow-up from the billing department.</p>
 <link rel="stylesheet" href="https://tracker.example/x.css">
 <details open ontoggle="window.__pwned = 'ontoggle'"><summary>more</summary>x</details>
 """
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
-
-
-def _chromium_or_skip() -> Any:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:  # pragma: no cover - the dev extra installs it
-        pytest.skip("Playwright's Python package is not installed (pip install -e '.[dev]')")
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (scripts/test installs it with apt-get)")
-    return sync_playwright
-
-
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory) -> dict[str, Any]:
     path = tmp_path_factory.mktemp("browser") / "groupsync.db"
@@ -104,35 +80,8 @@ def archive(tmp_path_factory) -> dict[str, Any]:
 def server(archive, tmp_path_factory):
     """``groupsync serve`` on a free loopback port; yields its URL."""
     cwd = tmp_path_factory.mktemp("serve")
-    command = [sys.executable, "-m", "groupsync", "--db", str(archive["path"]), "serve"]
-    process = subprocess.Popen(
-        [*command, "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=cwd,
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        if not url:
-            pytest.fail(f"groupsync serve did not start: {process.stderr.read()}")  # type: ignore[union-attr]
-        assert url.endswith("/-/groupsync/"), url  # serve prints groupsync's home
-        yield url.removesuffix("/-/groupsync/")
-    finally:
-        process.terminate()
-        process.communicate(timeout=15)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = _chromium_or_skip()
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with serving(["--db", str(archive["path"]), "serve"], cwd) as url:
+        yield url
 
 
 class Watched:
@@ -410,19 +359,8 @@ def shard_server(tmp_path_factory):
         with graph_for(app) as graph, new_archive(path) as db:
             Syncer(db, graph, options=SyncOptions()).run(all_groups=True, shard=Shard(k, 2))
         paths.append(path)
-    command = [sys.executable, "-m", "groupsync", "serve", *map(str, paths), "--port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, cwd=folder)  # fmt: skip
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        if not url:
-            pytest.fail(f"groupsync serve did not start: {process.stderr.read()}")  # type: ignore[union-attr]
-        assert url.endswith("/-/groupsync/"), url  # serve prints groupsync's home
-        yield url.removesuffix("/-/groupsync/"), [p.stem for p in paths]
-    finally:
-        process.terminate()
-        process.communicate(timeout=15)
+    with serving(["serve", *map(str, paths)], folder) as url:
+        yield url, [p.stem for p in paths]
 
 
 def test_search_over_shards_reaches_threads_in_each(shard_server, watched):

@@ -5,8 +5,6 @@ reaches those too, and reads the reader's search in the access log."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +14,7 @@ from groupsync import search
 from groupsync.archive import Archive
 from groupsync.datasette_plugin.accounts import add_account
 
-from .conftest import copy_sample
-from .test_browser import ARGS, _chromium_or_skip
+from .conftest import copy_sample, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.datasette1]
 
@@ -35,36 +32,9 @@ def server(sample_archive, tmp_path_factory) -> Any:
     users = folder / "users.json"
     for name, (role, password) in ACCOUNTS.items():
         add_account(users, name, role, password)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "groupsync", "--db", str(db), "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=folder,
-        env={**os.environ, "GROUPSYNC_SERVE_USERS": str(users)},
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        if not url:
-            pytest.fail(f"groupsync serve did not start: {process.stderr.read()}")  # type: ignore[union-attr]
-        assert url.endswith("/-/groupsync/"), url  # serve prints groupsync's home
-        yield url.removesuffix("/-/groupsync/"), Path(db).stem
-    finally:
-        process.terminate()
-        process.communicate(timeout=15)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = _chromium_or_skip()
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                     args=ARGS)  # fmt: skip
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    env = {**os.environ, "GROUPSYNC_SERVE_USERS": str(users)}
+    with serving(["--db", str(db), "serve"], folder, env) as url:
+        yield url, Path(db).stem
 
 
 def log_in(browser: Any, url: str, name: str) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -13,7 +12,7 @@ import pytest
 
 from groupsync.simulator import SimulatorOptions, make_app, serve_in_thread
 
-from .conftest import SAMPLE_DATA
+from .conftest import SAMPLE_DATA, cli_env
 
 pytestmark = pytest.mark.e2e
 
@@ -71,13 +70,7 @@ def run(
     db: str = "a.db",
     background: bool = False,
 ):
-    env = {
-        **os.environ,
-        "GROUPSYNC_GRAPH_URL": base_url,
-        "GROUPSYNC_ACCESS_TOKEN": "e2e-token",
-        "GROUPSYNC_DB": str(tmp_path / db),
-        "GROUPSYNC_RATE": rate,
-    }
+    env = cli_env(base_url, tmp_path / db, rate=rate)
     command = [sys.executable, "-m", "groupsync", *args]
     if background:
         return subprocess.Popen(

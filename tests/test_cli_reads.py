@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from .conftest import (
     LEADERSHIP,
     MARKETING,
     SAMPLE_DATA,
+    cli_env,
     copy_sample,
     first_with_attachments,
     sync_sample,
@@ -50,16 +50,9 @@ class Result:
 
 
 def spawn(args: list[str], db: Path, url: str = DEAD) -> tuple[list[str], subprocess.Popen]:
-    env = {
-        **os.environ,
-        "GROUPSYNC_GRAPH_URL": url,
-        "GROUPSYNC_ACCESS_TOKEN": "e2e-token",
-        "GROUPSYNC_DB": str(db),
-        "GROUPSYNC_RATE": "0",
-    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "groupsync", *args],
-        env=env,
+        env=cli_env(url, db),
         cwd=db.parent,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -32,14 +32,10 @@ from .conftest import MARKETING, copy_sample, first_with_attachments, one_error_
 
 PASSWORDS = {"rita": "reader-password-1", "audrey": "auditor-password-1"}
 
-pytestmark = pytest.mark.datasette1  # logins are Datasette's own: check both versions
-
-
-@pytest.fixture(autouse=True)
-def _closed():
-    yield
-    access.close_access_logs()
-    search.close_indexes()
+pytestmark = [
+    pytest.mark.datasette1,  # logins are Datasette's own: check both versions
+    pytest.mark.usefixtures("closes_logs"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import random
 import signal
 import sqlite3
@@ -24,6 +23,7 @@ from .conftest import (
     ENGINEERING,
     MARKETING,
     SAMPLE_DATA,
+    cli_env,
     copy_sample,
     graph_for,
     new_archive,
@@ -45,13 +45,7 @@ def gs(
     check: bool = True,
     stdin: str | None = None,
 ):
-    env = {
-        **os.environ,
-        "GROUPSYNC_GRAPH_URL": url,
-        "GROUPSYNC_ACCESS_TOKEN": token,
-        "GROUPSYNC_DB": str(db),
-        "GROUPSYNC_RATE": rate,
-    }
+    env = cli_env(url, db, token=token, rate=rate)
     result = subprocess.run(
         [sys.executable, "-m", "groupsync", *args],
         env=env,
@@ -384,13 +378,7 @@ def test_sigkill_during_send_never_loses_or_doubles(tmp_path, archive_copy):
         _queue_replies(db, threads, 12)
         app = make_app(SAMPLE_DATA, SimulatorOptions(latency_ms=60, seed=n))
         with serve_in_thread(app) as url:
-            env = {
-                **os.environ,
-                "GROUPSYNC_GRAPH_URL": url,
-                "GROUPSYNC_ACCESS_TOKEN": "t",
-                "GROUPSYNC_DB": str(db),
-                "GROUPSYNC_RATE": "0",
-            }
+            env = cli_env(url, db)
             proc = subprocess.Popen(
                 [
                     sys.executable,

@@ -24,6 +24,7 @@ from .conftest import (
     ENGINEERING,
     MARKETING,
     SAMPLE_DATA,
+    cli_env,
     copy_sample,
     graph_for,
     new_archive,
@@ -623,13 +624,7 @@ def test_index_check_is_clean_after_a_killed_sync_and_a_rerun(tmp_path):
     db = tmp_path / "killed.db"
     app = make_app(SAMPLE_DATA, SimulatorOptions(latency_ms=40, max_concurrency=4))
     with serve_in_thread(app) as url:
-        env = {
-            **os.environ,
-            "GROUPSYNC_GRAPH_URL": url,
-            "GROUPSYNC_ACCESS_TOKEN": "kill",
-            "GROUPSYNC_DB": str(db),
-            "GROUPSYNC_RATE": "0",
-        }
+        env = cli_env(url, db)
         command = [sys.executable, "-m", "groupsync", "sync", "--quiet", "--joined"]
         first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert first.returncode == 0, first.stderr

@@ -24,8 +24,9 @@ from groupsync.simulator import (
     serve_in_thread,
 )
 
+from .conftest import graph_sample
+
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT.parent / "shared" / "graph-samples"
 BASE = "http://graph.test/v1.0"
 
 ME = "0495221e-151b-400f-82a1-25367fbf22fa"
@@ -906,15 +907,6 @@ def test_options_are_validated():
 # -- shapes against Microsoft's documented payloads ------------------------------------------
 
 
-def load_sample(name: str) -> dict[str, Any]:
-    path = SAMPLES / name
-    if not path.exists():
-        pytest.skip(f"{path} is not here (it lives in ../shared beside the repo)")
-    data = json.loads(path.read_text())
-    data.pop("_source", None)
-    return data
-
-
 def same_shape(ours: Any, sample: Any, exact: bool, where: str = "$") -> None:
     """``ours`` has the sample's keys (exactly, if ``exact`` at this level) and JSON types."""
     if sample is None:
@@ -943,18 +935,18 @@ def same_items(ours: dict[str, Any], sample: dict[str, Any], exact: bool) -> Non
 
 def test_shapes_match_graph_samples(client):
     same_items(client.get(f"/groups/{GROUP}/conversations").json(),
-               load_sample("list-conversations.json"), exact=True)
+               graph_sample("list-conversations.json"), exact=True)
     same_items(client.get(f"/groups/{GROUP}/threads").json(),
-               load_sample("list-threads.json"), exact=True)
-    same_shape(client.get(T0).json(), load_sample("get-thread.json"), exact=True)
-    same_items(client.get(f"{T0}/posts").json(), load_sample("list-posts.json"), exact=False)
+               graph_sample("list-threads.json"), exact=True)
+    same_shape(client.get(T0).json(), graph_sample("get-thread.json"), exact=True)
+    same_items(client.get(f"{T0}/posts").json(), graph_sample("list-posts.json"), exact=False)
     attachments = client.get(f"{P1}/attachments").json()
     files = [a for a in attachments["value"]
              if a["@odata.type"] == "#microsoft.graph.fileAttachment"]
-    same_items({**attachments, "value": files}, load_sample("list-attachments.json"),
+    same_items({**attachments, "value": files}, graph_sample("list-attachments.json"),
                exact=False)
     created = client.post(f"/groups/{GROUP}/conversations", json={"topic": "Shape", "threads": [
         {"posts": [{"body": {"contentType": "html", "content": "<p>x</p>"}}]}]})
     assert created.status_code == 201
-    same_shape(created.json(), load_sample("create-conversation-response.json"), exact=True)
+    same_shape(created.json(), graph_sample("create-conversation-response.json"), exact=True)
     assert set(created.json()["threads"][0]) == {"id"}

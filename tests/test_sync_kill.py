@@ -32,7 +32,7 @@ import pytest
 
 from groupsync.simulator import SimulatorOptions, make_app, serve_in_thread
 
-from .conftest import generate_tenant
+from .conftest import cli_env, generate_tenant
 
 pytestmark = pytest.mark.e2e
 
@@ -122,22 +122,12 @@ def simulator(tenant: Path) -> Iterator[tuple[Recorder, str]]:
         yield recorder, url
 
 
-def sync_env(url: str, db: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "GROUPSYNC_GRAPH_URL": url,
-        "GROUPSYNC_ACCESS_TOKEN": "kill-token",
-        "GROUPSYNC_DB": str(db),
-        "GROUPSYNC_RATE": "0",
-    }
-
-
 SYNC = [sys.executable, "-m", "groupsync", "sync", "--quiet"]
 
 
 def run_sync(url: str, db: Path) -> None:
     result = subprocess.run(
-        SYNC, env=sync_env(url, db), capture_output=True, text=True, timeout=120
+        SYNC, env=cli_env(url, db), capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
 
@@ -328,7 +318,7 @@ def kill_and_rerun(
         recorder.reset()
         started = time.monotonic()
         proc = subprocess.Popen(
-            SYNC, env=sync_env(url, db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            SYNC, env=cli_env(url, db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
             if anchor == "request":

@@ -38,6 +38,7 @@ from .conftest import (
     ENGINEERING,
     MARKETING,
     SAMPLE_DATA,
+    cli_env,
     generate_tenant,
     graph_for,
     rows,
@@ -402,16 +403,6 @@ async def test_datasette_never_shows_hook_output(tmp_path):
 
 
 # -- the real CLI ------------------------------------------------------------------------
-
-def cli_env(url: str, db: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "GROUPSYNC_GRAPH_URL": url,
-        "GROUPSYNC_ACCESS_TOKEN": "e2e-token",
-        "GROUPSYNC_DB": str(db),
-        "GROUPSYNC_RATE": "0",
-    }
-
 
 def gs(url: str, db: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(

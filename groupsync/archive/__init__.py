@@ -11,6 +11,7 @@ one transaction per thread, so a killed sync leaves whole threads or nothing.
       runs.py       Runs(Connection): _sync_state, sync runs, the digest chain
     values.py       column spellings (times, JSON, flags)
     hook_output.py  HookOutputLog: what hooks printed, in <db>.hooks (not the archive)
+    side_file.py    SideFile: closing the two files above beside the archive (<db>.access too)
     queries/        the SQL of the modules above, one module each: reads, outbox,
                     events, integrity (verify), audit, exports (export, export-check),
                     search, groups (groupref), plugin (Datasette runs these),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import touch_private
+from .side_file import SideFile
 
 __all__ = [
     "ACCESS_CHAIN_VERSION",
@@ -66,7 +67,7 @@ def access_digest(prev: str, row: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class AccessLogFile:
+class AccessLogFile(SideFile):
     """One access-log file. ``readonly`` opens an existing file and never writes;
     otherwise the file is created 0600 if missing, and ``append`` adds chained rows
     (one ``BEGIN IMMEDIATE`` each, so two processes appending never fork the chain)."""
@@ -168,12 +169,3 @@ class AccessLogFile:
             "SELECT digest FROM access_log WHERE id = :id", {"id": row_id}
         ).fetchone()
         return str(row[0]) if row else None
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def __enter__(self) -> AccessLogFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

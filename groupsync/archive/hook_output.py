@@ -8,6 +8,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Protocol
 
+from .side_file import SideFile
+
 
 class Printed(Protocol):
     """What a hook printed and how it ended (``events.HookOutput`` is one): the archive
@@ -23,7 +25,7 @@ class Printed(Protocol):
     def stderr(self) -> str: ...
 
 
-class HookOutputLog:
+class HookOutputLog(SideFile):
     """What hooks printed, the latest attempt per event, in a SQLite file of its own (0600).
 
     Not in the archive: Datasette, exports and anyone the archive is shared with would see
@@ -74,12 +76,3 @@ class HookOutputLog:
         if row is None:
             return None
         return dict(zip(("at", "status", "stdout", "stderr"), row, strict=True))
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def __enter__(self) -> HookOutputLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -188,11 +188,7 @@ class Store(Blobs):
             {
                 "id": conversation["id"],
                 "group_id": group_id,
-                "topic": conversation.get("topic"),
-                "hasAttachments": int_or_none(conversation.get("hasAttachments")),
-                "lastDeliveredDateTime": conversation.get("lastDeliveredDateTime"),
-                "uniqueSenders": json_or_none(conversation.get("uniqueSenders")),
-                "preview": conversation.get("preview"),
+                **_summary(conversation),
                 "now": now,
             },
         )
@@ -294,11 +290,7 @@ class Store(Blobs):
                 "id": thread["id"],
                 "group_id": group_id,
                 "conversation_id": conversation_id,
-                "topic": thread.get("topic"),
-                "hasAttachments": int_or_none(thread.get("hasAttachments")),
-                "lastDeliveredDateTime": thread.get("lastDeliveredDateTime"),
-                "uniqueSenders": json_or_none(thread.get("uniqueSenders")),
-                "preview": thread.get("preview"),
+                **_summary(thread),
                 "isLocked": int_or_none(thread.get("isLocked")),
                 "toRecipients": json_or_none(thread.get("toRecipients")),
                 "ccRecipients": json_or_none(thread.get("ccRecipients")),
@@ -690,3 +682,14 @@ class Store(Blobs):
             """,
             {"address": address, "name": name, "now": now},
         )
+
+
+def _summary(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns a conversation and a thread share: Graph summarises both alike."""
+    return {
+        "topic": item.get("topic"),
+        "hasAttachments": int_or_none(item.get("hasAttachments")),
+        "lastDeliveredDateTime": item.get("lastDeliveredDateTime"),
+        "uniqueSenders": json_or_none(item.get("uniqueSenders")),
+        "preview": item.get("preview"),
+    }

@@ -22,6 +22,18 @@ def json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
+def json_list(text: str | None) -> list[Any]:
+    """A JSON list column read back: NULL, bad JSON or another value are an empty list
+    (mail decides what lands in these columns)."""
+    if not text:
+        return []
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return []
+    return data if isinstance(data, list) else []
+
+
 def int_or_none(value: Any) -> int | None:
     """A boolean column: 0 or 1, None stays NULL."""
     return None if value is None else int(bool(value))

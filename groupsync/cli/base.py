@@ -200,6 +200,11 @@ def archives_option(help: str):
     )
 
 
+def index_option(help: str = "Search index folder [default: the database path + .whoosh]."):
+    """``--index``: a search index folder, as ``index_path``."""
+    return click.option("--index", "index_path", type=click.Path(file_okay=False), help=help)
+
+
 def group_selection_options(f):
     """--group (repeatable), --joined and --all, checked, as one ``selection`` argument."""
 

@@ -21,10 +21,10 @@ from .base import (
     cli,
     echo_json,
     echo_table,
+    index_option,
     search_index_path,
     settings_from,
 )
-from .searching import index_option
 
 
 def _governance_archive(settings):
@@ -36,6 +36,17 @@ def _governance_archive(settings):
     stack.enter_context(WriterLock(settings.db, "groupsync retention/hold/purge"))
     archive = stack.enter_context(Archive.open_for_writing(settings.db))
     return stack, archive
+
+
+@contextlib.contextmanager
+def _governing(ctx):
+    """``(settings, archive)`` for a command that sets a policy or a hold: the access log
+    checked first (the command is logged), then the archive as ``_governance_archive``."""
+    settings = settings_from(ctx)
+    _access_checked(settings.db)
+    stack, archive = _governance_archive(settings)
+    with stack:
+        yield settings, archive
 
 
 @cli.group(name="retention")
@@ -57,10 +68,7 @@ def retention_set(ctx, group_id, keep):
     from ..retention import parse_keep, set_policy
 
     parse_keep(keep)  # a wrong one is refused before the archive is opened
-    settings = settings_from(ctx)
-    _access_checked(settings.db)
-    stack, archive = _governance_archive(settings)
-    with stack:
+    with _governing(ctx) as (settings, archive):
         policy = set_policy(archive, keep, actor=cli_actor(), group_id=group_id)
     _log_access(settings.db, "policy", f"set {group_id or '*'} keep {policy.keep}", None)
     scope = f"group {policy.group_name or policy.group_id}" if policy.group_id else "default"
@@ -104,10 +112,7 @@ def retention_clear(ctx, group_id):
     """Clear a policy (it stays in the archive as a record, marked cleared)."""
     from ..retention import clear_policy
 
-    settings = settings_from(ctx)
-    _access_checked(settings.db)
-    stack, archive = _governance_archive(settings)
-    with stack:
+    with _governing(ctx) as (settings, archive):
         policy = clear_policy(archive, actor=cli_actor(), group_id=group_id)
     _log_access(settings.db, "policy", f"clear {group_id or '*'}", None)
     click.echo(safe_text(f"Retention policy {policy.id} cleared"))
@@ -133,10 +138,7 @@ def hold_create(ctx, name, group_ids, query, from_date, to_date, custodians, not
     """Place a legal hold NAME; criteria combine with AND (groups and custodians OR-ed)."""
     from ..holds import create_hold
 
-    settings = settings_from(ctx)
-    _access_checked(settings.db)
-    stack, archive = _governance_archive(settings)
-    with stack:
+    with _governing(ctx) as (settings, archive):
         hold = create_hold(
             archive,
             name,
@@ -176,7 +178,7 @@ def hold_list(ctx, as_json):
 @hold_group.command(name="show")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
-@index_option
+@index_option()
 @click.pass_context
 def hold_show(ctx, name, as_json, index_path):
     """A hold and the posts it covers now (mail that arrived since included)."""
@@ -226,10 +228,7 @@ def hold_release(ctx, name):
     """Release a hold: its posts follow their retention policy from the next purge on."""
     from ..holds import release_hold
 
-    settings = settings_from(ctx)
-    _access_checked(settings.db)
-    stack, archive = _governance_archive(settings)
-    with stack:
+    with _governing(ctx) as (settings, archive):
         hold = release_hold(archive, name, actor=cli_actor())
     _log_access(settings.db, "hold", f"release {hold.name}", None)
     click.echo(safe_text(f"Legal hold {hold.name} released"))
@@ -240,7 +239,7 @@ def hold_release(ctx, name):
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000),
               help="Posts removed per transaction.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@index_option
+@index_option()
 @click.pass_context
 def purge_command(ctx, dry_run, batch_size, as_json, index_path):
     """Remove posts past their retention policy and under no legal hold: bodies, versions,

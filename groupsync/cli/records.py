@@ -25,6 +25,7 @@ from .base import (
     archives_option,
     cli,
     echo_json,
+    index_option,
     search_index_path,
     settings_from,
 )
@@ -209,12 +210,7 @@ AUDIT_EXIT = 4  # verify: nothing damaged, but the audit found what a sync misse
 
 @cli.command(name="verify")
 @click.option("--anchor", metavar="DIGEST", help="A chain digest noted earlier: must be in it.")
-@click.option(
-    "--index",
-    "index_path",
-    type=click.Path(file_okay=False),
-    help="Search index to check [default: the database path + .whoosh, if there].",
-)
+@index_option("Search index to check [default: the database path + .whoosh, if there].")
 @click.option(
     "--export",
     "export_dir",

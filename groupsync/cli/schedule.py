@@ -48,6 +48,11 @@ def _duration(ctx, param, value):
         raise click.BadParameter(str(ex)) from None
 
 
+def duration_option(name, default, help):
+    """An option that takes a duration (seconds, or 90s, 5m, 1h), parsed into seconds."""
+    return click.option(name, default=default, show_default=True, callback=_duration, help=help)
+
+
 def hook_options(f):
     """--on-new with its environment and timeout, as one ``hook`` argument (None without
     --on-new); a secret named in --hook-env is refused here, before anything runs."""
@@ -94,19 +99,11 @@ def _log_line(entry: dict[str, Any]) -> str:
 
 @cli.command()
 @group_selection_options
-@click.option(
-    "--interval",
-    default="60",
-    show_default=True,
-    callback=_duration,
-    help="Time from one sync's start to the next: seconds, or 90s, 5m, 1h.",
+@duration_option(
+    "--interval", "60", "Time from one sync's start to the next: seconds, or 90s, 5m, 1h."
 )
-@click.option(
-    "--full-every",
-    default="24h",
-    show_default=True,
-    callback=_duration,
-    help="A group gets a full reconcile when its last is older than this.",
+@duration_option(
+    "--full-every", "24h", "A group gets a full reconcile when its last is older than this."
 )
 @click.option("--send", is_flag=True, help="Replay the outbox at every iteration.")
 @hook_options
@@ -114,12 +111,8 @@ def _log_line(entry: dict[str, Any]) -> str:
 @click.option(
     "--fire-on-backfill", is_flag=True, help="A group's first sync fires events for history."
 )
-@click.option(
-    "--max-backoff",
-    default="15m",
-    show_default=True,
-    callback=_duration,
-    help="The longest wait after failures (the wait doubles from --interval).",
+@duration_option(
+    "--max-backoff", "15m", "The longest wait after failures (the wait doubles from --interval)."
 )
 @click.option("--log-json", is_flag=True, help="Log lines on stderr as JSON.")
 @click.option("--once", is_flag=True, help="One iteration, then exit.")

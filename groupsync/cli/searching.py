@@ -21,19 +21,12 @@ from .base import (
     cli,
     echo_index_report,
     echo_json,
+    index_option,
     search_index_path,
     settings_from,
     table_option,
 )
 from .syncing import Progress
-
-INDEX_HELP = "Search index folder [default: the database path + .whoosh]."
-index_option = click.option(
-    "--index", "index_path", type=click.Path(file_okay=False), help=INDEX_HELP
-)
-
-
-
 
 SEARCH_COLUMNS = ["date", "group", "sender", "topic", "snippet"]
 SEARCH_THREAD_COLUMNS = ["newest", "group", "posts", "topic", "snippet"]
@@ -71,7 +64,7 @@ def _bold_snippet(hit, width: int = 110) -> str:
     "--posts", "per_post", is_flag=True, help="One hit per post, not one entry per thread."
 )
 @table_option
-@index_option
+@index_option()
 @archives_option(
     "Search these archives together, ranked as one (shards; each with its index "
     "beside it, ARCHIVE.whoosh); repeat for each. Instead of --db."
@@ -97,18 +90,14 @@ def search_command(
     paths = list(dict.fromkeys(archives)) or [settings.db]
     for path in paths:
         _access_checked(path)  # a search is logged: refuse now if it cannot be
+    options = {"limit": limit, "offset": offset, "group": group, "sort": sort,
+               "include_deleted": include_deleted}  # fmt: skip
     if archives:
         if index_path:
             raise click.UsageError("--index does not go with --archive (each index is beside it)")
-        results = search_shards(
-            archives, query, per_post=per_post, limit=limit, offset=offset, group=group,
-            sort=sort, include_deleted=include_deleted,
-        )  # fmt: skip
+        results = search_shards(archives, query, per_post=per_post, **options)
     else:
-        results = _search_one(
-            settings, index_path, query, per_post=per_post, limit=limit, offset=offset,
-            group=group, sort=sort, include_deleted=include_deleted,
-        )  # fmt: skip
+        results = _search_one(settings, index_path, query, per_post=per_post, **options)
     target = query if group is None else f"{query} [group {group}]"
     matched = getattr(results, "posts", results.total)  # posts, whether listed by thread or not
     for path in paths:
@@ -131,25 +120,14 @@ def search_shards(paths, query, *, per_post, **options):
         return run(opened, query, catch_up=True, progress=progress, **options)
 
 
-def _search_one(
-    settings, index_path, query, *, per_post, limit, offset, group, sort, include_deleted
-):
+def _search_one(settings, index_path, query, *, per_post, **options):
+    """The archive (--db) searched, opened read-only."""
     from .. import search as fulltext
 
     run: Any = fulltext.search if per_post else fulltext.search_threads
     with Progress(sys.stderr.isatty()) as progress, Archive(settings.db, readonly=True) as archive:
-        return run(
-            archive,
-            search_index_path(settings, index_path),
-            query,
-            limit=limit,
-            offset=offset,
-            group=group,
-            sort=sort,
-            include_deleted=include_deleted,
-            catch_up=True,
-            progress=progress,
-        )
+        return run(archive, search_index_path(settings, index_path), query, catch_up=True,
+                   progress=progress, **options)  # fmt: skip
 
 
 def _echo_search(results, offset, as_table) -> None:
@@ -193,7 +171,7 @@ def _echo_search(results, offset, as_table) -> None:
     default=None,
     help="Keep posts deleted upstream, marked; the choice sticks until changed.",
 )
-@index_option
+@index_option()
 @click.pass_context
 def index_command(ctx, rebuild, check, keep_deleted, index_path):
     """Bring the search index up to the archive (each sync does this on its own).

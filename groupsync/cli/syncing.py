@@ -22,6 +22,7 @@ from .base import (
     echo_index_report,
     echo_json,
     group_selection_options,
+    index_option,
     search_index_path,
     settings_from,
 )
@@ -167,12 +168,7 @@ def throttle_options(f):
     help="Keep posts deleted upstream in the search index, marked (for compliance "
     "searches); the choice sticks until changed.",
 )
-@click.option(
-    "--index",
-    "index_path",
-    type=click.Path(file_okay=False),
-    help="Search index folder [default: the database path + .whoosh].",
-)
+@index_option()
 @click.option(
     "--shard",
     metavar="K/N",

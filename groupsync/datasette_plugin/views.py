@@ -28,6 +28,7 @@ from .. import access
 from .. import search as search_engine
 from ..archive import Archive
 from ..archive.queries import plugin as queries
+from ..archive.values import json_list
 from ..errors import GroupsyncError
 from ..html import neutralise_bidi, sanitise, sanitise_folded
 from .accounts import login_required
@@ -160,16 +161,6 @@ def _when(value: str | None) -> str:
     if not value:
         return ""
     return f"{value[:10]} {value[11:16]} UTC" if len(value) >= 16 else value
-
-
-def _json_list(text: str | None) -> list[Any]:
-    if not text:
-        return []
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return []
-    return data if isinstance(data, list) else []
 
 
 def _people(items: list[Any]) -> list[dict[str, str | None]]:
@@ -342,8 +333,8 @@ def thread_context(datasette: Any, database: str, data: dict[str, Any]) -> dict[
                 "received": _when(received),
                 "received_iso": received,
                 "modified": _when(modified),
-                "categories": [c for c in _json_list(categories) if isinstance(c, str)],
-                "new_participants": _people(_json_list(new_people)),
+                "categories": [c for c in json_list(categories) if isinstance(c, str)],
+                "new_participants": _people(json_list(new_people)),
                 "body": html,
                 "attachments": files,
                 "attachments_note": attachments_note,
@@ -368,8 +359,8 @@ def thread_context(datasette: Any, database: str, data: dict[str, Any]) -> dict[
         "is_locked": bool(t[6]),
         "possibly_truncated": bool(t[10]),
         "deleted": _when(t[11]),
-        "to": _people(_json_list(t[7])),
-        "cc": _people(_json_list(t[8])),
+        "to": _people(json_list(t[7])),
+        "cc": _people(json_list(t[8])),
         "participants": sorted(senders.values(), key=lambda s: s["first"]),
         "posts": posts,
         "post_total": len(posts),

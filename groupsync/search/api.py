@@ -5,13 +5,15 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import heapq
 import html as html_lib
 import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from whoosh import query as wquery
 
@@ -62,9 +64,11 @@ class SearchHit:
         return out
 
 
-@dataclass
-class SearchResults:
-    """A page of hits. ``total`` counts every match; ``parsed`` is the query as run."""
+@dataclass(kw_only=True)
+class _Page:
+    """What a page of results says besides its entries: the query as asked and as run
+    (``parsed``), how many match (``total``), the page and its order, how many changes the
+    index is behind, and a correction of the query when nothing matched."""
 
     query: str
     parsed: str
@@ -72,10 +76,16 @@ class SearchResults:
     offset: int
     limit: int
     sort: str
-    hits: list[SearchHit]
     behind: int = 0
     notes: list[str] = field(default_factory=list)
-    suggestion: str | None = None  # the query with corrected words, when nothing matched
+    suggestion: str | None = None
+
+
+@dataclass(kw_only=True)
+class SearchResults(_Page):
+    """A page of hits. ``total`` counts every match."""
+
+    hits: list[SearchHit]
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"value": [h.as_dict() for h in self.hits], "total": self.total}
@@ -107,22 +117,13 @@ class ThreadHit:
         }
 
 
-@dataclass
-class ThreadResults:
+@dataclass(kw_only=True)
+class ThreadResults(_Page):
     """A page of threads. ``total`` counts the threads that match, ``posts`` their
     matching posts."""
 
-    query: str
-    parsed: str
-    total: int
     posts: int
-    offset: int
-    limit: int
-    sort: str
     threads: list[ThreadHit]
-    behind: int = 0
-    notes: list[str] = field(default_factory=list)
-    suggestion: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -138,47 +139,104 @@ class ThreadResults:
 SORTS = ("relevance", "date")
 
 
+class SearchOptions(TypedDict, total=False):
+    """The keyword options of every search function, as :class:`SearchRequest` holds them."""
+
+    limit: int
+    offset: int
+    group: str | None
+    sort: str
+    include_deleted: bool
+    catch_up: bool | None
+    progress: Progress | None
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A query and its options, checked once and passed through every search function:
+    ``limit`` and ``offset`` page the results; ``group`` (a name or id) narrows like
+    ``group:``; ``catch_up`` and ``progress`` as :func:`search` says."""
+
+    query: str
+    limit: int = 20
+    offset: int = 0
+    group: str | None = None
+    sort: str = "relevance"
+    include_deleted: bool = False
+    catch_up: bool | None = None
+    progress: Progress | None = None
+
+    def __post_init__(self) -> None:
+        if self.sort not in SORTS:
+            raise QueryError(f"sort is one of {', '.join(SORTS)}, not {self.sort!r}")
+        if self.limit < 1 or self.offset < 0:
+            raise QueryError("limit must be at least 1 and offset not negative")
+
+    @property
+    def end(self) -> int:
+        """How many hits (or threads) the page needs ranked: those it skips, then its own."""
+        return self.offset + self.limit
+
+
 @dataclass
-class _Prepared:
-    parsed: Any
-    filt: DocFilter | None
+class _Source:
+    """An archive to search, its index caught up as far as it may be (``label`` names it
+    when several are searched together)."""
+
+    label: str
+    archive: Archive
+    index_path: Path
     state: _State
     behind: int
-    notes: list[str]
+
+
+@dataclass
+class _Plan:
+    """What every search needs: the request, the parsed query, its filter, the sources and
+    the order."""
+
+    request: SearchRequest
+    parsed: Any
+    filt: DocFilter | None
+    sources: list[_Source]
     by_date: bool
     shown: str
 
-
-def _prepare(
-    archive: Archive,
-    index_path: Path,
-    query: str,
-    *,
-    limit: int,
-    offset: int,
-    group: str | None,
-    sort: str,
-    include_deleted: bool,
-    catch_up: bool | None,
-    progress: Progress | None,
-) -> _Prepared:
-    """Check the arguments, parse the query and catch the index up (see :func:`search`)."""
-    _check_arguments(sort, limit, offset)
-    resolver = _Resolver(archive)
-    parsed = parse_query(query, resolver)
-    narrow = None if group is None else DocFilter(groups=resolver(group))
-    state, behind = _current_state(archive, index_path, catch_up, progress)
-    notes = [f"index is {behind} changes behind; run groupsync index"] if behind else []
-    filt, scoring, shown = _narrowed(parsed, narrow, include_deleted)
-    return _Prepared(parsed, filt, state, behind, notes, sort == "date" or not scoring,
-                     shown)  # fmt: skip
+    def page(self) -> dict[str, Any]:
+        """The fields a page of results (posts or threads) takes from the plan."""
+        notes = [(f"{s.label}: " if s.label else "")
+                 + f"index is {s.behind} changes behind; run groupsync index"
+                 for s in self.sources if s.behind]  # fmt: skip
+        return {
+            "query": self.request.query,
+            "parsed": self.shown,
+            "offset": self.request.offset,
+            "limit": self.request.limit,
+            "sort": "date" if self.by_date else "relevance",
+            "behind": sum(s.behind for s in self.sources),
+            "notes": notes,
+        }
 
 
-def _check_arguments(sort: str, limit: int, offset: int) -> None:
-    if sort not in SORTS:
-        raise QueryError(f"sort is one of {', '.join(SORTS)}, not {sort!r}")
-    if limit < 1 or offset < 0:
-        raise QueryError("limit must be at least 1 and offset not negative")
+def _plan(
+    archives: Sequence[tuple[str, Archive, str | Path]],
+    request: SearchRequest,
+    resolver: _Resolver,
+) -> _Plan:
+    """Parse the query (``group:`` resolved by ``resolver``) and catch each index up (see
+    :func:`search`)."""
+    parsed = parse_query(request.query, resolver)
+    narrow = None if request.group is None else DocFilter(groups=resolver(request.group))
+    sources = [_source(label, archive, Path(path), request)
+               for label, archive, path in archives]  # fmt: skip
+    filt, scoring, shown = _narrowed(parsed, narrow, request.include_deleted)
+    return _Plan(request, parsed, filt, sources, request.sort == "date" or not scoring, shown)
+
+
+def _source(label: str, archive: Archive, index_path: Path, request: SearchRequest) -> _Source:
+    state, behind = _current_state(archive, index_path, request.catch_up, request.progress,
+                                   label)  # fmt: skip
+    return _Source(label, archive, index_path, state, behind)
 
 
 def _current_state(
@@ -224,21 +282,23 @@ def _narrowed(
     return filt, scoring, str(shown)
 
 
+@contextlib.contextmanager
+def _searching(
+    archive: Archive, index_path: str | Path, query: str, options: SearchOptions
+) -> Iterator[tuple[_Plan, _Source, Any]]:
+    """One archive's plan, its source and its index's searcher, held under the index's lock."""
+    plan = _plan([("", archive, index_path)], SearchRequest(query, **options), _Resolver(archive))
+    source = plan.sources[0]
+    engine = _engine(source.index_path, source.state)
+    with engine.lock:
+        yield plan, source, engine.current()
+
+
 def search(
-    archive: Archive,
-    index_path: str | Path,
-    query: str,
-    *,
-    limit: int = 20,
-    offset: int = 0,
-    group: str | None = None,
-    sort: str = "relevance",
-    include_deleted: bool = False,
-    catch_up: bool | None = None,
-    progress: Progress | None = None,
+    archive: Archive, index_path: str | Path, query: str, **options: Unpack[SearchOptions]
 ) -> SearchResults:
     """Search the archive's posts; see the README for the query syntax. One hit per post
-    (:func:`search_threads` groups them by thread).
+    (:func:`search_threads` groups them by thread). The options are :class:`SearchRequest`'s.
 
     The index is first caught up with the archive when the archive moved on (after a crash
     between a sync's database commit and its index commit, say), unless ``catch_up`` is
@@ -247,66 +307,33 @@ def search(
     changes the index is behind. ``group`` (a name or id) narrows like ``group:``. When
     nothing matches, ``suggestion`` is the query with its words corrected from the index.
     """
-    index_path = Path(index_path)
-    prep = _prepare(archive, index_path, query, limit=limit, offset=offset, group=group,
-                    sort=sort, include_deleted=include_deleted, catch_up=catch_up,
-                    progress=progress)  # fmt: skip
-    engine = _engine(index_path, prep.state)
     suggestion = None
-    with engine.lock:
-        searcher = engine.current()
-        ranked, total, terms = _rank(
-            searcher, prep.parsed.query, prep.filt, offset + limit, prep.by_date
-        )
+    with _searching(archive, index_path, query, options) as (plan, source, searcher):
+        offset, want = plan.request.offset, plan.request.end
+        ranked, total, terms = _rank(searcher, plan.parsed.query, plan.filt, want, plan.by_date)
         seqs = ranked[offset:]
         if not total:
-            suggestion = _suggest(searcher, prep.parsed.query, query)
-    hits = _hits(archive, prep.state, seqs, terms)
-    return SearchResults(
-        query=query,
-        parsed=prep.shown,
-        total=total,
-        offset=offset,
-        limit=limit,
-        sort="date" if prep.by_date else "relevance",
-        hits=hits,
-        behind=prep.behind,
-        notes=prep.notes,
-        suggestion=suggestion,
-    )
+            suggestion = _suggest(searcher, plan.parsed.query, query)
+    hits = _hits(archive, source.state, seqs, terms)
+    return SearchResults(**plan.page(), total=total, hits=hits, suggestion=suggestion)
 
 
 def search_threads(
-    archive: Archive,
-    index_path: str | Path,
-    query: str,
-    *,
-    limit: int = 20,
-    offset: int = 0,
-    group: str | None = None,
-    sort: str = "relevance",
-    include_deleted: bool = False,
-    catch_up: bool | None = None,
-    progress: Progress | None = None,
+    archive: Archive, index_path: str | Path, query: str, **options: Unpack[SearchOptions]
 ) -> ThreadResults:
     """:func:`search`, one entry per thread: its best post (by score, or the newest when
     sorted by date) with its snippet, how many of its posts match and the newest match's
     date. ``limit`` and ``offset`` count threads."""
-    index_path = Path(index_path)
-    prep = _prepare(archive, index_path, query, limit=limit, offset=offset, group=group,
-                    sort=sort, include_deleted=include_deleted, catch_up=catch_up,
-                    progress=progress)  # fmt: skip
-    engine = _engine(index_path, prep.state)
     suggestion = None
-    with engine.lock:
-        searcher = engine.current()
+    with _searching(archive, index_path, query, options) as (plan, source, searcher):
+        offset, want = plan.request.offset, plan.request.end
         ranked, threads, posts, terms = _rank_threads(
-            searcher, prep.parsed.query, prep.filt, offset + limit, prep.by_date
+            searcher, plan.parsed.query, plan.filt, want, plan.by_date
         )
         ranked = ranked[offset:]
         if not posts:
-            suggestion = _suggest(searcher, prep.parsed.query, query)
-    best = _hits(archive, prep.state, [(ref, score) for ref, score, _n, _t in ranked], terms)
+            suggestion = _suggest(searcher, plan.parsed.query, query)
+    best = _hits(archive, source.state, [(ref, score) for ref, score, _n, _t in ranked], terms)
     found = [
         ThreadHit(hit, count, _iso(newest))
         for (_ref, _score, count, newest), hit in zip(
@@ -314,19 +341,8 @@ def search_threads(
         )
         if hit is not None
     ]
-    return ThreadResults(
-        query=query,
-        parsed=prep.shown,
-        total=threads,
-        posts=posts,
-        offset=offset,
-        limit=limit,
-        sort="date" if prep.by_date else "relevance",
-        threads=found,
-        behind=prep.behind,
-        notes=prep.notes,
-        suggestion=suggestion,
-    )
+    return ThreadResults(**plan.page(), total=threads, posts=posts, threads=found,
+                         suggestion=suggestion)  # fmt: skip
 
 
 def _align(hits: list[SearchHit], keys: list[bytes]) -> list[SearchHit | None]:

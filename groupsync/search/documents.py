@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import warnings
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from typing import Any
 
 from ..archive import Archive
 from ..archive.queries import search as queries
+from ..archive.values import json_list
 from ..errors import GroupsyncError
 from ..html import to_text
 from .schema import FLAG_ATTACHMENT, FLAG_DELETED, _key, _thread_key
@@ -27,20 +27,10 @@ ATTACHMENT_BYTES_CAP = 32 * 1024 * 1024  # larger attachments are not opened for
 # -- documents from the archive -----------------------------------------------------------
 
 
-def _json_list(value: str | None) -> list[Any]:
-    if not value:
-        return []
-    try:
-        data = json.loads(value)
-    except ValueError:
-        return []
-    return data if isinstance(data, list) else []
-
-
 def _recipients(*values: str | None) -> str:
     parts: list[str] = []
     for value in values:
-        for recipient in _json_list(value):
+        for recipient in json_list(value):
             email = recipient.get("emailAddress") if isinstance(recipient, dict) else None
             email = email if isinstance(email, dict) else {}
             parts.extend(str(v) for v in (email.get("name"), email.get("address")) if v)
@@ -189,7 +179,7 @@ def _document(row: tuple, attachments: list[tuple], extract: _AttachmentText) ->
     to = _recipients(to_recipients, cc_recipients, new_participants)
     if to:
         doc["to"] = to
-    cats = [str(c) for c in _json_list(categories) if c]
+    cats = [str(c) for c in json_list(categories) if c]
     if cats:
         doc["category"] = "\n".join(cats)
     if attachments:

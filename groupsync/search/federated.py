@@ -16,28 +16,27 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from ..archive import Archive
 from ..ids import printable
 from .api import (
     SearchHit,
+    SearchOptions,
+    SearchRequest,
     SearchResults,
     ThreadHit,
     ThreadResults,
-    _check_arguments,
-    _current_state,
     _hits,
     _iso,
-    _narrowed,
+    _Plan,
+    _plan,
     _rank,
     _rank_threads,
+    _Source,
 )
-from .filters import DocFilter
-from .indexer import Progress
-from .query import QueryError, _Resolver, parse_query
+from .query import QueryError, _Resolver
 from .searchers import _engine
-from .state import _State
 
 __all__ = ["ArchiveHit", "search_archives", "search_threads_archives"]
 
@@ -47,15 +46,6 @@ class ArchiveHit(SearchHit):
     """A hit and the archive (its label) it came from."""
 
     archive: str = ""
-
-
-@dataclass
-class _Source:
-    label: str
-    archive: Archive
-    index_path: Path
-    state: _State
-    behind: int
 
 
 class _GlobalStats:
@@ -129,43 +119,14 @@ class _Resolvers:
         return frozenset(found)
 
 
-@dataclass
-class _Plan:
-    """What both searches need: the parsed query, its filter, the sources and the order."""
-
-    parsed: Any
-    filt: DocFilter | None
-    sources: list[_Source]
-    by_date: bool
-    shown: str
-    behind: int
-    notes: list[str]
-
-
-def _plan(
-    archives: Sequence[tuple[str, Archive, str | Path]],
-    query: str,
-    *,
-    limit: int,
-    offset: int,
-    group: str | None,
-    sort: str,
-    include_deleted: bool,
-    catch_up: bool | None,
-    progress: Progress | None,
+def _plan_many(
+    archives: Sequence[tuple[str, Archive, str | Path]], query: str, options: SearchOptions
 ) -> _Plan:
     if not archives:
         raise QueryError("no archive to search")
-    _check_arguments(sort, limit, offset)
+    request = SearchRequest(query, **options)
     resolvers = _Resolvers([a for _l, a, _p in archives])
-    parsed = parse_query(query, resolvers)  # type: ignore[arg-type]
-    sources = [_source(label, a, Path(p), catch_up, progress) for label, a, p in archives]
-    narrow = None if group is None else DocFilter(groups=resolvers(group))
-    filt, scoring, shown = _narrowed(parsed, narrow, include_deleted)
-    notes = [f"{s.label}: index is {s.behind} changes behind; run groupsync index"
-             for s in sources if s.behind]  # fmt: skip
-    return _Plan(parsed, filt, sources, sort == "date" or not scoring, shown,
-                 sum(s.behind for s in sources), notes)  # fmt: skip
+    return _plan(archives, request, resolvers)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
@@ -200,21 +161,13 @@ def _order(merged: list[tuple[Any, Any]], by_date: bool, hit: Any) -> None:
 def search_archives(
     archives: Sequence[tuple[str, Archive, str | Path]],
     query: str,
-    *,
-    limit: int = 20,
-    offset: int = 0,
-    group: str | None = None,
-    sort: str = "relevance",
-    include_deleted: bool = False,
-    catch_up: bool | None = None,
-    progress: Progress | None = None,
+    **options: Unpack[SearchOptions],
 ) -> SearchResults:
     """Search ``(label, archive, index path)`` triples as one collection; hits are
     :class:`ArchiveHit`, scored with the statistics of all the indexes together.
     ``group`` (a name or id, in any of the archives) narrows like ``group:``."""
-    plan = _plan(archives, query, limit=limit, offset=offset, group=group, sort=sort,
-                 include_deleted=include_deleted, catch_up=catch_up, progress=progress)  # fmt: skip
-    want = offset + limit
+    plan = _plan_many(archives, query, options)
+    offset, want = plan.request.offset, plan.request.end
     merged: list[tuple[Any, ArchiveHit]] = []
     total = 0
     with _scoped_searchers(plan.sources) as scoped:
@@ -227,37 +180,19 @@ def search_archives(
                     merged.append((item[1], _labelled(hit, source)))
     _order(merged, plan.by_date, lambda hit: hit)
     hits: list[SearchHit] = [hit for _score, hit in merged[offset:want]]
-    return SearchResults(
-        query=query,
-        parsed=plan.shown,
-        total=total,
-        offset=offset,
-        limit=limit,
-        sort="date" if plan.by_date else "relevance",
-        hits=hits,
-        behind=plan.behind,
-        notes=plan.notes,
-    )
+    return SearchResults(**plan.page(), total=total, hits=hits)
 
 
 def search_threads_archives(
     archives: Sequence[tuple[str, Archive, str | Path]],
     query: str,
-    *,
-    limit: int = 20,
-    offset: int = 0,
-    group: str | None = None,
-    sort: str = "relevance",
-    include_deleted: bool = False,
-    catch_up: bool | None = None,
-    progress: Progress | None = None,
+    **options: Unpack[SearchOptions],
 ) -> ThreadResults:
     """:func:`search_archives`, one entry per thread (as ``search_threads``). A thread
     lives in one archive (shards split by group), so each archive's best threads are
     ranked with the shared statistics and merged by their best post."""
-    plan = _plan(archives, query, limit=limit, offset=offset, group=group, sort=sort,
-                 include_deleted=include_deleted, catch_up=catch_up, progress=progress)  # fmt: skip
-    want = offset + limit
+    plan = _plan_many(archives, query, options)
+    offset, want = plan.request.offset, plan.request.end
     merged: list[tuple[Any, ThreadHit]] = []
     threads = posts = 0
     with _scoped_searchers(plan.sources) as scoped:
@@ -271,24 +206,6 @@ def search_threads_archives(
                 for hit in _hits(source.archive, source.state, [(ref, score)], terms):
                     merged.append((score, ThreadHit(_labelled(hit, source), count, _iso(newest))))
     _order(merged, plan.by_date, lambda thread: thread.hit)
-    return ThreadResults(
-        query=query,
-        parsed=plan.shown,
-        total=threads,
-        posts=posts,
-        offset=offset,
-        limit=limit,
-        sort="date" if plan.by_date else "relevance",
-        threads=[thread for _score, thread in merged[offset:want]],
-        behind=plan.behind,
-        notes=plan.notes,
-    )
+    threads_page = [thread for _score, thread in merged[offset:want]]
+    return ThreadResults(**plan.page(), total=threads, posts=posts, threads=threads_page)
 
-
-def _source(
-    label: str, archive: Archive, index_path: Path, catch_up: bool | None,
-    progress: Progress | None,
-) -> _Source:
-    """An archive's index, caught up first as :func:`search` does."""
-    state, behind = _current_state(archive, index_path, catch_up, progress, label)
-    return _Source(label, archive, index_path, state, behind)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from .data import JSON
 from .query import DIRECTORY, Query, parse_query, parse_select
 from .request import Request, collection, directory_group, entity
-from .responses import Response, SimHTTPError, bad_request
+from .responses import Response, bad_request, directory_not_found
 from .shapes import GROUP_SELECTABLE, public, serve_group, serve_user
 
 if TYPE_CHECKING:
@@ -51,12 +51,7 @@ def get_user(sim: Simulator, req: Request, params: list[str]) -> Response:
 def _lookup_user(sim: Simulator, key: str) -> JSON:
     user = sim.state.user(key)
     if user is None:
-        raise SimHTTPError(
-            404,
-            "Request_ResourceNotFound",
-            f"Resource '{key}' does not exist or one of its queried reference-property "
-            "objects are not present.",
-        )
+        raise directory_not_found(key)
     return user
 
 

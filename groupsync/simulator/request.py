@@ -15,6 +15,7 @@ from .responses import (
     SimHTTPError,
     access_denied,
     bad_request,
+    directory_not_found,
     item_not_found,
     json_response,
 )
@@ -80,12 +81,7 @@ def directory_group(sim: Simulator, gid: str) -> JSON:
         raise SimHTTPError(400, "Request_BadRequest", f"Invalid object identifier '{gid}'.")
     group = sim.state.group(gid)
     if group is None:
-        raise SimHTTPError(
-            404,
-            "Request_ResourceNotFound",
-            f"Resource '{gid}' does not exist or one of its queried reference-property "
-            "objects are not present.",
-        )
+        raise directory_not_found(gid)
     return group
 
 

@@ -87,6 +87,17 @@ def bad_request(message: str, code: str = "BadRequest") -> SimHTTPError:
     return SimHTTPError(400, code, message)
 
 
+def directory_not_found(key: str) -> SimHTTPError:
+    """The directory's 404 for a group or user id it does not hold (Request_ResourceNotFound,
+    not Exchange's ErrorItemNotFound)."""
+    return SimHTTPError(
+        404,
+        "Request_ResourceNotFound",
+        f"Resource '{key}' does not exist or one of its queried reference-property "
+        "objects are not present.",
+    )
+
+
 def item_not_found() -> SimHTTPError:
     """404 for an unknown conversation, thread, post or attachment (Exchange store)."""
     return SimHTTPError(404, "ErrorItemNotFound", ITEM_NOT_FOUND)

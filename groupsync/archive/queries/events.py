@@ -28,7 +28,8 @@ def iter_event_rows(
     group_id: str | None = None,
     after_id: int | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Event rows oldest first, each filter applied only when given."""
+    """Event rows oldest first, each filter applied only when given: recorded at or after
+    ``since`` (a Graph-style UTC time), in ``state``, of ``group_id``, after ``after_id``."""
     params = {"since": since, "state": state, "group_id": group_id, "after_id": after_id}
     where = [
         condition

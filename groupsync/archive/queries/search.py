@@ -32,6 +32,16 @@ _HITS = """
 _CHUNK = 500  # values per IN (...): well under SQLite's limit on parameters
 
 
+def _chunked(
+    archive: Connection, sql: str, name: str, values: list[Any]
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``sql`` with its ``{}`` the IN list of ``values``, run _CHUNK values at
+    a time."""
+    for start in range(0, len(values), _CHUNK):
+        listed, params = in_list(name, values[start : start + _CHUNK])
+        yield from archive.conn.execute(sql.format(listed), params)
+
+
 def changed_document_rows(
     archive: Connection, after: int, upto: int, with_deleted: bool
 ) -> list[tuple[Any, ...]]:
@@ -98,11 +108,7 @@ def live_attachments(
     )
     if post_ids is None:
         return archive.conn.execute(sql)
-    rows: list[tuple[str, str | None, str | None, str | None, int | None]] = []
-    for start in range(0, len(post_ids), _CHUNK):
-        values, params = in_list("post", post_ids[start : start + _CHUNK])
-        rows.extend(archive.conn.execute(f"{sql} AND post_id IN {values}", params))
-    return rows
+    return list(_chunked(archive, sql + " AND post_id IN {}", "post", post_ids))
 
 
 def post_change_states(archive: Connection) -> Iterator[tuple[str, int, int]]:
@@ -116,9 +122,7 @@ def post_change_states(archive: Connection) -> Iterator[tuple[str, int, int]]:
 
 def hit_rows(archive: Connection, seqs: list[int]) -> Iterator[tuple[Any, ...]]:
     """Hit rows of the posts at these changes."""
-    for start in range(0, len(seqs), _CHUNK):
-        values, params = in_list("seq", seqs[start : start + _CHUNK])
-        yield from archive.conn.execute(f"{_HITS} WHERE p.change_seq IN {values}", params)
+    yield from _chunked(archive, _HITS + " WHERE p.change_seq IN {}", "seq", seqs)
 
 
 def hit_rows_after(archive: Connection, after: int) -> Iterator[tuple[Any, ...]]:
@@ -129,32 +133,14 @@ def hit_rows_after(archive: Connection, after: int) -> Iterator[tuple[Any, ...]]
 def post_ids_at(archive: Connection, seqs: list[int]) -> list[str]:
     """The posts at these changes (the index names a post by its change), purged ones left
     out."""
-    out: list[str] = []
-    for start in range(0, len(seqs), _CHUNK):
-        values, params = in_list("seq", seqs[start : start + _CHUNK])
-        out.extend(
-            r[0]
-            for r in archive.conn.execute(
-                f"SELECT id FROM posts WHERE change_seq IN {values} AND purged_at IS NULL",
-                params,
-            )
-        )
-    return out
+    sql = "SELECT id FROM posts WHERE change_seq IN {} AND purged_at IS NULL"
+    return [r[0] for r in _chunked(archive, sql, "seq", seqs)]
 
 
 def purged_among(archive: Connection, post_ids: list[str]) -> set[str]:
     """Which of these posts a retention purge emptied: the index drops them whatever it
     keeps of deleted posts."""
-    out: set[str] = set()
     if not _has_purges(archive):
-        return out
-    for start in range(0, len(post_ids), _CHUNK):
-        values, params = in_list("post", post_ids[start : start + _CHUNK])
-        out.update(
-            r[0]
-            for r in archive.conn.execute(
-                f"SELECT id FROM posts WHERE id IN {values} AND purged_at IS NOT NULL",
-                params,
-            )
-        )
-    return out
+        return set()
+    sql = "SELECT id FROM posts WHERE id IN {} AND purged_at IS NOT NULL"
+    return {r[0] for r in _chunked(archive, sql, "post", post_ids)}
