@@ -167,6 +167,9 @@ def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # listening before the URL is printed: a client that connects at once waits in
+        # the backlog while uvicorn starts, instead of being refused
+        sock.listen(128)
     except OSError as ex:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {ex.strerror}") from None
