@@ -369,6 +369,54 @@ _INLINED, _WEIGHT_WHOLE, _MAXWEIGHT_WHOLE, _WEIGHTS_ONE, _WEIGHTS_WHOLE, _VALUES
     1, 2, 4, 8, 16, 32)  # fmt: skip
 
 
+def term_entry(
+    df: int,
+    weight: float,
+    shortest: int,
+    longest: int,
+    maxweight: float,
+    minid: int | None,
+    maxid: int | None,
+    inlined: tuple[Any, Any, Any] | None,
+    extent: tuple[int, int] = (0, 0),
+) -> bytes:
+    """A term's dictionary entry (:class:`CompactTermInfo`); ``shortest`` and ``longest``
+    as Whoosh's length bytes; ``inlined`` the postings kept in it (ids, weights, values),
+    else ``extent``, where its blocks are in the postings file."""
+    out = bytearray(1)
+    flags = 0
+    _varint(df, out)
+    flags |= _number(weight, _WEIGHT_WHOLE, out)
+    out.append(shortest)
+    out.append(longest)
+    flags |= _number(maxweight, _MAXWEIGHT_WHOLE, out)
+    _varint(0 if minid is None else minid + 1, out)
+    _varint(0 if maxid is None else maxid + 1, out)
+    if inlined is not None:
+        flags |= _INLINED
+        ids, weights, values = inlined
+        for a, b in zip(ids, ids[1:], strict=False):
+            _varint(b - a, out)
+        if all(w == 1.0 for w in weights):
+            flags |= _WEIGHTS_ONE
+        elif all(w == int(w) and 0 <= w < 1 << 32 for w in weights):
+            flags |= _WEIGHTS_WHOLE
+            for w in weights:
+                _varint(int(w), out)
+        else:
+            out += _packed("f", weights)
+        if values:
+            flags |= _VALUES
+            for value in values:
+                _varint(len(value), out)
+                out += value
+    else:
+        _varint(extent[0], out)
+        _varint(extent[1], out)
+    out[0] = flags
+    return bytes(out)
+
+
 class CompactTermInfo(W3TermInfo):
     """W3's term info, packed (see above)."""
 
@@ -384,38 +432,12 @@ class CompactTermInfo(W3TermInfo):
     _inlined: tuple[tuple[int, ...], tuple[float, ...], Any] | None
 
     def to_bytes(self) -> bytes:
-        out = bytearray(1)
-        flags = 0
-        _varint(self._df, out)
-        flags |= _number(self._weight, _WEIGHT_WHOLE, out)
-        out.append(0 if self._minlength is None else length_to_byte(self._minlength))
-        out.append(length_to_byte(self._maxlength))
-        flags |= _number(self._maxweight, _MAXWEIGHT_WHOLE, out)
-        _varint(0 if self._minid is None else self._minid + 1, out)
-        _varint(0 if self._maxid is None else self._maxid + 1, out)
-        if self._inlined is not None:
-            flags |= _INLINED
-            ids, weights, values = self._inlined
-            for a, b in zip(ids, ids[1:], strict=False):
-                _varint(b - a, out)
-            if all(w == 1.0 for w in weights):
-                flags |= _WEIGHTS_ONE
-            elif all(w == int(w) and 0 <= w < 1 << 32 for w in weights):
-                flags |= _WEIGHTS_WHOLE
-                for w in weights:
-                    _varint(int(w), out)
-            else:
-                out += _packed("f", weights)
-            if values:
-                flags |= _VALUES
-                for value in values:
-                    _varint(len(value), out)
-                    out += value
-        else:
-            _varint(self._offset or 0, out)
-            _varint(self._length or 0, out)
-        out[0] = flags
-        return bytes(out)
+        return term_entry(
+            self._df, self._weight,
+            0 if self._minlength is None else length_to_byte(self._minlength),
+            length_to_byte(self._maxlength), self._maxweight, self._minid, self._maxid,
+            self._inlined, (self._offset or 0, self._length or 0),
+        )  # fmt: skip
 
     @classmethod
     def from_bytes(cls, s: bytes) -> CompactTermInfo:
