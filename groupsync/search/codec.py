@@ -12,7 +12,7 @@ import sys
 import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from whoosh.codec.whoosh3 import (
     LENGTHS_COLUMN,
@@ -23,6 +23,7 @@ from whoosh.codec.whoosh3 import (
     W3PostingsWriter,
 )
 from whoosh.formats import Positions
+from whoosh.system import pack_int, pack_long, pack_ushort
 from whoosh.util.numeric import byte_to_length, length_to_byte
 
 from .analysis import fold, terms_of
@@ -367,6 +368,145 @@ class _CompactFieldWriter(W3FieldWriter):
             postings.add_posting(docnum, weight, value or b"", length)
         if last_text is not None:
             self.finish_term()
+
+
+    def add_term_postings(
+        self, fieldname: str, fieldobj: Any, lens: bytes, postings: TermPostings
+    ) -> None:
+        """Write a field's postings a term at a time, each term cut into blocks of
+        ``blocklimit``: the bytes :meth:`add_postings` writes a posting at a time (the
+        block statistics and term infos included), from whole arrays (numpy) instead.
+        """
+        import numpy as np
+
+        self.start_field(fieldname, fieldobj)
+        writer = self._postwriter
+        limit = writer._blocklimit
+        docs, freqs, gaps = postings.docs, postings.freqs, postings.gaps
+        term_starts = postings.term_starts
+        counts = np.diff(term_starts)
+        nblocks = (counts + limit - 1) // limit
+        first_block = np.concatenate(([0], np.cumsum(nblocks)))
+        within = np.arange(int(first_block[-1])) - np.repeat(first_block[:-1], nblocks)
+        starts = np.repeat(term_starts[:-1], nblocks) + limit * within
+        ends = np.minimum(starts + limit, np.repeat(term_starts[1:], nblocks))
+        deltas = np.diff(docs, prepend=0)
+        deltas[starts] = 0
+        max_delta = np.maximum.reduceat(deltas, starts)
+        max_freq = np.maximum.reduceat(freqs, starts)
+        token_starts = np.concatenate(([0], np.cumsum(freqs)))
+        max_gap = np.maximum.reduceat(gaps, token_starts[starts])
+        # a posting's length byte, as the lengths column holds it (0: none)
+        codes = np.zeros(int(docs.max()) + 1, np.int64)
+        known = np.frombuffer(lens, np.uint8)[: len(codes)]
+        codes[: len(known)] = known
+        posting_codes = codes[docs]
+        min_code = np.minimum.reduceat(np.where(posting_codes == 0, 256, posting_codes), starts)
+        max_code = np.maximum.reduceat(posting_codes, starts)
+        # per term: Whoosh's TermInfo statistics
+        term_min_code = np.minimum.reduceat(min_code, first_block[:-1])
+        term_max_code = np.maximum.reduceat(max_code, first_block[:-1])
+        term_weight = np.add.reduceat(freqs, term_starts[:-1])
+        term_max = np.maximum.reduceat(max_freq, first_block[:-1])
+
+        def le(dtype: str, values: Any) -> bytes:
+            return bytes(values.astype(dtype).tobytes())
+
+        delta_bytes = {
+            b"B": (1, le("<u1", deltas)),
+            b"H": (2, le("<u2", deltas)) if max_delta.max() >= 0x100 else (2, b""),
+            b"I": (4, le("<u4", deltas)) if max_delta.max() >= 0x10000 else (4, b""),
+        }
+        weight_b = le("<u1", freqs)
+        weight_f = le("<f4", freqs) if term_max.max() >= 0x100 else b""
+        gap_b = le("<u1", gaps)
+        gap_h = le("<u2", gaps) if max_gap.max() >= 0x100 else b""
+        gap_codes = ((b"B", 1, gap_b), (b"H", 2, gap_h))
+        to_byte = [length_to_byte(byte_to_length(c)) if c else 0 for c in range(256)]
+        to_byte.append(0)  # no length (code 256): Whoosh's length_to_byte(None)
+
+        postfile, tindex = self._postfile, self._tindex
+        fieldid = pack_ushort(self._fieldid)
+        head_pack, parts_pack, terminfo_pack = _BLOCK_HEAD.pack, _PARTS.pack, _TERMINFO.pack
+        dumps, compress, level = pickle.dumps, zlib.compress, ZLIB_LEVEL
+        out = bytearray()
+        base = postfile.tell()
+        starts_l, ends_l = starts.tolist(), ends.tolist()
+        tstarts_l = token_starts.tolist()
+        docs_l = docs.tolist()
+        max_delta_l, max_freq_l, max_gap_l = max_delta.tolist(), max_freq.tolist(), max_gap.tolist()
+        min_code_l, max_code_l = min_code.tolist(), max_code.tolist()
+        first_block_l = first_block.tolist()
+        term_rows = zip(
+            postings.terms, first_block_l, first_block_l[1:], term_weight.tolist(),
+            counts.tolist(), term_min_code.tolist(), term_max_code.tolist(), term_max.tolist(),
+            term_starts.tolist(), strict=False,
+        )  # fmt: skip
+        for btext, b0, b1, weight, df, tmin, tmax, tmaxw, tstart in term_rows:
+            offset = base + len(out)
+            out += WHOOSH3_HEADER_MAGIC
+            for k in range(b0, b1):
+                s, e = starts_l[k], ends_l[k]
+                n = e - s
+                md = max_delta_l[k]
+                idcode = b"B" if md < 0x100 else b"H" if md < 0x10000 else b"I"
+                width, dbytes = delta_bytes[idcode]
+                mf = max_freq_l[k]
+                if mf == 1:
+                    wcode, wbytes = b"0", b""
+                elif mf < 0x100:
+                    wcode, wbytes = b"B", weight_b[s:e]
+                else:
+                    wcode, wbytes = b"f", weight_f[4 * s : 4 * e]
+                first = head_pack(n, docs_l[s], idcode, wcode, b"D")
+                first += dbytes[width * (s + 1) : width * e] + wbytes
+                ts, te = tstarts_l[s], tstarts_l[e]
+                gcode, gwidth, gbytes = gap_codes[max_gap_l[k] >= 0x100]
+                vbytes = gcode + gbytes[gwidth * ts : gwidth * te]
+                flags = 0
+                if len(first) >= 64:
+                    first, flags = compress(first, level), 1
+                if len(vbytes) >= 64:
+                    vbytes, flags = compress(vbytes, level), flags | 2
+                info = dumps(
+                    (n, docs_l[e - 1], float(mf), 0, to_byte[min_code_l[k]],
+                     to_byte[max_code_l[k]]),
+                    2,
+                )  # fmt: skip
+                size = len(info) + _PARTS.size + len(first) + len(vbytes)
+                out += pack_int(-size if k == b1 - 1 else size)
+                out += info
+                out += parts_pack(flags, len(first))
+                out += first
+                out += vbytes
+            terminfo = terminfo_pack(
+                0, float(weight), df, to_byte[tmin], to_byte[tmax], float(tmaxw),
+                docs_l[tstart], docs_l[tstart + df - 1],
+            )  # fmt: skip
+            extent = pack_long(offset) + pack_int(base + len(out) - offset)
+            tindex.add(fieldid + btext, terminfo + extent)
+            if len(out) >= 1 << 22:
+                postfile.write(bytes(out))
+                base, out = postfile.tell(), bytearray()
+        if out:
+            postfile.write(bytes(out))
+        self.finish_field()
+
+
+class TermPostings(NamedTuple):
+    """A field's postings sorted by term then document (numpy arrays, int64): the terms
+    (UTF-8, in order), where each term's postings start (one more: the end), each
+    posting's document and frequency, and each occurrence's position as the gap from the
+    previous one of its posting (the first from 0)."""
+
+    terms: list[bytes]
+    term_starts: Any
+    docs: Any
+    freqs: Any
+    gaps: Any
+
+
+_TERMINFO = struct.Struct("!BfIBBfII")  # Whoosh's W3TermInfo, not inlined
 
 
 def _lengths_column(perdoc: Any, fieldname: str) -> bytes:
