@@ -396,13 +396,16 @@ class _CompactFieldWriter(W3FieldWriter):
         max_freq = np.maximum.reduceat(freqs, starts)
         token_starts = np.concatenate(([0], np.cumsum(freqs)))
         max_gap = np.maximum.reduceat(gaps, token_starts[starts])
-        # a posting's length byte, as the lengths column holds it (0: none)
-        codes = np.zeros(int(docs.max()) + 1, np.int64)
+        # a posting's length byte, as the lengths column holds it (0: none, as 256)
+        codes = np.zeros(int(docs.max()) + 1, np.int16)
         known = np.frombuffer(lens, np.uint8)[: len(codes)]
         codes[: len(known)] = known
+        codes[codes == 0] = 256
         posting_codes = codes[docs]
-        min_code = np.minimum.reduceat(np.where(posting_codes == 0, 256, posting_codes), starts)
+        min_code = np.minimum.reduceat(posting_codes, starts)
+        posting_codes[posting_codes == 256] = 0
         max_code = np.maximum.reduceat(posting_codes, starts)
+        del codes, posting_codes
         # per term: Whoosh's TermInfo statistics
         term_min_code = np.minimum.reduceat(min_code, first_block[:-1])
         term_max_code = np.maximum.reduceat(max_code, first_block[:-1])
@@ -417,6 +420,7 @@ class _CompactFieldWriter(W3FieldWriter):
             b"H": (2, le("<u2", deltas)) if max_delta.max() >= 0x100 else (2, b""),
             b"I": (4, le("<u4", deltas)) if max_delta.max() >= 0x10000 else (4, b""),
         }
+        del deltas
         weight_b = le("<u1", freqs)
         weight_f = le("<f4", freqs) if term_max.max() >= 0x100 else b""
         gap_b = le("<u1", gaps)
@@ -431,18 +435,19 @@ class _CompactFieldWriter(W3FieldWriter):
         dumps, compress, level = pickle.dumps, zlib.compress, ZLIB_LEVEL
         out = bytearray()
         base = postfile.tell()
+        # per block (not per posting: a list of Python ints costs 36 bytes an item)
         starts_l, ends_l = starts.tolist(), ends.tolist()
-        tstarts_l = token_starts.tolist()
-        docs_l = docs.tolist()
+        tstarts_l, tends_l = token_starts[starts].tolist(), token_starts[ends].tolist()
+        first_l, last_l = docs[starts].tolist(), docs[ends - 1].tolist()
         max_delta_l, max_freq_l, max_gap_l = max_delta.tolist(), max_freq.tolist(), max_gap.tolist()
         min_code_l, max_code_l = min_code.tolist(), max_code.tolist()
         first_block_l = first_block.tolist()
         term_rows = zip(
             postings.terms, first_block_l, first_block_l[1:], term_weight.tolist(),
             counts.tolist(), term_min_code.tolist(), term_max_code.tolist(), term_max.tolist(),
-            term_starts.tolist(), strict=False,
+            strict=False,
         )  # fmt: skip
-        for btext, b0, b1, weight, df, tmin, tmax, tmaxw, tstart in term_rows:
+        for btext, b0, b1, weight, df, tmin, tmax, tmaxw in term_rows:
             offset = base + len(out)
             out += WHOOSH3_HEADER_MAGIC
             for k in range(b0, b1):
@@ -458,9 +463,9 @@ class _CompactFieldWriter(W3FieldWriter):
                     wcode, wbytes = b"B", weight_b[s:e]
                 else:
                     wcode, wbytes = b"f", weight_f[4 * s : 4 * e]
-                first = head_pack(n, docs_l[s], idcode, wcode, b"D")
+                first = head_pack(n, first_l[k], idcode, wcode, b"D")
                 first += dbytes[width * (s + 1) : width * e] + wbytes
-                ts, te = tstarts_l[s], tstarts_l[e]
+                ts, te = tstarts_l[k], tends_l[k]
                 gcode, gwidth, gbytes = gap_codes[max_gap_l[k] >= 0x100]
                 vbytes = gcode + gbytes[gwidth * ts : gwidth * te]
                 flags = 0
@@ -469,7 +474,7 @@ class _CompactFieldWriter(W3FieldWriter):
                 if len(vbytes) >= 64:
                     vbytes, flags = compress(vbytes, level), flags | 2
                 info = dumps(
-                    (n, docs_l[e - 1], float(mf), 0, to_byte[min_code_l[k]],
+                    (n, last_l[k], float(mf), 0, to_byte[min_code_l[k]],
                      to_byte[max_code_l[k]]),
                     2,
                 )  # fmt: skip
@@ -481,7 +486,7 @@ class _CompactFieldWriter(W3FieldWriter):
                 out += vbytes
             terminfo = terminfo_pack(
                 0, float(weight), df, to_byte[tmin], to_byte[tmax], float(tmaxw),
-                docs_l[tstart], docs_l[tstart + df - 1],
+                first_l[b0], last_l[b1 - 1],
             )  # fmt: skip
             extent = pack_long(offset) + pack_int(base + len(out) - offset)
             tindex.add(fieldid + btext, terminfo + extent)

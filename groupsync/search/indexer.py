@@ -250,18 +250,21 @@ class _TermPool:
         words_a, docnums_a, counts_a = self.texts[fieldname]
         words = np.frombuffer(words_a, np.uint32)
         counts = np.frombuffer(counts_a, np.uint32).astype(np.int64)
-        docs = np.repeat(np.frombuffer(docnums_a, np.uint32).astype(np.int32), counts)
-        pos = np.arange(len(words), dtype=np.int32)
-        pos -= np.repeat((np.cumsum(counts) - counts).astype(np.int32), counts)
         keep = words != 0
-        if not keep.all():
-            words, docs, pos = words[keep], docs[keep], pos[keep]
-        if not len(words):
+        if not keep.any():
             return None
         ranks, sorted_words = self._ranks()
         keys = ranks[words]
         order = np.argsort(keys, kind="stable")
-        keys, docs, pos = keys[order], docs[order], pos[order]
+        order = order[keep[order]] if not keep.all() else order  # the words that fold to ""
+        del keep
+        keys = keys[order]
+        # each occurrence's document and position, in the sorted order (one array at a
+        # time: a field of 10 million words holds 40 MB an array)
+        docs = np.repeat(np.frombuffer(docnums_a, np.uint32).astype(np.int32), counts)[order]
+        pos = np.arange(len(words), dtype=np.int32)
+        pos -= np.repeat((np.cumsum(counts) - counts).astype(np.int32), counts)
+        pos = pos[order]
         del order
         count = len(keys)
         starts = np.empty(count, bool)
@@ -270,21 +273,20 @@ class _TermPool:
         starts[1:] |= docs[1:] != docs[:-1]
         posting_starts = np.flatnonzero(starts)
         del starts
-        gaps = pos.copy()
-        gaps[1:] -= pos[:-1]
-        gaps[posting_starts] = pos[posting_starts]
-        freqs = np.diff(np.append(posting_starts, count))
+        firsts = pos[posting_starts]
+        gaps = pos  # in place
+        gaps[1:] -= pos[:-1].copy()
+        gaps[posting_starts] = firsts
+        del firsts
+        freqs = np.diff(np.append(posting_starts, count)).astype(np.int32)
         posting_keys = keys[posting_starts]
+        del keys
         term_starts = np.flatnonzero(
             np.concatenate(([True], posting_keys[1:] != posting_keys[:-1]))
         )
         terms = [sorted_words[k].encode("utf-8") for k in posting_keys[term_starts].tolist()]
         return TermPostings(
-            terms,
-            np.append(term_starts, len(posting_starts)),
-            docs[posting_starts].astype(np.int64),
-            freqs.astype(np.int64),
-            gaps,
+            terms, np.append(term_starts, len(posting_starts)), docs[posting_starts], freqs, gaps
         )
 
     def _ranks(self) -> tuple[Any, list[str]]:
