@@ -9,6 +9,7 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from whoosh import index as windex
@@ -82,7 +83,10 @@ def _build(path: Path, docs: list[dict[str, Any]], whooshs: bool) -> dict[str, b
         ix.close()
 
 
-def test_the_lean_path_writes_the_files_whooshs_path_writes(tmp_path):
+@pytest.mark.parametrize("slice_", [indexer.SLICE, 500])
+def test_the_lean_path_writes_the_files_whooshs_path_writes(tmp_path, monkeypatch, slice_):
+    """With each field sorted whole, and in slices of about 500 words."""
+    monkeypatch.setattr(indexer, "SLICE", slice_)
     docs = _documents(1200)  # common words in more than one block of 512
     theirs = _build(tmp_path / "whoosh", docs, whooshs=True)
     ours = _build(tmp_path / "lean", docs, whooshs=False)
@@ -150,10 +154,18 @@ def test_term_at_a_time_blocks_are_whooshs_blocks(terms, repeat):
             gaps.extend(b - a for a, b in zip([0, *positions], positions, strict=False))
         starts.append(len(items))
         terms_ = [items[s][1] for s in starts[:-1]]
-        postings = codec.TermPostings(
-            terms_, np.array(starts), np.array(docs), np.array(freqs), np.array(gaps)
-        )
-        writer.add_term_postings("body", field, b"", postings)
+        half = len(terms_) // 2  # in two calls, as a field's slices are
+        for part in (slice(0, half), slice(half, len(terms_))):
+            if part.start == part.stop:
+                continue
+            pstart, pend = starts[part.start], starts[part.stop]
+            sub = codec.TermPostings(
+                terms_[part], np.array(starts[part.start : part.stop + 1]) - pstart,
+                np.array(docs[pstart:pend]), np.array(freqs[pstart:pend]),
+                np.array(gaps[sum(freqs[:pstart]) : sum(freqs[:pend])]),
+            )  # fmt: skip
+            writer.add_term_postings("body", field, b"", sub)
+        writer.finish_field()
 
     assert _write_field(ours) == _write_field(whooshs)
 

@@ -373,13 +373,15 @@ class _CompactFieldWriter(W3FieldWriter):
     def add_term_postings(
         self, fieldname: str, fieldobj: Any, lens: bytes, postings: TermPostings
     ) -> None:
-        """Write a field's postings a term at a time, each term cut into blocks of
-        ``blocklimit``: the bytes :meth:`add_postings` writes a posting at a time (the
-        block statistics and term infos included), from whole arrays (numpy) instead.
+        """Write some of a field's postings (terms after those written before) a term at
+        a time, each term cut into blocks of ``blocklimit``: the bytes :meth:`add_postings`
+        writes a posting at a time (the block statistics and term infos included), from
+        whole arrays (numpy) instead. ``finish_field`` after the field's last terms.
         """
         import numpy as np
 
-        self.start_field(fieldname, fieldobj)
+        if not self._infield or self._fieldname != fieldname:
+            self.start_field(fieldname, fieldobj)
         writer = self._postwriter
         limit = writer._blocklimit
         docs, freqs, gaps = postings.docs, postings.freqs, postings.gaps
@@ -495,7 +497,6 @@ class _CompactFieldWriter(W3FieldWriter):
                 base, out = postfile.tell(), bytearray()
         if out:
             postfile.write(bytes(out))
-        self.finish_field()
 
 
 class TermPostings(NamedTuple):

@@ -243,51 +243,31 @@ class _TermPool:
                               float(len(found)), found.tobytes()))  # fmt: skip
         self.text_fields = frozenset()
 
-    def term_postings(self, fieldname: str) -> TermPostings | None:
-        """A text field's postings, sorted by term and document (numpy)."""
+    def term_postings(self, fieldname: str) -> Iterator[TermPostings]:
+        """A text field's postings, sorted by term and document (numpy), in slices of
+        about ``SLICE`` occurrences (whole terms), so that sorting a field of 10 million
+        words holds a few arrays of its size, not a dozen."""
         import numpy as np
 
         words_a, docnums_a, counts_a = self.texts[fieldname]
         words = np.frombuffer(words_a, np.uint32)
-        counts = np.frombuffer(counts_a, np.uint32).astype(np.int64)
-        keep = words != 0
-        if not keep.any():
-            return None
         ranks, sorted_words = self._ranks()
-        keys = ranks[words]
-        order = np.argsort(keys, kind="stable")
-        order = order[keep[order]] if not keep.all() else order  # the words that fold to ""
-        del keep
-        keys = keys[order]
-        # each occurrence's document and position, in the sorted order (one array at a
-        # time: a field of 10 million words holds 40 MB an array)
-        docs = np.repeat(np.frombuffer(docnums_a, np.uint32).astype(np.int32), counts)[order]
-        pos = np.arange(len(words), dtype=np.int32)
-        pos -= np.repeat((np.cumsum(counts) - counts).astype(np.int32), counts)
-        pos = pos[order]
-        del order
-        count = len(keys)
-        starts = np.empty(count, bool)
-        starts[0] = True
-        np.not_equal(keys[1:], keys[:-1], out=starts[1:])
-        starts[1:] |= docs[1:] != docs[:-1]
-        posting_starts = np.flatnonzero(starts)
-        del starts
-        firsts = pos[posting_starts]
-        gaps = pos  # in place
-        gaps[1:] -= pos[:-1].copy()
-        gaps[posting_starts] = firsts
-        del firsts
-        freqs = np.diff(np.append(posting_starts, count)).astype(np.int32)
-        posting_keys = keys[posting_starts]
-        del keys
-        term_starts = np.flatnonzero(
-            np.concatenate(([True], posting_keys[1:] != posting_keys[:-1]))
-        )
-        terms = [sorted_words[k].encode("utf-8") for k in posting_keys[term_starts].tolist()]
-        return TermPostings(
-            terms, np.append(term_starts, len(posting_starts)), docs[posting_starts], freqs, gaps
-        )
+        keys = ranks[words]  # rank 0 is the empty word (it sorts first): not indexed
+        counts = np.frombuffer(counts_a, np.uint32).astype(np.int64)
+        firsts = np.cumsum(counts) - counts  # each document's first word
+        docnums = np.frombuffer(docnums_a, np.uint32).astype(np.int32)
+        below = np.cumsum(np.bincount(keys, minlength=len(sorted_words)))  # ranks <= r
+        low = 1
+        while low < len(sorted_words):
+            high = int(np.searchsorted(below, below[low - 1] + SLICE, side="right"))
+            high = min(max(high, low + 1), len(sorted_words))
+            chosen = np.flatnonzero((keys >= low) & (keys < high))
+            low = high
+            if len(chosen):
+                within = np.searchsorted(firsts, chosen, side="right") - 1
+                docs = docnums[within]
+                pos = (chosen - firsts[within]).astype(np.int32)
+                yield _postings(sorted_words, chosen, keys, docs, pos)
 
     def _ranks(self) -> tuple[Any, list[str]]:
         """Each word id's rank in byte order (UTF-8 keeps code point order)."""
@@ -318,6 +298,38 @@ class _TermPool:
         self.terms.clear()
         self.texts.clear()
         self.size = 0
+
+
+SLICE = 1 << 21
+
+
+def _postings(words: list[str], chosen: Any, keys: Any, docs: Any, pos: Any) -> TermPostings:
+    """The postings of the ``chosen`` occurrences (indexes, in document order; ``docs``
+    and ``pos``: theirs) of some words (``keys``: ranks into ``words``), sorted by word,
+    document and position."""
+    import numpy as np
+
+    keys = keys[chosen]
+    order = np.argsort(keys, kind="stable")
+    keys, docs, pos = keys[order], docs[order], pos[order]
+    del order
+    count = len(keys)
+    starts = np.empty(count, bool)
+    starts[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=starts[1:])
+    starts[1:] |= docs[1:] != docs[:-1]
+    posting_starts = np.flatnonzero(starts)
+    del starts
+    gaps = pos.copy()
+    gaps[1:] -= pos[:-1]
+    gaps[posting_starts] = pos[posting_starts]
+    freqs = np.diff(np.append(posting_starts, count)).astype(np.int32)
+    posting_keys = keys[posting_starts]
+    term_starts = np.flatnonzero(np.concatenate(([True], posting_keys[1:] != posting_keys[:-1])))
+    terms = [words[k].encode("utf-8") for k in posting_keys[term_starts].tolist()]
+    return TermPostings(
+        terms, np.append(term_starts, len(posting_starts)), docs[posting_starts], freqs, gaps
+    )
 
 
 class _SegmentWriter(SegmentWriter):
@@ -378,10 +390,10 @@ class _SegmentWriter(SegmentWriter):
             writer = self.fieldwriter
             for name in sorted(pool.fieldnames | set(pool.texts)):
                 if name in pool.texts:
-                    postings = pool.term_postings(name)
-                    if postings is not None:
-                        lens = _lengths_column(lengths, name)
+                    lens = _lengths_column(lengths, name)
+                    for postings in pool.term_postings(name):
                         writer.add_term_postings(name, self.schema[name], lens, postings)
+                    writer.finish_field()
                 else:
                     writer.add_postings(self.schema, lengths, pool.iter_postings(name))
             writer.close()
