@@ -431,7 +431,8 @@ class _CompactFieldWriter(W3FieldWriter):
         to_byte = [length_to_byte(byte_to_length(c)) if c else 0 for c in range(256)]
         to_byte.append(0)  # no length (code 256): Whoosh's length_to_byte(None)
 
-        postfile, tindex = self._postfile, self._tindex
+        postfile = self._postfile
+        entries: list[tuple[bytes, bytes]] = []
         fieldid = pack_ushort(self._fieldid)
         head_pack, parts_pack, terminfo_pack = _BLOCK_HEAD.pack, _PARTS.pack, _TERMINFO.pack
         dumps, compress, level = pickle.dumps, zlib.compress, ZLIB_LEVEL
@@ -491,12 +492,37 @@ class _CompactFieldWriter(W3FieldWriter):
                 first_l[b0], last_l[b1 - 1],
             )  # fmt: skip
             extent = pack_long(offset) + pack_int(base + len(out) - offset)
-            tindex.add(fieldid + btext, terminfo + extent)
+            entries.append((fieldid + btext, terminfo + extent))
             if len(out) >= 1 << 22:
                 postfile.write(bytes(out))
                 base, out = postfile.tell(), bytearray()
         if out:
             postfile.write(bytes(out))
+        _add_terms(self._tindex, entries)
+
+
+def _add_terms(tindex: Any, entries: list[tuple[bytes, bytes]]) -> None:
+    """Whoosh's ``OrderedHashWriter.add`` for many keys in order, written at once: the
+    same bytes, positions, hashes and key index."""
+    from whoosh.filedb.filetables import _lengths
+
+    dbfile = tindex.dbfile
+    start = dbfile.tell()
+    out = bytearray()
+    hashfn, buckets, index, last = tindex.hashfn, tindex.buckets, tindex.index, tindex.lastkey
+    for key, value in entries:
+        if key <= last:
+            raise ValueError(f"Keys must increase: {last!r}..{key!r}")
+        at = start + len(out)
+        index.append(at)
+        out += _lengths.pack(len(key), len(value))
+        out += key
+        out += value
+        h = hashfn(key)
+        buckets[h & 255].append((h, at))
+        last = key
+    tindex.lastkey = last
+    dbfile.write(bytes(out))
 
 
 class TermPostings(NamedTuple):

@@ -174,6 +174,7 @@ class _TermPool:
         # per text field: the word ids of its documents, each document's docnum and count
         self.texts: dict[str, tuple[array, array, array]] = {}
         self.text_fields: frozenset[str] = frozenset()
+        self._ranked: tuple[Any, list[str]] | None = None
 
     def add(self, item: tuple[str, bytes, int, float, bytes | None]) -> None:
         fieldname, tbytes, docnum, weight, value = item
@@ -260,23 +261,29 @@ class _TermPool:
         low = 1
         while low < len(sorted_words):
             high = int(np.searchsorted(below, below[low - 1] + SLICE, side="right"))
-            high = min(max(high, low + 1), len(sorted_words))
+            # at most 65,536 words a slice: their ranks less ``low`` sort as 16-bit
+            # integers (numpy's stable sort is a radix sort for those, 7x faster)
+            high = min(max(high, low + 1), len(sorted_words), low + 0x10000)
             chosen = np.flatnonzero((keys >= low) & (keys < high))
             low = high
             if len(chosen):
                 within = np.searchsorted(firsts, chosen, side="right") - 1
                 docs = docnums[within]
                 pos = (chosen - firsts[within]).astype(np.int32)
-                yield _postings(sorted_words, chosen, keys, docs, pos)
+                yield _postings(sorted_words, chosen, keys, docs, pos, low)
 
     def _ranks(self) -> tuple[Any, list[str]]:
-        """Each word id's rank in byte order (UTF-8 keeps code point order)."""
+        """Each word id's rank in byte order (UTF-8 keeps code point order), and the
+        words in that order; once per segment (every text field shares the words)."""
         import numpy as np
 
+        if self._ranked is not None and len(self._ranked[1]) == len(self.words):
+            return self._ranked
         order = sorted(range(len(self.words)), key=self.words.__getitem__)
         ranks = np.empty(len(order), np.int32)
         ranks[np.array(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int32)
-        return ranks, [self.words[i] for i in order]
+        self._ranked = ranks, [self.words[i] for i in order]
+        return self._ranked
 
     def iter_postings(
         self, fieldname: str | None = None
@@ -297,20 +304,23 @@ class _TermPool:
     def cleanup(self) -> None:
         self.terms.clear()
         self.texts.clear()
+        self._ranked = None
         self.size = 0
 
 
 SLICE = 1 << 21
 
 
-def _postings(words: list[str], chosen: Any, keys: Any, docs: Any, pos: Any) -> TermPostings:
+def _postings(
+    words: list[str], chosen: Any, keys: Any, docs: Any, pos: Any, low: int
+) -> TermPostings:
     """The postings of the ``chosen`` occurrences (indexes, in document order; ``docs``
-    and ``pos``: theirs) of some words (``keys``: ranks into ``words``), sorted by word,
-    document and position."""
+    and ``pos``: theirs) of some words (``keys``: ranks into ``words``, here from
+    ``low`` to ``low`` + 65,535), sorted by word, document and position."""
     import numpy as np
 
     keys = keys[chosen]
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort((keys - low).astype(np.uint16), kind="stable")
     keys, docs, pos = keys[order], docs[order], pos[order]
     del order
     count = len(keys)
