@@ -138,11 +138,12 @@ class CheckReport:
 # -- writing ------------------------------------------------------------------------------
 #
 # Whoosh buffers every posting as a tuple in a sorting pool that spills to disk and merges
-# runs in Python. _TermPool keeps the postings of a segment grouped by term in packed
-# arrays instead (about 12 bytes a posting); a builder starts a new segment when it is
-# full. A rebuild runs one builder per process; the parent reads the archive, sends
-# batches of documents round-robin (each segment stays in group and date order) and
-# writes the table of contents listing every builder's segments.
+# runs in Python. _TermPool keeps a segment's text as arrays of word ids instead (about 4
+# bytes a word; numpy sorts them into postings when the segment is written, a term at a
+# time); a builder starts a new segment when it is full. A rebuild runs one builder per
+# process; the parent reads the archive, sends batches of documents round-robin (each
+# segment stays in group and date order) and writes the table of contents listing every
+# builder's segments.
 
 _LOCK = threading.Lock()
 # Bytes of postings the builders hold (shared among them) before a new segment: each
