@@ -215,3 +215,32 @@ def test_updates_that_merge_segments_keep_every_posting(tmp_path):
         ix.close()
     assert len(segments) < 7
     assert _all_postings(parts) == _all_postings(one)
+
+
+def test_documents_after_a_merged_reader_keep_every_posting(tmp_path):
+    """A writer given another index's postings first, then documents of its own."""
+    docs = _documents(120, seed=5)
+    paths = {name: tmp_path / name for name in ("first", "both", "all")}
+    for path in paths.values():
+        path.mkdir()
+    for name, part in (("first", docs[:60]), ("all", docs)):
+        ix = windex.create_in(str(paths[name]), SCHEMA)
+        writer = indexer._segment_writer(ix)
+        for doc in part:
+            writer.add_document(**doc)
+        writer.commit()
+        ix.close()
+    first = windex.open_dir(str(paths["first"]))
+    ix = windex.create_in(str(paths["both"]), SCHEMA)
+    try:
+        writer = indexer._segment_writer(ix)
+        with first.reader() as reader:
+            writer.add_reader(reader)
+        for doc in docs[60:]:
+            writer.add_document(**doc)
+        assert not writer.pool.texts  # Whoosh's way after the reader's postings
+        writer.commit()
+    finally:
+        ix.close()
+        first.close()
+    assert _all_postings(paths["both"]) == _all_postings(paths["all"])

@@ -179,7 +179,7 @@ class _TermPool:
 
     def add(self, item: tuple[str, bytes, int, float, bytes | None]) -> None:
         fieldname, tbytes, docnum, weight, value = item
-        if fieldname in self.text_fields and self.texts:
+        if fieldname in self.text_fields:  # a merge's postings (or a boosted document)
             self._to_terms()
         key = (fieldname, tbytes)
         entry = self.terms.get(key)
@@ -227,8 +227,9 @@ class _TermPool:
         return found
 
     def _to_terms(self) -> None:
-        """Move the text fields' words into per-term postings (before a merge adds
-        postings one at a time: a term's docnums must stay in order)."""
+        """Move the text fields' words into per-term postings, and send later documents
+        Whoosh's way: a merge adds postings one at a time, and each term's docnums must
+        stay in order."""
         texts, self.texts = self.texts, {}
         for fieldname, (words, docnums, counts) in texts.items():
             start = 0
