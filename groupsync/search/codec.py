@@ -369,7 +369,6 @@ class _CompactFieldWriter(W3FieldWriter):
         if last_text is not None:
             self.finish_term()
 
-
     def add_term_postings(
         self, fieldname: str, fieldobj: Any, lens: bytes, postings: TermPostings
     ) -> None:
@@ -526,10 +525,10 @@ def _add_terms(tindex: Any, entries: list[tuple[bytes, bytes]]) -> None:
 
 
 class TermPostings(NamedTuple):
-    """A field's postings sorted by term then document (numpy arrays, int64): the terms
-    (UTF-8, in order), where each term's postings start (one more: the end), each
-    posting's document and frequency, and each occurrence's position as the gap from the
-    previous one of its posting (the first from 0)."""
+    """Some of a field's postings, sorted by term then document (numpy integer arrays):
+    the terms (UTF-8, in order), where each term's postings start (one more: the end),
+    each posting's document and frequency, and each occurrence's position as the gap from
+    the previous one of its posting (the first from 0)."""
 
     terms: list[bytes]
     term_starts: Any

@@ -422,7 +422,8 @@ def _field_kinds(schema: Any) -> dict[str, str]:
         if field.stored or field.vector or field.separate_spelling():
             continue
         if not field.indexed:
-            kinds[name] = "column"
+            if field.column_type is not None:
+                kinds[name] = "column"
         elif field.column_type is not None:
             continue
         elif isinstance(field.format, CompactPositions) and field.scorable:
