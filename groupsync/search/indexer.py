@@ -231,6 +231,7 @@ class _TermPool:
         Whoosh's way: a merge adds postings one at a time, and each term's docnums must
         stay in order."""
         texts, self.texts = self.texts, {}
+        self.text_fields = frozenset()
         for fieldname, (words, docnums, counts) in texts.items():
             start = 0
             for docnum, count in zip(docnums, counts, strict=True):
@@ -244,7 +245,6 @@ class _TermPool:
                         found.byteswap()
                     self.add((fieldname, self.words[word].encode("utf-8"), docnum,
                               float(len(found)), found.tobytes()))  # fmt: skip
-        self.text_fields = frozenset()
 
     def term_postings(self, fieldname: str) -> Iterator[TermPostings]:
         """A text field's postings, sorted by term and document (numpy), in slices of
