@@ -11,7 +11,7 @@ import sys
 import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from whoosh.codec.whoosh3 import (
@@ -27,6 +27,7 @@ from whoosh.codec.whoosh3 import (
 )
 from whoosh.formats import Positions
 from whoosh.reading import TermNotFound
+from whoosh.system import pack_ushort
 from whoosh.util.numeric import byte_to_length, length_to_byte
 
 from .analysis import fold, terms_of
@@ -690,6 +691,196 @@ class _CompactFieldWriter(W3FieldWriter):
             postings.add_posting(docnum, weight, value or b"", length)
         if last_text is not None:
             self.finish_term()
+
+    def add_term_postings(
+        self, fieldname: str, fieldobj: Any, lens: bytes, postings: TermPostings
+    ) -> None:
+        """Write some of a field's postings (terms after those written before) a term at
+        a time, each term cut into blocks of ``blocklimit``: the bytes :meth:`add_postings`
+        writes a posting at a time (the block statistics and term infos included), from
+        whole arrays (numpy) instead. ``finish_field`` after the field's last terms.
+        """
+        import numpy as np
+
+        if not self._infield or self._fieldname != fieldname:
+            self.start_field(fieldname, fieldobj)
+        writer = self._postwriter
+        limit = writer._blocklimit
+        docs, freqs, gaps = postings.docs, postings.freqs, postings.gaps
+        term_starts = postings.term_starts
+        counts = np.diff(term_starts)
+        nblocks = (counts + limit - 1) // limit
+        first_block = np.concatenate(([0], np.cumsum(nblocks)))
+        within = np.arange(int(first_block[-1])) - np.repeat(first_block[:-1], nblocks)
+        starts = np.repeat(term_starts[:-1], nblocks) + limit * within
+        ends = np.minimum(starts + limit, np.repeat(term_starts[1:], nblocks))
+        deltas = np.diff(docs, prepend=0)
+        deltas[starts] = 0
+        max_delta = np.maximum.reduceat(deltas, starts)
+        max_freq = np.maximum.reduceat(freqs, starts)
+        token_starts = np.concatenate(([0], np.cumsum(freqs)))
+        max_gap = np.maximum.reduceat(gaps, token_starts[starts])
+        # a posting's length byte, as the lengths column holds it (0: none, as 256)
+        codes = np.zeros(int(docs.max()) + 1, np.int16)
+        known = np.frombuffer(lens, np.uint8)[: len(codes)]
+        codes[: len(known)] = known
+        codes[codes == 0] = 256
+        posting_codes = codes[docs]
+        min_code = np.minimum.reduceat(posting_codes, starts)
+        posting_codes[posting_codes == 256] = 0
+        max_code = np.maximum.reduceat(posting_codes, starts)
+        del codes, posting_codes
+        # per term: Whoosh's TermInfo statistics
+        term_min_code = np.minimum.reduceat(min_code, first_block[:-1])
+        term_max_code = np.maximum.reduceat(max_code, first_block[:-1])
+        term_weight = np.add.reduceat(freqs, term_starts[:-1])
+        term_max = np.maximum.reduceat(max_freq, first_block[:-1])
+
+        def le(dtype: str, values: Any) -> bytes:
+            return bytes(values.astype(dtype).tobytes())
+
+        delta_bytes = {
+            b"B": (1, le("<u1", deltas)),
+            b"H": (2, le("<u2", deltas)) if max_delta.max() >= 0x100 else (2, b""),
+            b"I": (4, le("<u4", deltas)) if max_delta.max() >= 0x10000 else (4, b""),
+        }
+        del deltas
+        weight_b = le("<u1", freqs)
+        weight_f = le("<f4", freqs) if term_max.max() >= 0x100 else b""
+        gap_b = le("<u1", gaps)
+        gap_h = le("<u2", gaps) if max_gap.max() >= 0x100 else b""
+        gap_codes = ((b"B", 1, gap_b), (b"H", 2, gap_h))
+        to_byte = [length_to_byte(byte_to_length(c)) if c else 0 for c in range(256)]
+        to_byte.append(0)  # no length (code 256): Whoosh's length_to_byte(None)
+
+        postfile = self._postfile
+        entries: list[tuple[bytes, bytes]] = []
+        fieldid = pack_ushort(self._fieldid)
+        head_pack, parts_pack, info_pack = _BLOCK_HEAD.pack, _PARTS.pack, _INFO.pack
+        compress, level = zlib.compress, ZLIB_LEVEL
+        out = bytearray()
+        base = postfile.tell()
+        # a term of fewer than ``inline`` postings keeps them in its entry (CompactTermInfo):
+        # their documents, frequencies and positions (as 16-bit integers) in lists
+        inline = writer._inlinelimit
+        kept = np.flatnonzero(np.repeat(counts < inline, counts))
+        kept_docs, kept_freqs = docs[kept].tolist(), freqs[kept].tolist()
+        kept_from, kept_to = token_starts[kept].tolist(), token_starts[kept + 1].tolist()
+        positions = b""
+        if len(kept):
+            summed = np.cumsum(gaps, dtype=np.int64)
+            firsts = token_starts[:-1]
+            summed -= np.repeat(summed[firsts] - gaps[firsts], freqs)
+            positions = le("<u2", summed)
+            del summed
+        at = 0
+        # per block (not per posting: a list of Python ints costs 36 bytes an item)
+        starts_l, ends_l = starts.tolist(), ends.tolist()
+        tstarts_l, tends_l = token_starts[starts].tolist(), token_starts[ends].tolist()
+        first_l, last_l = docs[starts].tolist(), docs[ends - 1].tolist()
+        max_delta_l, max_freq_l, max_gap_l = max_delta.tolist(), max_freq.tolist(), max_gap.tolist()
+        min_code_l, max_code_l = min_code.tolist(), max_code.tolist()
+        first_block_l = first_block.tolist()
+        term_rows = zip(
+            postings.terms, first_block_l, first_block_l[1:], term_weight.tolist(),
+            counts.tolist(), term_min_code.tolist(), term_max_code.tolist(), term_max.tolist(),
+            strict=False,
+        )  # fmt: skip
+        for btext, b0, b1, weight, df, tmin, tmax, tmaxw in term_rows:
+            if df < inline:
+                ids = kept_docs[at : at + df]
+                weights = [float(f) for f in kept_freqs[at : at + df]]
+                values = [positions[2 * a : 2 * b]
+                          for a, b in zip(kept_from[at : at + df], kept_to[at : at + df],
+                                          strict=True)]  # fmt: skip
+                at += df
+                entry = term_entry(
+                    df, float(weight), to_byte[tmin], to_byte[tmax], float(tmaxw), ids[0],
+                    ids[-1], (ids, weights, values),
+                )  # fmt: skip
+                entries.append((fieldid + btext, entry))
+                continue
+            offset = base + len(out)
+            out += WHOOSH3_HEADER_MAGIC
+            for k in range(b0, b1):
+                s, e = starts_l[k], ends_l[k]
+                n = e - s
+                md = max_delta_l[k]
+                idcode = b"B" if md < 0x100 else b"H" if md < 0x10000 else b"I"
+                width, dbytes = delta_bytes[idcode]
+                mf = max_freq_l[k]
+                if mf == 1:
+                    wcode, wbytes = b"0", b""
+                elif mf < 0x100:
+                    wcode, wbytes = b"B", weight_b[s:e]
+                else:
+                    wcode, wbytes = b"f", weight_f[4 * s : 4 * e]
+                first = head_pack(n, first_l[k], idcode, wcode, b"D")
+                first += dbytes[width * (s + 1) : width * e] + wbytes
+                ts, te = tstarts_l[k], tends_l[k]
+                gcode, gwidth, gbytes = gap_codes[max_gap_l[k] >= 0x100]
+                vbytes = gcode + gbytes[gwidth * ts : gwidth * te]
+                flags = 0
+                if len(first) >= 64:
+                    first, flags = compress(first, level), 1
+                if len(vbytes) >= 64:
+                    vbytes, flags = compress(vbytes, level), flags | 2
+                size = _INFO.size - 4 + _PARTS.size + len(first) + len(vbytes)
+                out += info_pack(-size if k == b1 - 1 else size, n, last_l[k], float(mf),
+                                 to_byte[min_code_l[k]], to_byte[max_code_l[k]])  # fmt: skip
+                out += parts_pack(flags, len(first))
+                out += first
+                out += vbytes
+            entry = term_entry(
+                df, float(weight), to_byte[tmin], to_byte[tmax], float(tmaxw), first_l[b0],
+                last_l[b1 - 1], None, (offset, base + len(out) - offset),
+            )  # fmt: skip
+            entries.append((fieldid + btext, entry))
+            if len(out) >= 1 << 22:
+                postfile.write(bytes(out))
+                base, out = postfile.tell(), bytearray()
+        if out:
+            postfile.write(bytes(out))
+        _add_terms(self._tindex, entries)
+
+
+def _add_terms(tindex: Any, entries: list[tuple[bytes, bytes]]) -> None:
+    """Whoosh's ``OrderedHashWriter.add`` for many keys in order, written at once: the
+    same bytes, positions, hashes and key index."""
+    from whoosh.filedb.filetables import _lengths
+
+    dbfile = tindex.dbfile
+    start = dbfile.tell()
+    out = bytearray()
+    hashfn, buckets, index, last = tindex.hashfn, tindex.buckets, tindex.index, tindex.lastkey
+    for key, value in entries:
+        if key <= last:
+            raise ValueError(f"Keys must increase: {last!r}..{key!r}")
+        at = start + len(out)
+        index.append(at)
+        out += _lengths.pack(len(key), len(value))
+        out += key
+        out += value
+        h = hashfn(key)
+        buckets[h & 255].append((h, at))
+        last = key
+    tindex.lastkey = last
+    dbfile.write(bytes(out))
+
+
+class TermPostings(NamedTuple):
+    """Some of a field's postings, sorted by term then document (numpy integer arrays):
+    the terms (UTF-8, in order), where each term's postings start (one more: the end),
+    each posting's document and frequency, and each occurrence's position as the gap from
+    the previous one of its posting (the first from 0)."""
+
+    terms: list[bytes]
+    term_starts: Any
+    docs: Any
+    freqs: Any
+    gaps: Any
+
+
 
 
 def _lengths_column(perdoc: Any, fieldname: str) -> bytes:

@@ -4,9 +4,12 @@ and checks against the archive, with their reports.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import os
 import pickle
 import shutil
+import sys
 import threading
 import time
 import warnings
@@ -18,14 +21,26 @@ from pathlib import Path
 from typing import Any
 
 from whoosh import index as windex
+from whoosh.writing import SegmentWriter
 
 from ..archive import Archive
 from ..archive.queries import search as queries
 from ..errors import GroupsyncError
 from ..files import private_dir, private_umask, tighten
+from .analysis import _TOKEN, _nfc, fold
+from .codec import MAX_POSITIONS, CompactPositions, TermPostings, _lengths_column
 from .documents import _attachments_of, _AttachmentText, _document
 from .filters import _load_bytes_column, _load_column
-from .schema import CODEC, FLAG_DELETED, INDEX_FORMAT, _key, common_words, schema_with
+from .schema import (
+    CODEC,
+    FLAG_DELETED,
+    INDEX_FORMAT,
+    MailText,
+    PairText,
+    _key,
+    common_words,
+    schema_with,
+)
 from .searchers import close_indexes
 from .state import _read_state, _State, _write_state
 
@@ -134,11 +149,12 @@ class CheckReport:
 # -- writing ------------------------------------------------------------------------------
 #
 # Whoosh buffers every posting as a tuple in a sorting pool that spills to disk and merges
-# runs in Python. _TermPool keeps the postings of a segment grouped by term in packed
-# arrays instead (about 12 bytes a posting); a builder starts a new segment when it is
-# full. A rebuild runs one builder per process; the parent reads the archive, sends
-# batches of documents round-robin (each segment stays in group and date order) and
-# writes the table of contents listing every builder's segments.
+# runs in Python. _TermPool keeps a segment's text as arrays of word ids instead (about 4
+# bytes a word; numpy sorts them into postings when the segment is written, a term at a
+# time); a builder starts a new segment when it is full. A rebuild runs one builder per
+# process; the parent reads the archive, sends batches of documents round-robin (each
+# segment stays in group and date order) and writes the table of contents listing every
+# builder's segments.
 
 _LOCK = threading.Lock()
 # Bytes of postings the builders hold (shared among them) before a new segment: each
@@ -151,15 +167,35 @@ SAMPLE_POSTS = 2_000  # posts whose words choose an index's common words
 
 
 class _TermPool:
-    """A posting pool for one segment: per term, docnums, weights and joined values."""
+    """A posting pool for one segment.
+
+    Documents added through :class:`_SegmentWriter` keep each text field's words as word
+    ids in one array per field (in document order), sorted into postings with numpy when
+    the segment is written (:meth:`term_postings`): no Python per posting. Postings
+    added one at a time (an ``ID`` field, or a merge's ``add_reader``) are kept per term:
+    docnums, weights and joined values.
+    """
 
     def __init__(self, tempstore: Any = None, segment: Any = None, **_kwargs: Any) -> None:
         self.terms: dict[tuple[str, bytes], tuple[array, array, bytearray, array]] = {}
         self.fieldnames: set[str] = set()
         self.size = 0
+        # the words of the text fields: raw token -> word id (0: a token folding to "")
+        self.words: list[str] = [""]
+        self.word_ids: dict[str, int] = {"": 0}
+        self.raw_ids: dict[str, int] = {}
+        # per text field: the word ids of its documents, each document's docnum and count
+        self.texts: dict[str, tuple[array, array, array]] = {}
+        # per pair field (PairText): each pair's position (a word's is its place in texts)
+        self.placed: dict[str, array] = {}
+        self.text_fields: frozenset[str] = frozenset()
+        self._ranked: tuple[Any, list[str]] | None = None
+        self._last: tuple[str, list[int]] | None = None
 
     def add(self, item: tuple[str, bytes, int, float, bytes | None]) -> None:
         fieldname, tbytes, docnum, weight, value = item
+        if fieldname in self.text_fields:  # a merge's postings (or a boosted document)
+            self._to_terms()
         key = (fieldname, tbytes)
         entry = self.terms.get(key)
         if entry is None:
@@ -174,14 +210,156 @@ class _TermPool:
         ends.append(len(values))
         self.size += 12 + (len(value) if value else 0)
 
-    def iter_postings(self) -> Iterator[tuple[str, bytes, int, float, bytes]]:
-        for key in sorted(self.terms):
-            fieldname, tbytes = key
+    def add_text(self, fieldname: str, docnum: int, text: str) -> int:
+        """Add a text field's words (as :func:`terms_of` reads them, the first
+        ``MAX_POSITIONS``); its length (the words that are not empty)."""
+        ids = self._ids_of(text)
+        length = len(ids) - ids.count(0)
+        if length:
+            entry = self.texts.get(fieldname)
+            if entry is None:
+                entry = self.texts[fieldname] = (array("I"), array("I"), array("I"))
+            words, docnums, counts = entry
+            words.extend(ids)
+            docnums.append(docnum)
+            counts.append(len(ids))
+            self.size += 14 * len(ids) + 8
+        return length
+
+    def _ids_of(self, text: str) -> list[int]:
+        """The word ids of a text's first ``MAX_POSITIONS`` tokens (0: folds to nothing);
+        the last text's are kept, for its pair field next."""
+        if self._last is not None and self._last[0] is text:
+            return self._last[1]
+        tokens = _TOKEN.findall(_nfc(text))
+        found = list(map(self.raw_ids.get, tokens))
+        if None in found:
+            found = [self._word(t) if i is None else i for t, i in zip(tokens, found, strict=True)]
+        ids: list[int] = found  # type: ignore[assignment] # no None left
+        del ids[MAX_POSITIONS:]
+        self._last = (text, ids)
+        return ids
+
+    def add_pairs(self, fieldname: str, docnum: int, text: str, common: frozenset[str]) -> None:
+        """Add a pair field's terms (:class:`PairText`): each pair of neighbouring words of
+        ``text`` that are both in ``common``, at the first word's position."""
+        if not common:
+            return
+        vocabulary = self.words
+        terms = list(map(vocabulary.__getitem__, self._ids_of(text)))
+        flags = list(map(common.__contains__, terms))
+        at = list(itertools.compress(range(len(terms)), map(operator.and_, flags, flags[1:])))
+        if not at:
+            return
+        term_id = self._term
+        ids = [term_id(f"{terms[i]} {terms[i + 1]}") for i in at]
+        entry = self.texts.get(fieldname)
+        if entry is None:
+            entry = self.texts[fieldname] = (array("I"), array("I"), array("I"))
+            self.placed[fieldname] = array("I")
+        words, docnums, counts = entry
+        words.extend(ids)
+        self.placed[fieldname].extend(at)
+        docnums.append(docnum)
+        counts.append(len(ids))
+        self.size += 18 * len(ids) + 8
+
+    def _term(self, term: str) -> int:
+        found = self.word_ids.get(term)
+        if found is None:
+            found = self.word_ids[term] = len(self.words)
+            self.words.append(term)
+            self.size += 100 + len(term)
+        return found
+
+    def _word(self, token: str) -> int:
+        term = fold(token)
+        found = self.word_ids.get(term)
+        if found is None:
+            found = self.word_ids[term] = len(self.words)
+            self.words.append(term)
+            self.size += 100 + len(term)
+        self.raw_ids[token] = found
+        return found
+
+    def _to_terms(self) -> None:
+        """Move the text fields' words into per-term postings, and send later documents
+        Whoosh's way: a merge adds postings one at a time, and each term's docnums must
+        stay in order."""
+        texts, self.texts = self.texts, {}
+        self.text_fields = frozenset()
+        placed, self.placed = self.placed, {}
+        for fieldname, (words, docnums, counts) in texts.items():
+            start = 0
+            at = placed.get(fieldname)
+            for docnum, count in zip(docnums, counts, strict=True):
+                positions: dict[int, array] = {}
+                places = range(count) if at is None else at[start : start + count]
+                for pos, word in zip(places, words[start : start + count], strict=True):
+                    if word:
+                        positions.setdefault(word, array("H")).append(pos)
+                start += count
+                for word, found in positions.items():
+                    if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+                        found.byteswap()
+                    self.add((fieldname, self.words[word].encode("utf-8"), docnum,
+                              float(len(found)), found.tobytes()))  # fmt: skip
+
+    def term_postings(self, fieldname: str) -> Iterator[TermPostings]:
+        """A text field's postings, sorted by term and document (numpy), in slices of
+        about ``SLICE`` occurrences (whole terms), so that sorting a field of 10 million
+        words holds a few arrays of its size, not a dozen."""
+        import numpy as np
+
+        words_a, docnums_a, counts_a = self.texts[fieldname]
+        words = np.frombuffer(words_a, np.uint32)
+        ranks, sorted_words = self._ranks()
+        keys = ranks[words]  # rank 0 is the empty word (it sorts first): not indexed
+        counts = np.frombuffer(counts_a, np.uint32).astype(np.int64)
+        firsts = np.cumsum(counts) - counts  # each document's first word
+        docnums = np.frombuffer(docnums_a, np.uint32).astype(np.int32)
+        below = np.cumsum(np.bincount(keys, minlength=len(sorted_words)))  # ranks <= r
+        low = 1
+        while low < len(sorted_words):
+            high = int(np.searchsorted(below, below[low - 1] + SLICE, side="right"))
+            # at most 65,536 words a slice: their ranks less ``low`` sort as 16-bit
+            # integers (numpy's stable sort is a radix sort for those, 7x faster)
+            high = min(max(high, low + 1), len(sorted_words), low + 0x10000)
+            chosen = np.flatnonzero((keys >= low) & (keys < high))
+            low = high
+            if len(chosen):
+                within = np.searchsorted(firsts, chosen, side="right") - 1
+                docs = docnums[within]
+                if fieldname in self.placed:
+                    pos = np.frombuffer(self.placed[fieldname], np.uint32)[chosen].astype(np.int32)
+                else:
+                    pos = (chosen - firsts[within]).astype(np.int32)
+                yield _postings(sorted_words, chosen, keys, docs, pos, low)
+
+    def _ranks(self) -> tuple[Any, list[str]]:
+        """Each word id's rank in byte order (UTF-8 keeps code point order), and the
+        words in that order; once per segment (every text field shares the words)."""
+        import numpy as np
+
+        if self._ranked is not None and len(self._ranked[1]) == len(self.words):
+            return self._ranked
+        order = sorted(range(len(self.words)), key=self.words.__getitem__)
+        ranks = np.empty(len(order), np.int32)
+        ranks[np.array(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int32)
+        self._ranked = ranks, [self.words[i] for i in order]
+        return self._ranked
+
+    def iter_postings(
+        self, fieldname: str | None = None
+    ) -> Iterator[tuple[str, bytes, int, float, bytes]]:
+        keys = sorted(k for k in self.terms if fieldname is None or k[0] == fieldname)
+        for key in keys:
+            fieldname_, tbytes = key
             ids, weights, values, ends = self.terms[key]
             data = bytes(values)
             start = 0
             for docnum, weight, end in zip(ids, weights, ends, strict=True):
-                yield fieldname, tbytes, docnum, weight, data[start:end]
+                yield fieldname_, tbytes, docnum, weight, data[start:end]
                 start = end
 
     def save(self) -> None:
@@ -189,18 +367,149 @@ class _TermPool:
 
     def cleanup(self) -> None:
         self.terms.clear()
+        self.texts.clear()
+        self.placed.clear()
+        self._ranked = None
+        self._last = None
         self.size = 0
 
 
-def _segment_writer(ix: windex.Index, **kwargs: Any) -> Any:
-    """A Whoosh segment writer with the compact codec and the packed pool."""
-    from whoosh.writing import SegmentWriter
+SLICE = 1 << 21
 
+
+def _postings(
+    words: list[str], chosen: Any, keys: Any, docs: Any, pos: Any, low: int
+) -> TermPostings:
+    """The postings of the ``chosen`` occurrences (indexes, in document order; ``docs``
+    and ``pos``: theirs) of some words (``keys``: ranks into ``words``, here from
+    ``low`` to ``low`` + 65,535), sorted by word, document and position."""
+    import numpy as np
+
+    keys = keys[chosen]
+    order = np.argsort((keys - low).astype(np.uint16), kind="stable")
+    keys, docs, pos = keys[order], docs[order], pos[order]
+    del order
+    count = len(keys)
+    starts = np.empty(count, bool)
+    starts[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=starts[1:])
+    starts[1:] |= docs[1:] != docs[:-1]
+    posting_starts = np.flatnonzero(starts)
+    del starts
+    gaps = pos.copy()
+    gaps[1:] -= pos[:-1]
+    gaps[posting_starts] = pos[posting_starts]
+    freqs = np.diff(np.append(posting_starts, count)).astype(np.int32)
+    posting_keys = keys[posting_starts]
+    term_starts = np.flatnonzero(np.concatenate(([True], posting_keys[1:] != posting_keys[:-1])))
+    terms = [words[k].encode("utf-8") for k in posting_keys[term_starts].tolist()]
+    return TermPostings(
+        terms, np.append(term_starts, len(posting_starts)), docs[posting_starts], freqs, gaps
+    )
+
+
+class _SegmentWriter(SegmentWriter):
+    """Whoosh's segment writer with a leaner path for our documents: text fields go to
+    the pool as word ids and are written a term at a time; the per-document writer gets
+    the same lengths and columns, in the same order, as Whoosh's ``add_document``."""
+
+    def __init__(self, ix: windex.Index, **kwargs: Any) -> None:
+        super().__init__(ix, **kwargs)
+        self.pool = _TermPool()
+        self._kinds = _field_kinds(self.schema)
+        self.pool.text_fields = frozenset(
+            n for n, k in self._kinds.items() if k in ("text", "pairs")
+        )
+
+    def add_document(self, **fields: Any) -> None:
+        kinds = self._kinds
+        pool = self.pool
+        if not pool.text_fields or not all(
+            name in kinds and (kinds[name] not in ("text", "pairs") or isinstance(value, str))
+            for name, value in fields.items()
+        ):
+            return super().add_document(**fields)  # boosts, lists of words, after a merge
+        self._check_state()
+        schema = self.schema
+        perdoc = self.perdocwriter
+        docnum = self.docnum
+        perdoc.start_doc(docnum)
+        try:
+            for name in sorted(fields):
+                value = fields[name]
+                if value is None:
+                    continue
+                field = schema[name]
+                kind = kinds[name]
+                if kind == "text":
+                    perdoc.add_field(name, field, None, pool.add_text(name, docnum, value))
+                elif kind == "pairs":
+                    pool.add_pairs(name, docnum, value, field.common)
+                    perdoc.add_field(name, field, None, 0)
+                elif kind == "id":
+                    for tbytes, _freq, weight, vbytes in field.index(value):
+                        pool.add((name, tbytes, docnum, weight, vbytes))
+                    perdoc.add_field(name, field, None, 0)
+                else:
+                    perdoc.add_field(name, field, None, 0)
+                    column = field.column_type
+                    perdoc.add_column_value(name, column, field.to_column_value(value))
+        except Exception:
+            perdoc.cancel_doc()
+            raise
+        perdoc.finish_doc()
+        self._added = True
+        self.docnum += 1
+
+    def _flush_segment(self) -> None:
+        pool = self.pool
+        if not pool.texts:
+            return super()._flush_segment()
+        self.perdocwriter.close()
+        lengths = self.per_document_reader()
+        try:
+            writer = self.fieldwriter
+            for name in sorted(pool.fieldnames | set(pool.texts)):
+                if name in pool.texts:
+                    lens = _lengths_column(lengths, name)
+                    for postings in pool.term_postings(name):
+                        writer.add_term_postings(name, self.schema[name], lens, postings)
+                    writer.finish_field()
+                else:
+                    writer.add_postings(self.schema, lengths, pool.iter_postings(name))
+            writer.close()
+        finally:
+            lengths.close()
+
+
+def _field_kinds(schema: Any) -> dict[str, str]:
+    """Each field as the lean path adds it: "text" (our analysed text, positions),
+    "id" (whole values, Whoosh's own ``index``), "column"; other fields go Whoosh's way."""
+    kinds: dict[str, str] = {}
+    for name in schema.names():
+        field = schema[name]
+        if field.stored or field.vector or field.separate_spelling():
+            continue
+        if not field.indexed:
+            if field.column_type is not None:
+                kinds[name] = "column"
+        elif field.column_type is not None:
+            continue
+        elif isinstance(field, PairText) and type(field).index is PairText.index:
+            kinds[name] = "pairs"
+        elif isinstance(field.format, CompactPositions) and field.scorable:
+            if field.format.field_boost == 1.0 and type(field).index is MailText.index:
+                kinds[name] = "text"
+        elif not field.scorable:
+            kinds[name] = "id"
+    return kinds
+
+
+def _segment_writer(ix: windex.Index, **kwargs: Any) -> Any:
+    """A segment writer with the compact codec and the packed pool."""
     # Not compound: Whoosh reads a compound segment's postings into a BytesIO copy (the
     # whole file in memory); separate files are read where they lie.
-    writer = SegmentWriter(ix, codec=CODEC, compound=False, **kwargs)
-    writer.pool = _TermPool()
-    return writer
+    return _SegmentWriter(ix, codec=CODEC, compound=False, **kwargs)
 
 
 def _merge_policy(writer: Any, segments: list[Any]) -> list[Any]:
