@@ -332,11 +332,21 @@ def _unpack_block(data: bytes | memoryview, fixedsize: int | None) -> tuple[list
 INLINE_LIMIT = 8  # a term of fewer postings keeps them in its dictionary entry
 
 
-def _varint(value: int, out: bytearray) -> None:
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
     while value > 0x7F:
         out.append(value & 0x7F | 0x80)
         value >>= 7
     out.append(value)
+    return bytes(out)
+
+
+# the varints of small numbers, made once: a rebuild writes a few million of them
+_VARINTS = [_varint_bytes(n) for n in range(1 << 14)]
+
+
+def _varint(value: int, out: bytearray) -> None:
+    out += _VARINTS[value] if value < 0x4000 else _varint_bytes(value)
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -396,8 +406,8 @@ def term_entry(
     if inlined is not None:
         flags |= _INLINED
         ids, weights, values = inlined
-        for a, b in zip(ids, ids[1:], strict=False):
-            _varint(b - a, out)
+        for step in map(operator.sub, ids[1:], ids):
+            _varint(step, out)
         if all(w == 1.0 for w in weights):
             flags |= _WEIGHTS_ONE
         elif all(w == int(w) and 0 <= w < 1 << 32 for w in weights):

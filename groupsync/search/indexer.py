@@ -251,8 +251,8 @@ class _TermPool:
         at = list(itertools.compress(range(len(terms)), map(operator.and_, flags, flags[1:])))
         if not at:
             return
-        term_id = self._term
-        ids = [term_id(f"{terms[i]} {terms[i + 1]}") for i in at]
+        ids = list(map(self._pair, map(terms.__getitem__, at), map(terms.__getitem__,
+                                                                   map((1).__add__, at))))
         entry = self.texts.get(fieldname)
         if entry is None:
             entry = self.texts[fieldname] = (array("I"), array("I"), array("I"))
@@ -263,6 +263,9 @@ class _TermPool:
         docnums.append(docnum)
         counts.append(len(ids))
         self.size += 18 * len(ids) + 8
+
+    def _pair(self, first: str, second: str) -> int:
+        return self._term(f"{first} {second}")
 
     def _term(self, term: str) -> int:
         found = self.word_ids.get(term)
