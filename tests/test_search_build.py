@@ -203,7 +203,7 @@ def test_updates_that_merge_segments_keep_every_posting(tmp_path):
     docs = _documents(700, seed=3)
     one = tmp_path / "one"
     one.mkdir()
-    ix = windex.create_in(str(one), SCHEMA)
+    ix = windex.create_in(str(one), schema_with(_COMMON))
     writer = indexer._segment_writer(ix)
     for doc in docs:
         writer.add_document(**doc)
@@ -212,7 +212,7 @@ def test_updates_that_merge_segments_keep_every_posting(tmp_path):
 
     parts = tmp_path / "parts"
     parts.mkdir()
-    ix = windex.create_in(str(parts), SCHEMA)
+    ix = windex.create_in(str(parts), schema_with(_COMMON))
     try:
         for start in range(0, 700, 100):  # seven small segments, then merges
             writer = indexer._segment_writer(ix)
@@ -223,7 +223,9 @@ def test_updates_that_merge_segments_keep_every_posting(tmp_path):
     finally:
         ix.close()
     assert len(segments) < 7
-    assert _all_postings(parts) == _all_postings(one)
+    postings = _all_postings(one)
+    assert any(field == "body_pairs" for field, *_rest in postings)  # pairs merged too
+    assert _all_postings(parts) == postings
 
 
 def test_documents_after_a_merged_reader_keep_every_posting(tmp_path):
@@ -233,14 +235,14 @@ def test_documents_after_a_merged_reader_keep_every_posting(tmp_path):
     for path in paths.values():
         path.mkdir()
     for name, part in (("first", docs[:60]), ("all", docs)):
-        ix = windex.create_in(str(paths[name]), SCHEMA)
+        ix = windex.create_in(str(paths[name]), schema_with(_COMMON))
         writer = indexer._segment_writer(ix)
         for doc in part:
             writer.add_document(**doc)
         writer.commit()
         ix.close()
     first = windex.open_dir(str(paths["first"]))
-    ix = windex.create_in(str(paths["both"]), SCHEMA)
+    ix = windex.create_in(str(paths["both"]), schema_with(_COMMON))
     try:
         writer = indexer._segment_writer(ix)
         with first.reader() as reader:
