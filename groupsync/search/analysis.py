@@ -56,23 +56,9 @@ def _nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-_RECENT: dict[int, tuple[str, list[str]]] = {}
-
-
 def terms_of(text: str) -> list[str]:
-    """The index terms of a text, in order (what every text field indexes).
-
-    A document's body is read by two fields (its words, and its pairs of common words):
-    the terms of the last few texts are kept, so it is analysed once. Do not modify the
-    list returned."""
-    recent = _RECENT.get(id(text))
-    if recent is not None and recent[0] is text:
-        return recent[1]
-    terms = [fold(t) for t in _TOKEN.findall(_nfc(text))]
-    if len(_RECENT) >= 8:
-        _RECENT.clear()
-    _RECENT[id(text)] = (text, terms)
-    return terms
+    """The index terms of a text, in order (what every text field indexes)."""
+    return [fold(t) for t in _TOKEN.findall(_nfc(text))]
 
 
 class MailTokenizer(Tokenizer):
