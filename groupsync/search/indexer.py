@@ -4,8 +4,6 @@ and checks against the archive, with their reports.
 
 from __future__ import annotations
 
-import itertools
-import operator
 import os
 import pickle
 import shutil
@@ -39,6 +37,7 @@ from .schema import (
     PairText,
     _key,
     common_words,
+    pairs_of,
     schema_with,
 )
 from .searchers import close_indexes
@@ -245,14 +244,10 @@ class _TermPool:
         ``text`` that are both in ``common``, at the first word's position."""
         if not common:
             return
-        vocabulary = self.words
-        terms = list(map(vocabulary.__getitem__, self._ids_of(text)))
-        flags = list(map(common.__contains__, terms))
-        at = list(itertools.compress(range(len(terms)), map(operator.and_, flags, flags[1:])))
+        at, pairs = pairs_of(list(map(self.words.__getitem__, self._ids_of(text))), common)
         if not at:
             return
-        ids = list(map(self._pair, map(terms.__getitem__, at), map(terms.__getitem__,
-                                                                   map((1).__add__, at))))
+        ids = list(map(self._term, pairs))
         entry = self.texts.get(fieldname)
         if entry is None:
             entry = self.texts[fieldname] = (array("I"), array("I"), array("I"))
@@ -263,9 +258,6 @@ class _TermPool:
         docnums.append(docnum)
         counts.append(len(ids))
         self.size += 18 * len(ids) + 8
-
-    def _pair(self, first: str, second: str) -> int:
-        return self._term(f"{first} {second}")
 
     def _term(self, term: str) -> int:
         found = self.word_ids.get(term)

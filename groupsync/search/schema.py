@@ -5,6 +5,8 @@ fields and aliases of the query language, the codec, and the post key.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import operator
 from collections.abc import Iterable
 
 from whoosh import columns as wcolumns
@@ -66,15 +68,17 @@ class PairText(wfields.TEXT):
         if not common:
             return
         terms = terms_of(value) if isinstance(value, str) else [fold(v) for v in value]
-        terms = terms[:MAX_POSITIONS]
-        flags = list(map(common.__contains__, terms))
-        pairs = (
-            (pos, f"{terms[pos]} {terms[pos + 1]}")
-            for pos, (first, second) in enumerate(zip(flags, flags[1:], strict=False))
-            if first and second
-        )
-        for pair, freq, weight, value in positional_values(pairs):
+        at, pairs = pairs_of(terms[:MAX_POSITIONS], common)
+        for pair, freq, weight, value in positional_values(zip(at, pairs, strict=True)):
             yield pair.encode("utf-8"), freq, weight, value
+
+
+def pairs_of(terms: list[str], common: frozenset[str]) -> tuple[list[int], list[str]]:
+    """Where two neighbouring terms are both in ``common``, and those pairs as terms
+    (``"of the"``): the one rule of both indexing paths (PairText's and the pool's)."""
+    flags = list(map(common.__contains__, terms))
+    at = list(itertools.compress(range(len(terms)), map(operator.and_, flags, flags[1:])))
+    return at, [f"{terms[i]} {terms[i + 1]}" for i in at]
 
 
 # The fields whose phrases use pairs of common words, and their pair fields.
